@@ -1,0 +1,48 @@
+# FedSim: `make run` launches the app, `make test` runs the whole suite.
+# Setup is shared and idempotent: a stamp file records the last install, so a second
+# `make run` / `make test` goes straight to work (seconds).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.fedsim-installed
+# torch is pinned: a CPU build of 2.13.0 lies on this machine's disk; an unpinned torch
+# would pull a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+
+.PHONY: setup run test test-fast lint bench assets screenshot clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[pyqt5,test]'
+	@touch $(STAMP)
+
+run: setup
+	$(PY) -m fedsim_napari
+
+# pytest-xvfb starts a virtual X server for the session, so the `gui` tests get a real
+# display (napari does not render on Qt's offscreen platform).
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not gui"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+assets: setup
+	$(VENV)/bin/fedsim ssm build --out assets/ssm/atlas_ssm.npz
+
+screenshot: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m fedsim_napari --screenshot docs/images/napari.png
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from fedsim_app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""NIfTI reader and writers for napari (spacing and orientation honoured via the engine)."""
