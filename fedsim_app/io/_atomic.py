@@ -1,0 +1,81 @@
+"""Atomic file writes: write a temporary sibling, then ``os.replace`` it into place.
+
+An interrupted run therefore leaves either the old file or the new one, never half a
+file. Temporary names start with a dot so dataset scanners skip them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from fedsim_app.io.errors import UnwritableError
+
+
+def temp_sibling(path: Path) -> Path:
+    """A hidden temporary name next to ``path`` that keeps its extension (nibabel needs it)."""
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success move it onto ``path``.
+
+    Raises
+    ------
+    UnwritableError
+        When the folder cannot be created or written.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnwritableError(path.parent, f"cannot create the folder ({exc.strerror})",
+                              "choose a folder you can write to") from exc
+    tmp = temp_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except PermissionError as exc:
+        raise UnwritableError(path.parent, "the folder is not writable",
+                              "choose a folder you can write to or fix its permissions") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` and rename ``tmp`` onto ``path``; returns ``path``."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def write_json_atomic(path: str | Path, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there.
+
+    Raises
+    ------
+    UnwritableError
+        With the folder named, when it cannot be created or written.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".fedsim-write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UnwritableError(folder, f"cannot write to the output folder ({exc.strerror})",
+                              "choose a folder you can write to or fix its permissions") from exc
+    return folder
