@@ -1,0 +1,74 @@
+"""A PNG that shows how the sites' scanners differ: one mid-axial slice per site."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fedsim_app.errors import FedSimError
+from fedsim_app.io.labels_core import DISPLAY_NAME, STRUCTURES
+
+WINDOW_HU = (-250.0, 550.0)  # a cardiac CTA window: contrast blood bright, fat dark
+COLOURS = ("#e41a1c", "#ff7f00", "#377eb8", "#4daf4a", "#984ea3", "#f781bf", "#a65628")
+
+
+def find_site_datasets(root: str | Path) -> list[Path]:
+    """The nnU-Net dataset folders of a cohort (those holding FedSim case records)."""
+    root = Path(root)
+    found = sorted(p.parent.parent for p in root.glob("*/fedsim/*.json"))
+    found = list(dict.fromkeys(found))
+    if not found and (root / "fedsim").is_dir():
+        found = [root]
+    if not found:
+        raise FedSimError(f"{root}: no FedSim cohort datasets found — make one with "
+                          "`fedsim cohort --out DIR` first")
+    return found
+
+
+def write_preview(root: str | Path, out_png: str | Path | None = None) -> Path:
+    """Draw one mid-axial slice per site (first case) with label contours → PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from fedsim_app.io import get_code_set, read_nifti, to_internal
+    from fedsim_app.io._atomic import atomic_path
+
+    datasets = find_site_datasets(root)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 4.6), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        meta = json.loads(sorted((ds / "fedsim").glob("*.json"))[0].read_text())
+        image = read_nifti(ds / meta["image"]).array
+        raw = read_nifti(ds / meta["label"], kind="label").array
+        label = to_internal(raw, get_code_set(meta["label_codes"]))
+        zs = np.nonzero(label.any(axis=(1, 2)))[0]
+        k = int((zs.min() + zs.max()) // 2) if len(zs) else label.shape[0] // 2
+        spacing = meta["spacing_mm_zyx"]
+        extent = (0, label.shape[2] * spacing[2], 0, label.shape[1] * spacing[1])
+        # radiological display: patient's right on the image's left, anterior at the top
+        ax.imshow(image[k][::-1], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1],
+                  extent=extent, interpolation="nearest")
+        for code, colour in enumerate(COLOURS, start=1):
+            mask = (label[k] == code)[::-1].astype(float)
+            if mask.any():
+                ax.contour(np.linspace(0, extent[1], mask.shape[1]),
+                           np.linspace(extent[3], 0, mask.shape[0]), mask[::-1], levels=[0.5],
+                           colors=[colour], linewidths=0.9)
+        rec = meta["record"]
+        ax.set_title(f"site {rec.get('site', '?')} · {rec.get('scanner', '')} · "
+                     f"{spacing[2]:.2f} mm\nage {rec['heart'].get('age_years', 0):.1f} y, "
+                     f"{rec.get('fidelity', '')} render", fontsize=9)
+        ax.set_xlabel("mm")
+    handles = [Line2D([0], [0], color=c, lw=2) for c in COLOURS]
+    fig.legend(handles, [DISPLAY_NAME[n] for n in STRUCTURES], loc="lower center", ncol=7,
+               fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    out_png = Path(out_png) if out_png else Path(root) / "preview.png"
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return out_png
