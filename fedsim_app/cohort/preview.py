@@ -48,21 +48,25 @@ def write_preview(root: str | Path, out_png: str | Path | None = None) -> Path:
         zs = np.nonzero(label.any(axis=(1, 2)))[0]
         k = int((zs.min() + zs.max()) // 2) if len(zs) else label.shape[0] // 2
         spacing = meta["spacing_mm_zyx"]
-        extent = (0, label.shape[2] * spacing[2], 0, label.shape[1] * spacing[1])
-        # radiological display: patient's right on the image's left, anterior at the top
-        ax.imshow(image[k][::-1], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1],
+        ny, nx = label.shape[1:]
+        extent = (0, nx * spacing[2], 0, ny * spacing[1])
+        # one frame for image and contours: rows (y) run posterior → anterior, drawn
+        # upward; the x axis is inverted so the patient's right is on the viewer's left
+        ax.imshow(image[k], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], origin="lower",
                   extent=extent, interpolation="nearest")
+        xs = (np.arange(nx) + 0.5) * spacing[2]
+        ys = (np.arange(ny) + 0.5) * spacing[1]
         for code, colour in enumerate(COLOURS, start=1):
-            mask = (label[k] == code)[::-1].astype(float)
+            mask = (label[k] == code).astype(float)
             if mask.any():
-                ax.contour(np.linspace(0, extent[1], mask.shape[1]),
-                           np.linspace(extent[3], 0, mask.shape[0]), mask[::-1], levels=[0.5],
-                           colors=[colour], linewidths=0.9)
+                ax.contour(xs, ys, mask, levels=[0.5], colors=[colour], linewidths=0.9)
+        ax.invert_xaxis()
+        ax.set_xlabel("mm (patient right on the left)")
+        ax.set_ylabel("mm (anterior up)")
         rec = meta["record"]
         ax.set_title(f"site {rec.get('site', '?')} · {rec.get('scanner', '')} · "
                      f"{spacing[2]:.2f} mm\nage {rec['heart'].get('age_years', 0):.1f} y, "
                      f"{rec.get('fidelity', '')} render", fontsize=9)
-        ax.set_xlabel("mm")
     handles = [Line2D([0], [0], color=c, lw=2) for c in COLOURS]
     fig.legend(handles, [DISPLAY_NAME[n] for n in STRUCTURES], loc="lower center", ncol=7,
                fontsize=8, frameon=False)
