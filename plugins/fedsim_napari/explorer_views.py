@@ -1,0 +1,207 @@
+"""What the Explorer shows: four linked 2D layers in the viewer's grid and a 3D mesh canvas.
+
+The 2D views (labels, material map, coarse CT, full CT) are napari layers in grid mode,
+so they share one slice position and camera; every layer carries its grid's scale and
+translate, so positions are mm. The meshes live in a vispy canvas of their own (napari's
+grid shares one 2D/3D display mode); a translucent plane in it follows the viewer's slice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedsim_app.io.labels_core import LABEL_OF, STRUCTURES
+
+#: One colour per structure (RGB 0..1), shared by the labels layer, meshes and legend.
+STRUCTURE_COLORS: dict[str, tuple[float, float, float]] = {
+    "lv_blood_pool": (0.90, 0.20, 0.20),
+    "lv_myocardium": (0.98, 0.78, 0.25),
+    "rv": (0.25, 0.45, 0.95),
+    "la": (0.85, 0.35, 0.85),
+    "ra": (0.30, 0.80, 0.90),
+    "aorta": (0.98, 0.55, 0.15),
+    "pulmonary_artery": (0.35, 0.80, 0.35),
+}
+LAYER_NAMES = {
+    "labels": "Labels (SSM shape)",
+    "material": "Material μ/mm (Fix-Mat atlas)",
+    "coarse": "Coarse CT 16³ (HU)",
+    "full": "Full CT (simulator, no enhancer)",
+}
+LAYER_SOURCES = {"labels": "labels", "material": "material_mu_per_mm",
+                 "coarse": "coarse_ct_hu", "full": "full_ct_hu"}
+CT_WINDOW_HU = (-250.0, 550.0)  # cardiac soft-tissue window: blood, myocardium and fat apart
+
+
+def label_colormap():
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colors = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+    colors.update({LABEL_OF[n]: (*STRUCTURE_COLORS[n], 1.0) for n in STRUCTURES})
+    return DirectLabelColormap(color_dict=colors)
+
+
+def legend_html() -> str:
+    """A colour key of the seven structures (for a QLabel)."""
+    from fedsim_app.io.labels_core import DISPLAY_NAME
+
+    cells = []
+    for n in STRUCTURES:
+        r, g, b = (int(255 * c) for c in STRUCTURE_COLORS[n])
+        cells.append(f"<span style='color:rgb({r},{g},{b})'>■</span>&nbsp;{DISPLAY_NAME[n]}")
+    return " &nbsp; ".join(cells)
+
+
+class SliceLayers:
+    """The four 2D layers of the Explorer in a napari viewer (created on first result)."""
+
+    def __init__(self, viewer):
+        self.viewer = viewer
+        self.layers: dict = {}
+        self._grids = None
+
+    def _create(self, result) -> None:
+        v, g, cg = self.viewer, result.grid.napari_kwargs(), result.coarse_grid.napari_kwargs()
+        mu_max = float(max(result.material_mu_per_mm.max(), 1e-3))
+        # layers own copies: updates are written into them in place (see update)
+        self.layers["labels"] = v.add_labels(result.labels.copy(), name=LAYER_NAMES["labels"],
+                                             colormap=label_colormap(), opacity=0.9, **g)
+        self.layers["material"] = v.add_image(
+            result.material_mu_per_mm.copy(), name=LAYER_NAMES["material"], colormap="magma",
+            contrast_limits=(0.0, mu_max), **g)
+        self.layers["coarse"] = v.add_image(
+            result.coarse_ct_hu.copy(), name=LAYER_NAMES["coarse"], colormap="gray",
+            contrast_limits=CT_WINDOW_HU, interpolation2d="nearest", **cg)
+        self.layers["full"] = v.add_image(result.full_ct_hu.copy(), name=LAYER_NAMES["full"],
+                                          colormap="gray", contrast_limits=CT_WINDOW_HU, **g)
+        for layer in self.layers.values():
+            layer.units = "mm"
+        grid = v.canvas.grid if hasattr(v, "canvas") else v.grid  # napari >= 0.9 moved it
+        grid.enabled = True
+        grid.shape = (2, 2)
+        grid.spacing = 0.04
+        v.dims.axis_labels = ("z (mm)", "y (mm)", "x (mm)")
+        scale_bar = v.canvas.overlays.scale_bar if hasattr(v, "canvas") else v.scale_bar
+        scale_bar.visible = True  # reads the layers' units: mm
+        text = v.canvas.overlays.text if hasattr(v, "canvas") else v.text_overlay
+        text.text = ("labels │ material μ (Fix-Mat)\n"
+                     "coarse CT 16³ │ full CT (simulator)")
+        text.position = "top_left"
+        text.font_size = 9
+        text.color = (0.8, 0.8, 0.8, 1.0)
+        text.visible = True
+        # axial slices the radiological way: anterior up, patient right on screen left
+        camera = v.scene.camera if hasattr(v, "scene") else v.camera
+        camera.orientation2d = ("up", "left")
+        v.dims.set_point(0, float(np.mean(result.grid.axis_centers()[0])))
+        v.reset_view()
+
+    def alive(self) -> bool:
+        return bool(self.layers) and all(
+            layer in self.viewer.layers for layer in self.layers.values())
+
+    def update(self, result) -> None:
+        """Put ``result``'s volumes into the layers (created the first time, and again
+        when the grids change, e.g. with another preset)."""
+        grids = (result.grid, result.coarse_grid)
+        if not self.alive() or grids != self._grids:
+            self._grids = grids
+            for layer in self.layers.values():
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+            self.layers = {}
+            self._create(result)
+            return
+        # Same grids: copy into the layers' arrays and refresh the slice. Assigning
+        # ``layer.data`` would also recompute dims, extents and the layer list (~15 ms a
+        # layer here, on the event loop); thumbnails wait for refresh_thumbnails.
+        for key, attr in LAYER_SOURCES.items():
+            layer = self.layers[key]
+            np.copyto(layer.data, getattr(result, attr))
+            layer.refresh(extent=False, highlight=False, thumbnail=False)
+
+    def refresh_thumbnails(self) -> None:
+        """Update the layer-list thumbnails (deferred while sliders move)."""
+        if self.alive():
+            for layer in self.layers.values():
+                layer.refresh(data_displayed=False, extent=False, highlight=False)
+
+
+def mesh_payload(meshes: dict):
+    """One vispy ``MeshData`` of all structures (per-vertex colours, normals computed).
+
+    Built in the render worker: vispy's own per-mesh ``set_data`` recomputes these in
+    the GUI thread (about 100 ms for seven meshes under software OpenGL).
+    """
+    from vispy.geometry import MeshData
+
+    verts, faces, colors, offset = [], [], [], 0
+    for name, (v, f) in meshes.items():
+        verts.append(np.asarray(v, np.float32))
+        faces.append(np.asarray(f, np.uint32) + offset)
+        colors.append(np.tile((*STRUCTURE_COLORS[name], 1.0), (len(v), 1)))
+        offset += len(v)
+    md = MeshData(vertices=np.concatenate(verts), faces=np.concatenate(faces),
+                  vertex_colors=np.concatenate(colors).astype(np.float32))
+    md.get_vertex_normals()  # cached inside md; the visual reuses it
+    return md
+
+
+class MeshCanvas:
+    """The seven meshes as shaded surfaces in a vispy canvas, with the slice plane.
+
+    ``widget`` is the Qt widget to place in a dock. Vertices are world RAS+ mm.
+    """
+
+    def __init__(self, size=(360, 300)):
+        from vispy import scene
+
+        self.canvas = scene.SceneCanvas(keys=None, size=size, bgcolor="#262930")
+        self.view = self.canvas.central_widget.add_view()
+        self.view.camera = scene.TurntableCamera(fov=30, elevation=15, azimuth=-60)
+        self.mesh = None
+        self._scene = scene
+        self.plane = None
+        self._extent = None
+
+    @property
+    def widget(self):
+        return self.canvas.native
+
+    def update(self, meshdata, slice_z_mm: float | None = None) -> None:
+        """Show a :func:`mesh_payload`."""
+        if self.mesh is None:
+            self.mesh = self._scene.visuals.Mesh(meshdata=meshdata, shading="smooth",
+                                                 parent=self.view.scene)
+        else:
+            self.mesh.set_data(meshdata=meshdata)
+        if self._extent is None:
+            v = meshdata.get_vertices()
+            lo, hi = v.min(0), v.max(0)
+            self._extent = (lo, hi)
+            self.view.camera.center = tuple((lo + hi) / 2)
+            self.view.camera.distance = float(np.linalg.norm(hi - lo) * 1.8)
+        if slice_z_mm is not None:
+            self.set_slice(slice_z_mm)
+        self.canvas.update()
+    def set_slice(self, z_mm: float) -> None:
+        """Move the translucent axial plane to world ``z_mm`` (the viewer's slice)."""
+        if self._extent is None:
+            return
+        lo, hi = self._extent
+        pad = 10.0
+        x0, y0, x1, y1 = lo[0] - pad, lo[1] - pad, hi[0] + pad, hi[1] + pad
+        quad = np.array([[x0, y0, z_mm], [x1, y0, z_mm], [x1, y1, z_mm], [x0, y1, z_mm]],
+                        np.float32)
+        faces = np.array([[0, 1, 2], [0, 2, 3]], np.uint32)
+        if self.plane is None:
+            self.plane = self._scene.visuals.Mesh(vertices=quad, faces=faces,
+                                                  color=(1.0, 1.0, 1.0, 0.25),
+                                                  parent=self.view.scene)
+            self.plane.set_gl_state("translucent", depth_test=False)
+        else:
+            self.plane.set_data(vertices=quad, faces=faces, color=(1.0, 1.0, 1.0, 0.25))
+        self.canvas.update()
+
+    def close(self) -> None:
+        self.canvas.close()

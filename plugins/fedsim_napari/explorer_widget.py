@@ -1,0 +1,354 @@
+"""The "FedSim Explorer" dock: shape and scanner sliders, rendered live and side by side.
+
+The widget only gathers the state (21 sliders, seed, site) and forwards it to
+``fedsim_app.pipeline.FedSimModel`` through a :class:`RenderScheduler`; the results go to
+the linked views (:mod:`fedsim_napari.explorer_views`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fedsim_app.pipeline import (
+    DEFAULT_PRESET,
+    PRESETS,
+    FedSimModel,
+    SampleState,
+    export_result,
+)
+from fedsim_napari.explorer_controls import ParameterSliders, parameter_labels
+from fedsim_napari.explorer_views import MeshCanvas, SliceLayers, legend_html, mesh_payload
+from fedsim_napari.explorer_worker import RenderScheduler, keep_alive
+
+MESH_DELAY_MS = 15
+
+
+class ExplorerWidget(QWidget):
+    """Sliders → shape, material map, coarse and full CT, and meshes, all live.
+
+    Parameters
+    ----------
+    napari_viewer : the viewer whose grid shows the 2D views
+    preset : pipeline preset name (``interactive`` by default; ``paper`` is 128³)
+    site : scanner profile shown first
+
+    Attributes
+    ----------
+    build_coarse_in_background : build a site's missing coarse system matrix in a worker
+        (minutes once per scanner); tests switch it off
+    """
+
+    build_coarse_in_background = True
+
+    def __init__(self, napari_viewer, preset: str = DEFAULT_PRESET, site: str = "site_a",
+                 parent=None):
+        super().__init__(parent)
+        from fedsim_app.ctsim import list_scanners
+
+        self.setObjectName("FedSimExplorer")
+        self.viewer = napari_viewer
+        self.model = FedSimModel(preset)
+        self.result = None
+        self.latencies_ms: list[float] = []
+        self.last_failure = None
+        self.last_fit = None
+        self._fit_worker = None
+        self._pending_meshes = None
+        self._preparing: set[str] = set()
+        self._thumbnails = QTimer(self)
+        self._thumbnails.setSingleShot(True)
+        self._thumbnails.setInterval(300)
+
+        self.scheduler = RenderScheduler(self._render, parent=self)
+        self.scheduler.rendered.connect(self._show)
+        self.scheduler.failed.connect(self._show_failure)
+        self.slices = SliceLayers(napari_viewer)
+        self.meshes = MeshCanvas()
+
+        self.preset = QComboBox()
+        self.preset.addItems(list(PRESETS))
+        self.preset.setCurrentText(self.model.preset.name)
+        self.preset.setToolTip("\n".join(
+            f"{p.name}: {p.label_size}³ labels, {p.coarse_size}³ material"
+            for p in PRESETS.values()))
+        self.site = QComboBox()
+        self.site.addItems(list_scanners())
+        self.site.setCurrentText(site)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.sliders = ParameterSliders(parameter_labels(self.model.ssm))
+        self.random_button = QPushButton("Random sample")
+        self.reset_button = QPushButton("Reset to mean")
+        self.fit_layer = QComboBox()
+        self.fit_layer.setPlaceholderText("no Labels layer open")
+        self.fit_layer.setToolTip("a Labels layer to fit the shape model to (e.g. an MM-WHS "
+                                  "label file opened with File > Open)")
+        self.fit_button = QPushButton("Fit to labels layer")
+        self.export_button = QPushButton("Export current sample…")
+        self.provenance = QLabel()
+        self.status = QLabel("rendering…")
+        self.fit_status = QLabel()
+        for label in (self.provenance, self.status, self.fit_status):
+            label.setWordWrap(True)
+        # fixed heights: a new status text must not re-layout the dock (and repaint the 3D
+        # canvas) on every render
+        lines = self.status.fontMetrics().lineSpacing()
+        self.status.setFixedHeight(2 * lines + 6)
+        self.provenance.setFixedHeight(2 * lines + 6)
+        legend = QLabel(legend_html())
+        legend.setWordWrap(True)
+        self._layout(legend)
+
+        self.site.currentTextChanged.connect(self.request)
+        self.preset.currentTextChanged.connect(self.set_preset)
+        self.seed.valueChanged.connect(self.request)
+        self.sliders.changed.connect(self.request)
+        self._thumbnails.timeout.connect(self.slices.refresh_thumbnails)
+        self.random_button.clicked.connect(self.random_sample)
+        self.reset_button.clicked.connect(self.reset_to_mean)
+        self.fit_button.clicked.connect(self.fit_to_labels)
+        self.export_button.clicked.connect(self._export_clicked)
+        napari_viewer.dims.events.current_step.connect(self._slice_moved)
+        napari_viewer.layers.events.inserted.connect(self._refresh_fit_layers)
+        napari_viewer.layers.events.removed.connect(self._refresh_fit_layers)
+        self._refresh_fit_layers()
+        self.request()
+
+    def _layout(self, legend: QLabel) -> None:
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Site"))
+        top.addWidget(self.site, 1)
+        top.addWidget(QLabel("Seed"))
+        top.addWidget(self.seed)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.random_button)
+        buttons.addWidget(self.reset_button)
+        buttons.addWidget(self.preset)
+        fit = QHBoxLayout()
+        fit.addWidget(self.fit_layer, 1)
+        fit.addWidget(self.fit_button)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.sliders)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.meshes.widget.setMinimumHeight(220)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(buttons)
+        layout.addWidget(legend)
+        layout.addWidget(self.meshes.widget, 2)
+        layout.addWidget(self.provenance)
+        layout.addWidget(scroll, 3)
+        layout.addLayout(fit)
+        layout.addWidget(self.fit_status)
+        layout.addWidget(self.export_button)
+        layout.addWidget(self.status)
+        self.setMinimumWidth(380)
+
+    # -- state ------------------------------------------------------------------------
+    def state(self) -> SampleState:
+        return SampleState(self.sliders.values(), self.seed.value(), self.site.currentText())
+
+    def set_state(self, state: SampleState) -> None:
+        """Show ``state`` (one render, whatever changed)."""
+        for w in (self.site, self.seed):
+            w.blockSignals(True)
+        self.site.setCurrentText(state.site)
+        self.seed.setValue(state.seed)
+        for w in (self.site, self.seed):
+            w.blockSignals(False)
+        self.sliders.set_values(state.params)
+        self.request()
+
+    def request(self, *_) -> int:
+        """Render the current state (coalesced; newest wins)."""
+        return self.scheduler.request(self.state())
+
+    def set_preset(self, name: str) -> None:
+        """Switch resolution preset (``interactive`` 64³, ``paper`` 128³): a new model."""
+        if name == self.model.preset.name:
+            return
+        self.model = FedSimModel(name)
+        self.request()
+
+    def random_sample(self) -> None:
+        """Next seed, and parameters drawn with it (reproducible: the seed names it)."""
+        seed = self.seed.value() + 1
+        self.set_state(SampleState.random(seed, self.site.currentText()))
+
+    def reset_to_mean(self) -> None:
+        self.set_state(SampleState(seed=self.seed.value(), site=self.site.currentText()))
+
+    # -- results ------------------------------------------------------------------------
+    def _render(self, state: SampleState):
+        """Worker thread: the engine's result and the meshes ready for the GPU."""
+        result = self.model.render(state)
+        return result, mesh_payload(result.meshes)
+
+    def _show(self, rendered, generation: int, requested_at: float) -> None:
+        result, meshdata = rendered
+        self.result = result
+        self.slices.update(result)
+        self._thumbnails.start()  # once the sliders rest
+        self._prepare_site(result.state.site)
+        # the 3D canvas repaints in a later event-loop turn: two ~30 ms paints instead of
+        # one ~60 ms stall (software OpenGL), the slice views first
+        self._pending_meshes = meshdata
+        QTimer.singleShot(MESH_DELAY_MS, self._show_meshes)
+        self.latencies_ms.append(1000 * (time.perf_counter() - requested_at))
+        provenance = (f"<b>Material</b>: Fix-Mat atlas, {result.energy_keV:.1f} keV · "
+                      "<b>Full CT</b>: simulator render, no enhancer yet")
+        if self.provenance.text() != provenance:
+            self.provenance.setText(provenance)
+            self.provenance.setToolTip(f"Material map: {result.material_source}.\n"
+                                       f"Full CT: {result.ct_source}.")
+        stages = ", ".join(f"{k} {1000 * v:.0f}" for k, v in result.seconds.items())
+        g = result.grid
+        self.status.setText(
+            f"{g.shape[0]}³ × {g.spacing_mm[0]:.2f} mm ({result.preset.name}) · "
+            f"{result.state.site} · updated in {self.latencies_ms[-1]:.0f} ms")
+        self.status.setToolTip(f"stage times (ms): {stages or 'all cached'}")
+
+    def _prepare_site(self, site: str) -> None:
+        """Build a site's coarse system matrix once, in the background, if it is missing."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_info
+
+        if (not self.build_coarse_in_background or site in self._preparing
+                or self.model.site_ready(site)):
+            return
+        self._preparing.add(site)
+        show_info(f"FedSim Explorer: building the coarse CT simulator of {site} once (a few "
+                  "minutes on a CPU, then cached). Until then its coarse CT takes the "
+                  "direct diffct path, about a second per update.")
+        worker = create_worker(self.model.prepare_site, site, _start_thread=False)
+        worker.returned.connect(lambda _: show_info(f"FedSim Explorer: {site} is ready."))
+        keep_alive(worker)
+        worker.start()
+
+    def _show_meshes(self) -> None:
+        if self._pending_meshes is not None:
+            self.meshes.update(self._pending_meshes, float(self.viewer.dims.point[0]))
+            self._pending_meshes = None
+
+    def _show_failure(self, state, failure) -> None:
+        from napari.utils.notifications import show_error
+
+        self.last_failure = failure
+        self.status.setText(f"render failed: {failure.exc}")
+        show_error(
+            f"FedSim Explorer could not render site {state.site}, seed {state.seed}: "
+            f"{failure.exc}. Try 'Reset to mean' or another site; if it keeps failing, "
+            "check the installation in the FedSim status dock (Plugins menu).")
+
+    def _slice_moved(self, event=None) -> None:
+        self.meshes.set_slice(float(self.viewer.dims.point[0]))
+
+    # -- fit ----------------------------------------------------------------------------
+    def _refresh_fit_layers(self, event=None) -> None:
+        from napari.layers import Labels
+
+        ours = set(self.slices.layers.values())
+        names = [layer.name for layer in self.viewer.layers
+                 if isinstance(layer, Labels) and layer not in ours and layer.ndim == 3]
+        current = self.fit_layer.currentText()
+        self.fit_layer.clear()
+        self.fit_layer.addItems(names)
+        # with a placeholder text Qt leaves the index at -1: choose explicitly
+        self.fit_layer.setCurrentIndex(names.index(current) if current in names
+                                       else (0 if names else -1))
+        self.fit_button.setEnabled(bool(names))
+
+    def fit_to_labels(self, layer=None):
+        """Fit the SSM to a Labels layer in a worker; sets the sliders and shows Dice."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error
+
+        from fedsim_napari.explorer_fit import labels_and_grid
+
+        name = layer.name if layer is not None else self.fit_layer.currentText()
+        try:
+            labels, grid = labels_and_grid(self.viewer, name)
+        except ValueError as exc:
+            show_error(f"FedSim Explorer cannot fit: {exc}")
+            return None
+        self.fit_button.setEnabled(False)
+        self.fit_status.setText(f"fitting the SSM to {name}…")
+
+        def run():
+            try:
+                return self.model.fit(labels, grid)
+            except Exception as exc:  # noqa: BLE001 - becomes a notification
+                return exc
+
+        worker = create_worker(run, _start_thread=False)
+        worker.returned.connect(lambda out: self._fit_done(name, out))
+        self._fit_worker = worker
+        keep_alive(worker)
+        worker.start()
+        return worker
+
+    def _fit_done(self, name: str, out) -> None:
+        from napari.utils.notifications import show_error
+
+        from fedsim_app.pipeline import params_from_fit
+
+        self.fit_button.setEnabled(True)
+        self._fit_worker = None
+        if isinstance(out, Exception):
+            self.fit_status.setText(f"fit failed: {out}")
+            show_error(f"FedSim Explorer: fitting {name} failed: {out}. Check that the layer "
+                       "holds a whole heart in internal label codes 0..7.")
+            return
+        self.last_fit = out
+        mean = float(np.mean(list(out.dice.values()))) if out.dice else 0.0
+        shift = float(np.linalg.norm(out.offset_mm))
+        self.fit_status.setText(
+            f"Fit to <b>{name}</b>: mean Dice {mean:.3f} over {len(out.dice)} structures "
+            f"(heart IoU {out.binary_iou:.3f}, {out.seconds:.1f} s); shown in the SSM's "
+            f"frame ({shift:.0f} mm from where it sits in {name})")
+        params = params_from_fit(self.model.ssm, out)
+        self.set_state(self.state().replace(params=params))
+
+    # -- export -------------------------------------------------------------------------
+    def _export_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the current sample to")
+        if folder:
+            self.export_to(folder)
+
+    def export_to(self, folder) -> dict | None:
+        """Write the shown sample (NIfTI, PLY, JSON) into ``folder``."""
+        from napari.utils.notifications import show_error, show_info
+
+        from fedsim_app.errors import FedSimError
+
+        if self.result is None:
+            show_error("FedSim Explorer: nothing to export yet; wait for the first render.")
+            return None
+        try:
+            files = export_result(self.result, folder)
+        except (FedSimError, OSError) as exc:
+            show_error(f"FedSim Explorer could not export to {folder}: {exc}. "
+                       "Choose a folder you can write to.")
+            return None
+        show_info(f"FedSim Explorer: exported {len(files)} files to {folder}")
+        return files
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.scheduler.close()
+        self.meshes.close()
+        super().closeEvent(event)

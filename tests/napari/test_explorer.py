@@ -1,0 +1,166 @@
+"""The FedSim Explorer dock in a real viewer (Xvfb): live, linked, stale-free, fails loudly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _no_background_matrix_build(monkeypatch):
+    """A missing coarse system matrix would be built for minutes beyond the test."""
+    from fedsim_napari.explorer_widget import ExplorerWidget
+
+    monkeypatch.setattr(ExplorerWidget, "build_coarse_in_background", False)
+
+
+def _open(viewer, qtbot):
+    _, widget = viewer.window.add_plugin_dock_widget("fedsim", "FedSim Explorer")
+    _wait(widget, qtbot)
+    return widget
+
+
+def _wait(widget, qtbot, timeout=60_000):
+    s = widget.scheduler
+    qtbot.waitUntil(lambda: not s.busy and s.applied_generation == s.generation
+                    and widget.result is not None and widget._pending_meshes is None,
+                    timeout=timeout)
+
+
+def _data(widget, key):
+    return np.asarray(widget.slices.layers[key].data).copy()
+
+
+def test_opens_through_manifest_with_mm_layers(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = _open(viewer, qtbot)
+    r = widget.result
+    assert set(widget.slices.layers) == {"labels", "material", "coarse", "full"}
+    assert viewer.canvas.grid.enabled
+    for key, grid in (("labels", r.grid), ("full", r.grid), ("coarse", r.coarse_grid)):
+        np.testing.assert_allclose(widget.slices.layers[key].scale, grid.spacing_mm)
+    assert r.state.site == "site_a" and not any(r.state.params)  # site A, mean shape
+    assert len(widget.sliders.sliders) == 21
+    texts = [lab.text() for lab in widget.sliders.findChildren(type(widget.status))]
+    assert any(t.startswith("Mode 1 (") and t.endswith("%)") for t in texts)
+    assert "Fix-Mat" in widget.provenance.text() and "no enhancer" in widget.provenance.text()
+    assert "Fix-Mat" in widget.provenance.toolTip()
+    assert len(widget.meshes.mesh.mesh_data.get_vertices()) == widget.model.ssm.n_vertices
+
+
+def test_slider_changes_the_right_layers(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)  # a hidden canvas renders black after updates
+    viewer.window._qt_window.resize(1600, 1000)
+    widget = _open(viewer, qtbot)
+    qtbot.wait(100)
+    before = {k: _data(widget, k) for k in widget.slices.layers}
+    shots = {}
+    for key in ("labels", "full"):  # what the canvas shows of each layer alone
+        for other in widget.slices.layers.values():
+            other.visible = other is widget.slices.layers[key]
+        shots[key] = viewer.screenshot(canvas_only=True, flash=False)
+    for layer in widget.slices.layers.values():
+        layer.visible = True
+    widget.sliders.sliders[0].setValue(90)  # first shape mode
+    _wait(widget, qtbot)
+    for key in ("labels", "material", "full"):
+        assert not np.array_equal(before[key], _data(widget, key)), key
+    # layers are updated in place: the drawn pixels must follow the data
+    for key, shot in shots.items():
+        for other in widget.slices.layers.values():
+            other.visible = other is widget.slices.layers[key]
+        after = viewer.screenshot(canvas_only=True, flash=False)
+        assert np.abs(after.astype(int) - shot.astype(int)).sum() > 1000, key
+    for layer in widget.slices.layers.values():
+        layer.visible = True
+    # seed changes the torso and the noise, never the heart labels
+    labels = _data(widget, "labels")
+    full = _data(widget, "full")
+    widget.seed.setValue(3)
+    _wait(widget, qtbot)
+    np.testing.assert_array_equal(labels, _data(widget, "labels"))
+    assert not np.array_equal(full, _data(widget, "full"))
+
+
+def test_rapid_moves_show_only_the_last_state(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = _open(viewer, qtbot)
+    shown = []
+    widget.scheduler.rendered.connect(lambda rendered, gen, t0: shown.append(rendered[0].state))
+    for v in range(-90, 91, 15):  # a drag: 13 values, faster than a render
+        widget.sliders.sliders[3].setValue(v)
+        qtbot.wait(3)
+    _wait(widget, qtbot)
+    assert widget.result.state == widget.state()
+    assert widget.result.state.params[3] == 0.9
+    assert len(shown) < 13  # intermediate states were coalesced or dropped
+
+
+def test_site_switch_changes_ct_not_labels(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = _open(viewer, qtbot)
+    labels, full, coarse = (_data(widget, k) for k in ("labels", "full", "coarse"))
+    shape_runs = widget.model.stage_counts["shape"]
+    widget.site.setCurrentText("site_b")
+    _wait(widget, qtbot, timeout=120_000)
+    np.testing.assert_array_equal(labels, _data(widget, "labels"))
+    assert widget.model.stage_counts["shape"] == shape_runs
+    assert abs(full.std() - _data(widget, "full").std()) > 1.0
+    assert abs(coarse.mean() - _data(widget, "coarse").mean()) > 1.0
+
+
+def test_failing_render_shows_notification(make_napari_viewer, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    from fedsim_app.errors import FedSimError
+
+    viewer = make_napari_viewer()
+    widget = _open(viewer, qtbot)
+
+    def broken(state):
+        raise FedSimError("scanner profile is damaged")
+
+    widget.scheduler._render_fn = broken
+    n = len(notification_manager.records)
+    widget.sliders.sliders[1].setValue(40)
+    qtbot.waitUntil(lambda: widget.last_failure is not None, timeout=10_000)
+    messages = [str(r.message) for r in notification_manager.records[n:]]
+    assert any("could not render" in m and "damaged" in m and "Reset to mean" in m
+               for m in messages)
+
+
+def test_export_current_sample(make_napari_viewer, qtbot, tmp_path):
+    from fedsim_app.io import read_nifti
+
+    viewer = make_napari_viewer()
+    widget = _open(viewer, qtbot)
+    files = widget.export_to(tmp_path / "sample")
+    assert {"image.nii.gz", "labels.nii.gz", "params.json"} <= set(files)
+    assert len([k for k in files if k.endswith(".ply")]) == 7
+    np.testing.assert_array_equal(read_nifti(files["labels.nii.gz"], kind="label").array,
+                                  widget.result.labels)
+
+
+def test_slice_position_moves_the_3d_plane(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = _open(viewer, qtbot)
+    z0 = float(widget.meshes.plane.mesh_data.get_vertices()[0, 2])
+    viewer.dims.set_point(0, z0 + 20.0)
+    z1 = float(widget.meshes.plane.mesh_data.get_vertices()[0, 2])
+    assert abs(z1 - z0 - 20.0) < widget.result.grid.spacing_mm[0] + 1e-3
+
+
+@pytest.mark.slow
+def test_preset_switch_rebuilds_layers_in_mm(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = _open(viewer, qtbot)
+    extent = widget.result.grid.extent_mm
+    widget.preset.setCurrentText("paper")
+    _wait(widget, qtbot)
+    assert widget.slices.layers["labels"].data.shape == (128, 128, 128)
+    np.testing.assert_allclose(widget.slices.layers["labels"].scale,
+                               widget.result.grid.spacing_mm)
+    np.testing.assert_allclose(widget.result.grid.extent_mm, extent, rtol=1e-6)
+    assert len([layer for layer in viewer.layers]) == 4
