@@ -88,8 +88,9 @@ def load_or_build_matrix(op: CTOperator, *, use_cache: bool = True):
 class CoarseCT:
     """A site's coarse CT simulator: μ (..., n, n, n) → HU (..., n, n, n).
 
-    The grid spans the profile's field of view with ``size`` voxels per axis; the scan uses
-    ``profile.coarse_views`` views.
+    ``size`` voxels per axis of ``spacing_mm`` each (default: the profile's field of view
+    spread over ``size`` voxels); the scan uses ``profile.coarse_views`` views. The matrix
+    depends on the geometry, so each (profile, size, spacing) has its own cached matrix.
 
     Examples
     --------
@@ -98,11 +99,12 @@ class CoarseCT:
     >>> hu = ct(torch.full((2, 16, 16, 16), 0.02))       # doctest: +SKIP
     """
 
-    def __init__(self, profile: ScannerProfile, *, size: int = 16, n_views: int | None = None,
-                 precision: str = "float32", device=None, use_cache: bool = True):
+    def __init__(self, profile: ScannerProfile, *, size: int = 16, spacing_mm: float | None = None,
+                 n_views: int | None = None, precision: str = "float32", device=None,
+                 use_cache: bool = True):
         self.profile = profile
         self.size = int(size)
-        self.spacing_mm = profile.fov_mm / self.size
+        self.spacing_mm = float(spacing_mm) if spacing_mm else profile.fov_mm / self.size
         self.operator = CTOperator.from_profile(
             profile, volume_shape=(self.size,) * 3, spacing_mm=self.spacing_mm,
             n_views=profile.coarse_views if n_views is None else n_views,
@@ -111,7 +113,14 @@ class CoarseCT:
 
     def __repr__(self) -> str:
         return (f"CoarseCT(profile={self.profile.name!r}, size={self.size}, "
-                f"n_views={self.operator.n_views}, precision={self.operator.precision!r})")
+                f"spacing_mm={self.spacing_mm!r}, n_views={self.operator.n_views}, "
+                f"precision={self.operator.precision!r})")
+
+    @property
+    def matrix_cached(self) -> bool:
+        """Whether the system matrix is in memory or on disk (no build needed)."""
+        return "matrix" in self.__dict__ or (self.use_cache
+                                             and _cache_file(self.operator).exists())
 
     @cached_property
     def matrix(self):

@@ -158,7 +158,9 @@ class FedSimModel:
             self.stage_counts["site"] += 1
             profile = load_scanner(name)
             self._sites[name] = {"profile": profile, "lut": stages.atlas_material_lut(profile),
-                                 "coarse": stages.CoarseRenderer(profile, self.preset.coarse_size),
+                                 "coarse": stages.CoarseRenderer(
+                                     profile, self.preset.coarse_size,
+                                     self.coarse_grid.spacing_mm[0]),
                                  "full": _LRU(2)}
         return self._sites[name]
 

@@ -147,20 +147,16 @@ class CoarseRenderer:
     render is one matmul; before that, diffct's direct path runs (about a second).
     """
 
-    def __init__(self, profile, size: int):
+    def __init__(self, profile, size: int, spacing_mm: float):
         from fedsim_app.ctsim import CoarseCT
 
-        self.ct = CoarseCT(profile, size=size)
+        # the coarse map covers the label grid's field of view, not the scanner's
+        self.ct = CoarseCT(profile, size=size, spacing_mm=spacing_mm)
 
     @property
     def matrix_ready(self) -> bool:
         """Whether the fast (matrix) path is available without building it."""
-        if "matrix" in self.ct.__dict__:
-            return True
-        from fedsim_app.ctsim import coarse
-
-        cache_file = getattr(coarse, "_cache_file", None)
-        return bool(cache_file and cache_file(self.ct.operator).exists())
+        return self.ct.matrix_cached
 
     def build(self) -> None:
         """Build (or load) the system matrix now: minutes the first time for a scanner,
