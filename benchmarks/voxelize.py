@@ -26,26 +26,10 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def load_model():
-    """The shipped atlas SSM; else one built from the anatomy atlas; else a toy SSM.
+    """The shipped atlas SSM (what the figures are for); returns ``(model, source)``."""
+    from fedsim_app.shape import load_atlas_ssm
 
-    Returns ``(model, source)``.
-    """
-    try:
-        from fedsim_app.shape import load_atlas_ssm
-
-        return load_atlas_ssm(), "atlas asset"
-    except Exception:  # noqa: BLE001 - fall through to the next source
-        pass
-    try:
-        from fedsim_app.shape import build_population_ssm
-
-        return build_population_ssm("atlas"), "anatomy atlas (built now)"
-    except Exception:  # noqa: BLE001
-        from fedsim_app.shape import build_ssm
-        from fedsim_app.shape.synthetic import toy_population
-
-        shapes, topo = toy_population(20, seed=0, subdivisions=3)
-        return build_ssm(shapes, topo), "toy ellipsoid hearts"
+    return load_atlas_ssm(), "atlas asset"
 
 
 def main() -> None:

@@ -23,6 +23,22 @@ from fedsim_app.ctsim.simulate import mu_to_hu
 FORMAT_VERSION = 2
 
 
+def basis_projections(op: CTOperator, batch: int = 512):
+    """Yield ``(start, stop, sinograms (b, V, U, Vd))`` of the unit volumes
+    ``start..stop-1`` of ``op``'s grid (flattened z, y, x order), ``batch`` at a time."""
+    import torch
+
+    n = op.volume_shape[0] * op.volume_shape[1] * op.volume_shape[2]
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        basis = torch.zeros(stop - start, n, dtype=op.dtype, device=op.device)
+        basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        with torch.no_grad():
+            sino = op.forward(basis.reshape(-1, *op.volume_shape))
+        # yield outside no_grad: the caller's FDK (vmapped) must run in its own grad mode
+        yield start, stop, sino
+
+
 def build_system_matrix(op: CTOperator, *, batch: int = 512):
     """The (N, N) matrix of ``op.fdk(op.forward(·))`` on flattened (z, y, x) volumes.
 
@@ -38,12 +54,7 @@ def build_system_matrix(op: CTOperator, *, batch: int = 512):
         return diffct.fdk(sino, op.trajectory, op.volume_shape, op.angles, **kwargs)
 
     columns = []
-    for start in range(0, n, batch):
-        stop = min(start + batch, n)
-        basis = torch.zeros(stop - start, n, dtype=op.dtype, device=op.device)
-        basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-        with torch.no_grad():
-            sino = op.forward(basis.reshape(-1, *op.volume_shape))  # (b, V, U, Vd)
+    for start, stop, sino in basis_projections(op, batch):  # sino: (b, V, U, Vd)
         recon = torch.func.vmap(fdk_one)(sino)  # (b, nz, ny, nx)
         columns.append(recon.detach().reshape(stop - start, n))
     return torch.cat(columns).T.contiguous()  # (N_out, N_in)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from fedsim_app.ctsim.coarse import basis_projections
 from fedsim_app.ctsim.operator import CTOperator
 
 
@@ -37,14 +38,8 @@ def build_noise_operators(op: CTOperator, *, batch: int = 256) -> dict:
 
     n = op.volume_shape[0] * op.volume_shape[1] * op.volume_shape[2]
     r = op.n_views * op.detector_shape[0] * op.detector_shape[1]
-    pieces = []
-    for start in range(0, n, batch):
-        stop = min(start + batch, n)
-        basis = torch.zeros(stop - start, n, dtype=op.dtype, device=op.device)
-        basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-        with torch.no_grad():
-            sino = op.forward(basis.reshape(-1, *op.volume_shape))
-        pieces.append((start, sino.reshape(stop - start, r)))
+    pieces = [(start, sino.reshape(stop - start, r))
+              for start, stop, sino in basis_projections(op, batch)]
     p_rows, p_cols, p_vals = _sparse_columns(pieces, r)
 
     kwargs = op.fdk_weights_kwargs(learnable=True)
