@@ -14,8 +14,8 @@ from fedsim_app.shape.atlas import atlas_path
 
 @pytest.fixture(scope="module")
 def atlas():
-    if not atlas_path().is_file():
-        pytest.skip("assets/ssm/atlas_ssm.npz not built (fedsim ssm build)")
+    # shipped with the project: a missing asset is a failure, not a skip
+    assert atlas_path().is_file(), "assets/ssm/atlas_ssm.npz is missing: run `make assets`"
     return load_atlas_ssm()
 
 
