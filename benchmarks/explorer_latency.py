@@ -2,9 +2,11 @@
 
 Drives the real dock widget (qtbot) in a shown napari viewer under Xvfb (through
 ``xvfb-run`` when there is no display) over a fixed sequence of slider changes at the
-default preset, and watches the event loop with a 5 ms heartbeat timer. The last line reads
-``p50_ms=… p95_ms=… max_stall_ms=…``; the issue's targets are p50 ≤ 100 ms and
-p95 ≤ 250 ms on a 2-core CPU, stalls ≤ 50 ms.
+default preset, then drags one slider at 60 Hz, and watches the event loop with a 5 ms
+heartbeat timer throughout. Latency runs from the slider change to the new layers painted
+in napari's canvas. The last line reads ``p50_ms=… p95_ms=… max_stall_ms=…`` (the stall
+over both phases); the issue's targets are p50 ≤ 100 ms and p95 ≤ 250 ms on a 2-core CPU,
+stalls ≤ 50 ms.
 
     python benchmarks/explorer_latency.py [--changes 40] [--preset interactive]
 """
@@ -37,7 +39,6 @@ def run(n_changes: int, preset: str, seed: int = 0) -> dict:
     from pytestqt.qtbot import QtBot
     from pytestqt.wait_signal import SignalBlocker
     from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
 
     from fedsim_napari.explorer_widget import ExplorerWidget
 
@@ -67,28 +68,61 @@ def run(n_changes: int, preset: str, seed: int = 0) -> dict:
         value = int(rng.integers(-100, 101))
         if value == slider.value():
             value = -value or 50
-        # waitSignal runs an event loop that quits on the signal (no polling delay); the
-        # widget's own slot (layers update) is connected first, so it has run by then
+        # waitSignal runs an event loop that quits on the signal (no polling delay);
+        # ``displayed`` comes once the new layers are painted in napari's canvas
         blocker = SignalBlocker(timeout=60_000, raising=True)  # qtbot.waitSignal's engine
-        blocker.connect(sched.rendered)
+        blocker.connect(widget.displayed)
         t0 = time.perf_counter()
         slider.setValue(value)
         blocker.wait()
-        QApplication.processEvents()  # the canvas draws the new layers
         latencies.append(1000 * (time.perf_counter() - t0))
         for k, v in widget.result.seconds.items():
             stage_ms.setdefault(k, []).append(1000 * v)
         qtbot.wait(30)  # a user's pause between moves
     heartbeat.stop()
     gaps = np.diff(ticks) * 1000 if len(ticks) > 1 else np.array([0.0])
+    drag = _drag(widget, qtbot, QTimer)
     viewer.close()
     lat = np.array(latencies)
     return {"n": len(lat), "p50_ms": float(np.percentile(lat, 50)),
             "p95_ms": float(np.percentile(lat, 95)), "max_ms": float(lat.max()),
             "max_stall_ms": float(gaps.max()), "dropped": sched.dropped,
             "stalls_over_50": int((gaps > 50).sum()),
-            "grid": widget.result.grid.shape,
+            "grid": widget.result.grid.shape, "drag": drag,
             "stages": {k: float(np.median(v)) for k, v in stage_ms.items()}}
+
+
+def _drag(widget, qtbot, QTimer, step_ms: int = 16, span=range(-100, 101, 5)) -> dict:  # noqa: N803
+    """A continuous drag of the first slider at 60 Hz: the worker renders while the GUI
+    paints, so this is where the event loop has the least slack."""
+    sched = widget.scheduler
+    widget.sliders.sliders[0].setValue(span[0])
+    qtbot.waitUntil(lambda: not sched.busy and sched.applied_generation == sched.generation,
+                    timeout=60_000)
+    shown_before, dropped_before = len(widget.latencies_ms), sched.dropped
+    values, ticks = list(span), []
+    heartbeat, mover = QTimer(), QTimer()
+    heartbeat.timeout.connect(lambda: ticks.append(time.perf_counter()))
+
+    def move():
+        if values:
+            widget.sliders.sliders[0].setValue(values.pop(0))
+        else:
+            mover.stop()
+
+    mover.timeout.connect(move)
+    heartbeat.start(5)
+    mover.start(step_ms)
+    t0 = time.perf_counter()
+    qtbot.waitUntil(lambda: not values and not sched.busy
+                    and sched.applied_generation == sched.generation
+                    and widget._pending_meshes is None, timeout=120_000)
+    seconds = time.perf_counter() - t0
+    heartbeat.stop()
+    gaps = np.diff(ticks) * 1000
+    return {"moves": len(span), "shown": len(widget.latencies_ms) - shown_before,
+            "dropped": sched.dropped - dropped_before, "seconds": seconds,
+            "max_stall_ms": float(gaps.max()), "stalls_over_50": int((gaps > 50).sum())}
 
 
 def main(argv=None) -> int:
@@ -102,8 +136,12 @@ def main(argv=None) -> int:
           f"max_ms={out['max_ms']:.1f} dropped={out['dropped']} "
           f"stalls_over_50ms={out['stalls_over_50']}")
     print("median stage ms: " + " ".join(f"{k}={v:.1f}" for k, v in out["stages"].items()))
+    d = out["drag"]
+    print(f"drag at 60 Hz: moves={d['moves']} shown={d['shown']} dropped={d['dropped']} "
+          f"in {d['seconds']:.2f} s, max_stall_ms={d['max_stall_ms']:.1f} "
+          f"stalls_over_50ms={d['stalls_over_50']}")
     print(f"p50_ms={out['p50_ms']:.1f} p95_ms={out['p95_ms']:.1f} "
-          f"max_stall_ms={out['max_stall_ms']:.1f}")
+          f"max_stall_ms={max(out['max_stall_ms'], d['max_stall_ms']):.1f}")
     return 0
 
 

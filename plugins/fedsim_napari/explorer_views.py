@@ -1,9 +1,9 @@
-"""What the Explorer shows: four linked 2D layers in the viewer's grid and a 3D mesh canvas.
+"""What the Explorer shows in the viewer: four linked 2D layers in napari's grid.
 
 The 2D views (labels, material map, coarse CT, full CT) are napari layers in grid mode,
 so they share one slice position and camera; every layer carries its grid's scale and
-translate, so positions are mm. The meshes live in a vispy canvas of their own (napari's
-grid shares one 2D/3D display mode); a translucent plane in it follows the viewer's slice.
+translate, so positions are mm. The meshes live in a vispy canvas of their own
+(:mod:`fedsim_napari.explorer_mesh`), since napari's grid shares one 2D/3D display mode.
 """
 
 from __future__ import annotations
@@ -125,83 +125,3 @@ class SliceLayers:
         if self.alive():
             for layer in self.layers.values():
                 layer.refresh(data_displayed=False, extent=False, highlight=False)
-
-
-def mesh_payload(meshes: dict):
-    """One vispy ``MeshData`` of all structures (per-vertex colours, normals computed).
-
-    Built in the render worker: vispy's own per-mesh ``set_data`` recomputes these in
-    the GUI thread (about 100 ms for seven meshes under software OpenGL).
-    """
-    from vispy.geometry import MeshData
-
-    verts, faces, colors, offset = [], [], [], 0
-    for name, (v, f) in meshes.items():
-        verts.append(np.asarray(v, np.float32))
-        faces.append(np.asarray(f, np.uint32) + offset)
-        colors.append(np.tile((*STRUCTURE_COLORS[name], 1.0), (len(v), 1)))
-        offset += len(v)
-    md = MeshData(vertices=np.concatenate(verts), faces=np.concatenate(faces),
-                  vertex_colors=np.concatenate(colors).astype(np.float32))
-    md.get_vertex_normals()  # cached inside md; the visual reuses it
-    return md
-
-
-class MeshCanvas:
-    """The seven meshes as shaded surfaces in a vispy canvas, with the slice plane.
-
-    ``widget`` is the Qt widget to place in a dock. Vertices are world RAS+ mm.
-    """
-
-    def __init__(self, size=(360, 300)):
-        from vispy import scene
-
-        self.canvas = scene.SceneCanvas(keys=None, size=size, bgcolor="#262930")
-        self.view = self.canvas.central_widget.add_view()
-        self.view.camera = scene.TurntableCamera(fov=30, elevation=15, azimuth=-60)
-        self.mesh = None
-        self._scene = scene
-        self.plane = None
-        self._extent = None
-
-    @property
-    def widget(self):
-        return self.canvas.native
-
-    def update(self, meshdata, slice_z_mm: float | None = None) -> None:
-        """Show a :func:`mesh_payload`."""
-        if self.mesh is None:
-            self.mesh = self._scene.visuals.Mesh(meshdata=meshdata, shading="smooth",
-                                                 parent=self.view.scene)
-        else:
-            self.mesh.set_data(meshdata=meshdata)
-        if self._extent is None:
-            v = meshdata.get_vertices()
-            lo, hi = v.min(0), v.max(0)
-            self._extent = (lo, hi)
-            self.view.camera.center = tuple((lo + hi) / 2)
-            self.view.camera.distance = float(np.linalg.norm(hi - lo) * 1.8)
-        if slice_z_mm is not None:
-            self.set_slice(slice_z_mm)
-        self.canvas.update()
-    def set_slice(self, z_mm: float) -> None:
-        """Move the translucent axial plane to world ``z_mm`` (the viewer's slice)."""
-        if self._extent is None:
-            return
-        lo, hi = self._extent
-        pad = 10.0
-        x0, y0, x1, y1 = lo[0] - pad, lo[1] - pad, hi[0] + pad, hi[1] + pad
-        quad = np.array([[x0, y0, z_mm], [x1, y0, z_mm], [x1, y1, z_mm], [x0, y1, z_mm]],
-                        np.float32)
-        faces = np.array([[0, 1, 2], [0, 2, 3]], np.uint32)
-        if self.plane is None:
-            self.plane = self._scene.visuals.Mesh(vertices=quad, faces=faces,
-                                                  color=(1.0, 1.0, 1.0, 0.25),
-                                                  parent=self.view.scene)
-            self.plane.set_gl_state("translucent", depth_test=False)
-        else:
-            self.plane.set_data(vertices=quad, faces=faces, color=(1.0, 1.0, 1.0, 0.25))
-        self.canvas.update()
-
-    def close(self) -> None:
-        self.canvas.close()

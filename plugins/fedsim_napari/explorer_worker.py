@@ -1,9 +1,16 @@
 """Latest-state-wins rendering off the event loop.
 
-Slider events are coalesced by a short timer; one worker thread renders at a time; a
-result whose generation is older than the newest request is dropped, and the newest
-pending state starts as soon as the worker is free. So the UI never waits for a render
-and never shows a stale one.
+Slider events are coalesced by a short timer; one worker thread renders at a time, and
+the newest pending state starts as soon as the worker is free, so states asked for while
+a render runs are skipped except the last. A result whose state was superseded while it
+rendered is dropped, except as a *live frame*: when the views have not changed for
+``live_interval_ms``, it is shown while the newest state renders. So a continuous drag
+still animates (about ten frames a second) without the GUI thread painting every result,
+and the UI never waits for a render.
+
+With ``wait_for_display``, the next render starts only once the consumer says the last
+result is on screen (:meth:`RenderScheduler.displayed`), or after ``hold_ms``: on a CPU
+without a GPU, OpenGL paints and renders would otherwise compete for the same cores.
 """
 
 from __future__ import annotations
@@ -38,23 +45,42 @@ class RenderScheduler(QObject):
 
     Signals
     -------
-    rendered(result, generation, requested_at) : a fresh result (GUI thread)
+    rendered(result, generation, requested_at) : a result to show (GUI thread): the
+        newest state's, or a live frame
     failed(state, RenderFailure) : the newest request raised
+
+    Parameters
+    ----------
+    live_interval_ms : show a superseded result when nothing was shown for this long
+        (None: show the newest state only)
+    wait_for_display : hold the next render until :meth:`displayed` (or ``hold_ms``)
+    clock : seconds, monotonic (tests pass their own)
     """
 
     rendered = Signal(object, int, float)
     failed = Signal(object, object)
 
-    def __init__(self, render_fn, *, coalesce_ms: int = 2, parent=None):
+    def __init__(self, render_fn, *, coalesce_ms: int = 2,
+                 live_interval_ms: float | None = 100.0, wait_for_display: bool = False,
+                 hold_ms: int = 500, clock=time.perf_counter, parent=None):
         super().__init__(parent)
         self._render_fn = render_fn
+        self.live_interval_ms = live_interval_ms
+        self._clock = clock
+        self._shown_at: float | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(coalesce_ms)
         self._timer.timeout.connect(self._launch)
+        self.wait_for_display = wait_for_display
+        self._held = False
+        self._hold = QTimer(self)  # a consumer that never reports cannot stall rendering
+        self._hold.setSingleShot(True)
+        self._hold.setInterval(hold_ms)
+        self._hold.timeout.connect(self.displayed)
         self.generation = 0  # newest request
         self.applied_generation = 0  # newest result shown
-        self.dropped = 0  # results thrown away because a newer request existed
+        self.dropped = 0  # superseded results not shown
         self._pending = None  # (generation, state, requested_at)
         self._worker = None
 
@@ -69,9 +95,15 @@ class RenderScheduler(QObject):
         self._timer.start()
         return self.generation
 
+    def displayed(self) -> None:
+        """The consumer has put the last result on screen: the next render may start."""
+        self._hold.stop()
+        self._held = False
+        self._launch()
+
     def _launch(self) -> None:
-        if self._worker is not None or self._pending is None:
-            return  # the running worker launches the pending state when it finishes
+        if self._worker is not None or self._pending is None or self._held:
+            return  # launched when the running worker finishes, or on displayed()
         from napari.qt.threading import create_worker
 
         gen, state, t0 = self._pending
@@ -92,19 +124,31 @@ class RenderScheduler(QObject):
     def close(self) -> None:
         """Stop scheduling; a render in flight finishes and is ignored."""
         self._timer.stop()
+        self._hold.stop()
         self._pending = None
         self.generation += 1  # whatever is running is stale now
 
+    def _live_frame_due(self, gen: int) -> bool:
+        """Whether a superseded result ``gen`` is worth showing while the newest renders."""
+        if self.live_interval_ms is None or gen <= self.applied_generation:
+            return False
+        return (self._shown_at is None
+                or 1000 * (self._clock() - self._shown_at) >= self.live_interval_ms)
+
     def _on_returned(self, out) -> None:
         gen, state, t0, result = out
-        if gen != self.generation:
+        failed = isinstance(result, RenderFailure)
+        if gen != self.generation and (failed or not self._live_frame_due(gen)):
             self.dropped += 1
             return
-        if isinstance(result, RenderFailure):
-            self.applied_generation = gen
+        self.applied_generation = gen
+        if failed:
             self.failed.emit(state, result)
             return
-        self.applied_generation = gen
+        self._shown_at = self._clock()
+        if self.wait_for_display:
+            self._held = True
+            self._hold.start()
         self.rendered.emit(result, gen, t0)
 
     def _on_finished(self) -> None:

@@ -47,7 +47,7 @@ def test_opens_through_manifest_with_mm_layers(make_napari_viewer, qtbot):
     assert any(t.startswith("Mode 1 (") and t.endswith("%)") for t in texts)
     assert "Fix-Mat" in widget.provenance.text() and "no enhancer" in widget.provenance.text()
     assert "Fix-Mat" in widget.provenance.toolTip()
-    assert len(widget.meshes.mesh.mesh_data.get_vertices()) == widget.model.ssm.n_vertices
+    assert len(widget.meshes.data.vertices) == widget.model.ssm.n_vertices
 
 
 def test_slider_changes_the_right_layers(make_napari_viewer, qtbot):
@@ -84,7 +84,7 @@ def test_slider_changes_the_right_layers(make_napari_viewer, qtbot):
     assert not np.array_equal(full, _data(widget, "full"))
 
 
-def test_rapid_moves_show_only_the_last_state(make_napari_viewer, qtbot):
+def test_rapid_moves_end_on_the_last_state(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = _open(viewer, qtbot)
     shown = []
@@ -95,7 +95,7 @@ def test_rapid_moves_show_only_the_last_state(make_napari_viewer, qtbot):
     _wait(widget, qtbot)
     assert widget.result.state == widget.state()
     assert widget.result.state.params[3] == 0.9
-    assert len(shown) < 13  # intermediate states were coalesced or dropped
+    assert len(shown) < 13  # intermediate states were coalesced, dropped or paced
 
 
 def test_site_switch_changes_ct_not_labels(make_napari_viewer, qtbot):
@@ -143,12 +143,28 @@ def test_export_current_sample(make_napari_viewer, qtbot, tmp_path):
                                   widget.result.labels)
 
 
+def test_3d_view_follows_the_shape(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    widget = _open(viewer, qtbot)
+    before_vertices = widget.meshes.data.vertices.copy()
+    before = widget.meshes.render(size=(320, 240))
+    assert before[..., :3].std() > 5  # the surfaces are drawn, not an empty canvas
+    widget.sliders.sliders[0].setValue(-90)
+    _wait(widget, qtbot)
+    data = widget.meshes.data
+    assert not np.allclose(data.vertices, before_vertices)
+    np.testing.assert_allclose(np.linalg.norm(data.normals, axis=1), 1.0, atol=1e-5)
+    after = widget.meshes.render(size=(320, 240))
+    assert np.abs(after.astype(int) - before.astype(int)).sum() > 1000
+
+
 def test_slice_position_moves_the_3d_plane(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = _open(viewer, qtbot)
-    z0 = float(widget.meshes.plane.mesh_data.get_vertices()[0, 2])
+    z0 = widget.meshes.slice_z_mm
+    assert z0 == pytest.approx(float(viewer.dims.point[0]))
     viewer.dims.set_point(0, z0 + 20.0)
-    z1 = float(widget.meshes.plane.mesh_data.get_vertices()[0, 2])
+    z1 = float(widget.meshes.plane.transform.translate[2])
     assert abs(z1 - z0 - 20.0) < widget.result.grid.spacing_mm[0] + 1e-3
 
 

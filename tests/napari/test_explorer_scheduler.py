@@ -1,4 +1,5 @@
-"""RenderScheduler: newest state wins, stale results are dropped, the loop never blocks."""
+"""RenderScheduler: newest state wins, stale results are dropped (except paced live frames
+during a drag), the loop never blocks."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def test_stale_renders_are_dropped(qtbot):
         time.sleep(0.15)
         return state
 
-    sched = RenderScheduler(slow, coalesce_ms=1)
+    sched = RenderScheduler(slow, coalesce_ms=1, live_interval_ms=None)
     shown = []
     sched.rendered.connect(lambda result, gen, t0: shown.append(result))
     sched.request("first")
@@ -27,6 +28,76 @@ def test_stale_renders_are_dropped(qtbot):
     assert shown == ["fourth"]  # "first" came back stale, second/third were coalesced
     assert sched.dropped == 1
     assert sched.applied_generation == sched.generation == 4
+
+
+def test_drag_shows_paced_live_frames(qtbot):
+    """A superseded result is shown only when nothing was shown for ``live_interval_ms``
+    (a fake clock makes it deterministic); the newest state is always shown last."""
+    import threading
+
+    from fedsim_napari.explorer_worker import RenderScheduler
+
+    gates = {s: threading.Event() for s in "abcd"}
+    started = []
+
+    def render(state):
+        started.append(state)
+        assert gates[state].wait(timeout=5.0)
+        return state
+
+    now = [0.0]
+    sched = RenderScheduler(render, coalesce_ms=1, live_interval_ms=100.0,
+                            clock=lambda: now[0])
+    shown = []
+    sched.rendered.connect(lambda result, gen, t0: shown.append(result))
+
+    def superseded_then_release(running: str, newer: str, at_s: float) -> None:
+        qtbot.waitUntil(lambda: started[-1:] == [running], timeout=5000)
+        sched.request(newer)
+        now[0] = at_s
+        gates[running].set()
+        qtbot.waitUntil(lambda: started[-1:] == [newer], timeout=5000)
+
+    sched.request("a")
+    superseded_then_release("a", "b", 0.0)  # nothing shown yet: a live frame
+    superseded_then_release("b", "c", 0.05)  # 50 ms after "a" was shown: dropped
+    superseded_then_release("c", "d", 0.20)  # 200 ms after: a live frame
+    gates["d"].set()
+    qtbot.waitUntil(lambda: not sched.busy, timeout=5000)
+    assert shown == ["a", "c", "d"]
+    assert sched.dropped == 1
+    assert sched.applied_generation == sched.generation == 4
+
+
+def test_next_render_waits_for_the_display(qtbot):
+    """With ``wait_for_display`` the next render starts on ``displayed()``, or when the
+    hold runs out if the consumer never reports."""
+    from fedsim_napari.explorer_worker import RenderScheduler
+
+    started = []
+
+    def render(state):
+        started.append(state)
+        return state
+
+    sched = RenderScheduler(render, coalesce_ms=1, wait_for_display=True, hold_ms=60_000)
+    shown = []
+    sched.rendered.connect(lambda result, gen, t0: shown.append(result))
+    sched.request("a")
+    qtbot.waitUntil(lambda: shown == ["a"], timeout=5000)
+    sched.request("b")
+    qtbot.wait(100)  # the coalescing timer (1 ms) has long fired: "b" is held back
+    assert started == ["a"] and sched.busy
+    sched.displayed()
+    qtbot.waitUntil(lambda: shown == ["a", "b"], timeout=5000)
+
+    short = RenderScheduler(render, coalesce_ms=1, wait_for_display=True, hold_ms=20)
+    shown.clear()
+    short.rendered.connect(lambda result, gen, t0: shown.append(result))
+    short.request("c")
+    qtbot.waitUntil(lambda: shown == ["c"], timeout=5000)
+    short.request("d")  # nobody calls displayed(): the hold expires
+    qtbot.waitUntil(lambda: shown == ["c", "d"], timeout=5000)
 
 
 def test_event_loop_stays_responsive(qtbot):
