@@ -114,11 +114,15 @@ class SliceLayers:
             return
         # Same grids: copy into the layers' arrays and refresh the slice. Assigning
         # ``layer.data`` would also recompute dims, extents and the layer list (~15 ms a
-        # layer here, on the event loop); thumbnails wait for refresh_thumbnails.
-        for key, attr in LAYER_SOURCES.items():
-            layer = self.layers[key]
-            np.copyto(layer.data, getattr(result, attr))
-            layer.refresh(extent=False, highlight=False, thumbnail=False)
+        # layer here, on the event loop); thumbnails wait for refresh_thumbnails. The layer
+        # list hears every layer event through ``viewer.layers.events`` and repaints its
+        # rows for it (a window composition, ~20 ms under software OpenGL): nothing it
+        # shows changes here, so that relay is blocked while the slices refresh.
+        with self.viewer.layers.events.blocker():
+            for key, attr in LAYER_SOURCES.items():
+                layer = self.layers[key]
+                np.copyto(layer.data, getattr(result, attr))
+                layer.refresh(extent=False, highlight=False, thumbnail=False)
 
     def refresh_thumbnails(self) -> None:
         """Update the layer-list thumbnails (deferred while sliders move)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtCore import QEvent, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -79,6 +79,7 @@ class ExplorerWidget(QWidget):
         self._fit_worker = None
         self._pending_meshes = None
         self._pending_paint = None
+        self._painting = None  # the window whose next update request paints the views
         self._preparing: set[str] = set()
         self._thumbnails = QTimer(self)
         self._thumbnails.setSingleShot(True)
@@ -238,18 +239,40 @@ class ExplorerWidget(QWidget):
         return node.centralWidget() if node is not None else None
 
     def _paint_views(self) -> None:
-        """Paint the 2D views now; the 3D canvas follows in a later turn."""
-        views = self._views_widget()
-        if views is not None and not views.updatesEnabled():
-            views.setUpdatesEnabled(True)
-            views.repaint()
+        """Let the 2D views paint, with the status line, in one update of the window; the
+        3D canvas follows in a later turn."""
         if self._pending_paint is None:
             return
-        latency = 1000 * (time.perf_counter() - self._pending_paint)
-        self._pending_paint = None
+        self._show_status(self.result, 1000 * (time.perf_counter() - self._pending_paint))
+        views = self._views_widget()
+        if views is None or not views.isVisible():
+            self._painted()
+            return
+        if not views.updatesEnabled():
+            views.setUpdatesEnabled(True)  # posts the window's update request
+        self._painting = views.window()
+        self._painting.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
+        # The window's update request (low priority, so after anything posted now) paints
+        # the views; a call posted while it runs comes after that paint.
+        if obj is self._painting and event.type() == QEvent.UpdateRequest:
+            obj.removeEventFilter(self)
+            self._painting = None
+            QTimer.singleShot(0, self._painted)
+        return False
+
+    def _painted(self) -> None:
+        requested_at, self._pending_paint = self._pending_paint, None
+        if requested_at is None:
+            return
+        latency = 1000 * (time.perf_counter() - requested_at)
         self.latencies_ms.append(latency)
         QTimer.singleShot(MESH_DELAY_MS, self._show_meshes)
-        result = self.result
+        self.displayed.emit(latency)
+
+    def _show_status(self, result, ready_ms: float) -> None:
+        """Provenance and timing of ``result`` (before the paint, so in the same one)."""
         provenance = (f"<b>Material</b>: Fix-Mat atlas, {result.energy_keV:.1f} keV · "
                       "<b>Full CT</b>: simulator render, no enhancer yet")
         if self.provenance.text() != provenance:
@@ -260,9 +283,8 @@ class ExplorerWidget(QWidget):
         g = result.grid
         self.status.setText(
             f"{g.shape[0]}³ × {g.spacing_mm[0]:.2f} mm ({result.preset.name}) · "
-            f"{result.state.site} · updated in {latency:.0f} ms")
+            f"{result.state.site} · ready {ready_ms:.0f} ms after the change")
         self.status.setToolTip(f"stage times (ms): {stages or 'all cached'}")
-        self.displayed.emit(latency)
 
     def _prepare_site(self, site: str) -> None:
         """Build a site's coarse system matrix once, in the background, if it is missing."""
