@@ -20,12 +20,17 @@ import time
 
 
 def _median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()  # CUDA kernels run asynchronously: time them to completion
         times.append((time.perf_counter() - t0) * 1000.0)
     return statistics.median(times)
 
@@ -47,6 +52,9 @@ def main(argv=None) -> int:
 
     profile = load_scanner(args.scanner)
     figures: dict[str, float] = {"threads": torch.get_num_threads()}
+    from fedsim_app.device import default_device
+
+    print(f"device: {default_device()}", flush=True)
 
     # -- coarse path ---------------------------------------------------------------------
     ct = CoarseCT(profile)

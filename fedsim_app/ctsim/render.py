@@ -94,11 +94,12 @@ def detector_blur(intensity, op: CTOperator, blur_mm: float):
 
 def render_physics(labels, class_materials, profile: ScannerProfile, *, spacing_mm,
                    noise=True, generator=None, n_views=None, beam_hardening=None,
-                   return_noise_free=False):
+                   return_noise_free=False, device=None):
     """Full physics render of a class volume ``labels`` (nz, ny, nx) → HU (torch, float32).
 
     With ``return_noise_free`` also returns the noise-free HU of the same acquisition
-    (same projections), which measurement helpers use to isolate noise.
+    (same projections), which measurement helpers use to isolate noise. ``device``: the
+    torch device of the projections and the result (default: CUDA when present).
     """
     import torch
 
@@ -106,7 +107,7 @@ def render_physics(labels, class_materials, profile: ScannerProfile, *, spacing_
     mats = {v: m for v, m in _materials(labels, class_materials, profile).items()
             if m[0] != "air"}
     op = CTOperator.from_profile(profile, volume_shape=labels.shape, spacing_mm=spacing_mm,
-                                 n_views=n_views)
+                                 n_views=n_views, device=device)
     values = list(mats)
     i0 = photons_per_pixel(profile, op)
     bh = profile.beam_hardening if beam_hardening is None else beam_hardening
@@ -189,7 +190,7 @@ def _filter_kernel(op: CTOperator, blur_mm: float) -> np.ndarray:
                                            padding=(k.numel() - 1) // 2)[0]
     h = diffct.ramp_filter_1d(delta, dim=-1, sample_spacing=op.detector_pitch_mm[0],
                               pad_factor=2, window=op.window)
-    return h[0].numpy()
+    return h[0].cpu().numpy()
 
 
 def _interp_variance(kernel: np.ndarray) -> float:
@@ -206,13 +207,13 @@ def noise_sigma_hu(profile: ScannerProfile, op: CTOperator, central_path: float)
     """
     i0 = photons_per_pixel(profile, op)
     var_p = math.exp(central_path) / i0
-    weights = op.angular_weights.double().numpy()
+    weights = op.angular_weights.double().cpu().numpy()
     c2 = float(((weights * op.sdd_mm / (2 * math.pi * op.sid_mm)) ** 2).sum())
     g_u = _interp_variance(_filter_kernel(op, profile.detector_blur_mm))
     # Along v the voxel centres near the isocentre project onto detector-row centres
     # (the pitch is scaled to the voxel), so no interpolation averaging, only the blur.
     kv = _gaussian_1d(profile.detector_blur_mm / op.detector_pitch_mm[1])
-    g_v = 1.0 if kv is None else float((kv.numpy() ** 2).sum())
+    g_v = 1.0 if kv is None else float((kv.cpu().numpy() ** 2).sum())
     sigma_mu = math.sqrt(c2 * var_p * g_u * g_v)
     return abs(profile.hu_slope) * 1000.0 * sigma_mu / water_mu_per_mm(profile)
 

@@ -181,4 +181,4 @@ class CoarseRenderer:
         with torch.no_grad():
             hu = simulate(torch.from_numpy(mu), self.ct.profile, operator=self.ct.operator,
                           noise=False)
-        return hu.numpy().astype(np.float32)
+        return hu.cpu().numpy().astype(np.float32)

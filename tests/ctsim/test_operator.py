@@ -10,10 +10,10 @@ from fedsim_app.ctsim.operator import CTOperator
 from fedsim_app.ctsim.scanner import load_scanner
 
 
-def _op(n=8, views=6, precision="float64", spacing=20.0):
+def _op(n=8, views=6, precision="float64", spacing=20.0, device="cpu"):
     return CTOperator.from_profile(load_scanner("site_a"), volume_shape=(n, n + 1, n + 2),
                                    spacing_mm=spacing, n_views=views, precision=precision,
-                                   device="cpu")
+                                   device=device)
 
 
 def test_shapes_repr_and_transpose():
@@ -36,8 +36,8 @@ def test_shapes_repr_and_transpose():
 
 
 @pytest.mark.parametrize(("precision", "tol"), [("float64", 1e-10), ("float32", 1e-4)])
-def test_adjoint_dot_product(precision, tol):
-    op = _op(precision=precision)
+def test_adjoint_dot_product(precision, tol, device):
+    op = _op(precision=precision, device=device)
     g = torch.Generator().manual_seed(0)
     dt = op.dtype
     x = torch.rand(op.domain_shape, generator=g, dtype=torch.float64).to(dt)
@@ -82,20 +82,20 @@ def _exact_integrals(src, pix, centre, rot, axes, rho):
     return np.where(disc > 0, 2 * rho * np.sqrt(np.clip(disc, 0, None)) / rr, 0.0)
 
 
-def _ellipsoid_rel_rms(n, spacing, axes, threshold):
+def _ellipsoid_rel_rms(n, spacing, axes, threshold, device="cpu"):
     op = CTOperator.from_profile(load_scanner("site_a"), volume_shape=(n, n, n),
                                  spacing_mm=spacing, n_views=3, precision="float64",
-                                 device="cpu")
+                                 device=device)
     centre = np.array([6.0, -4.0, 3.0])  # world x, y, z (mm): off-centre on every axis
     rot = _rotation(0.3, -0.5, 0.8)
     axes = np.asarray(axes, dtype=float)
     rho = 0.02
     vol = _ellipsoid_volume((n, n, n), spacing, centre, rot, axes, rho, sub=3)
-    sino = op(torch.from_numpy(vol)).numpy()  # (V, U, Vd)
+    sino = op(torch.from_numpy(vol)).cpu().numpy()  # (V, U, Vd)
 
     # Each ray: from diffct's source position to a detector pixel centre, with diffct's
     # centred pixel coordinates along the detector's u and v unit vectors.
-    src, det, u_vec, v_vec = (t.numpy().astype(np.float64) for t in op.trajectory)
+    src, det, u_vec, v_vec = (t.cpu().numpy().astype(np.float64) for t in op.trajectory)
     nu, nv = op.detector_shape
     du, dv = op.detector_pitch_mm
     uc = (np.arange(nu) - (nu - 1) / 2) * du
@@ -111,9 +111,22 @@ def _ellipsoid_rel_rms(n, spacing, axes, threshold):
     return np.sqrt((err**2).mean()) / np.sqrt((exact[interior] ** 2).mean())
 
 
-def test_ellipsoid_projection_geometry_quick():
+def test_ellipsoid_projection_geometry_quick(device):
     # Coarse voxels: catches any axis, sign or offset error (those give errors of 4-50%).
-    assert _ellipsoid_rel_rms(40, 4.0, (62.0, 45.0, 35.0), 0.5) < 0.03
+    assert _ellipsoid_rel_rms(40, 4.0, (62.0, 45.0, 35.0), 0.5, device) < 0.03
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_matches_cpu():
+    """Projection, backprojection and FDK agree across devices (float64)."""
+    cpu, gpu = _op(n=12, views=10), _op(n=12, views=10, device="cuda")
+    x = torch.rand(cpu.domain_shape, generator=torch.Generator().manual_seed(3),
+                   dtype=torch.float64)
+    for name, a, b in (("forward", cpu(x), gpu(x)), ("adjoint", cpu.T(cpu(x)), gpu.T(gpu(x))),
+                       ("fdk", cpu.fdk(cpu(x)), gpu.fdk(gpu(x)))):
+        b = b.cpu()
+        assert float((a - b).abs().max() / a.abs().max()) < 1e-9, name
 
 
 @pytest.mark.slow

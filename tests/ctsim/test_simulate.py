@@ -90,18 +90,18 @@ def test_differentiable_noise_gives_gradients():
     assert torch.isfinite(mu.grad).all() and mu.grad.abs().sum() > 0
 
 
-def test_gradcheck_direct_path_float64():
+def test_gradcheck_direct_path_float64(device):
     profile = dataclasses.replace(load_scanner("site_a"))
     op = CTOperator.from_profile(profile, volume_shape=(6, 6, 6), spacing_mm=40.0, n_views=6,
-                                 precision="float64", device="cpu")
+                                 precision="float64", device=device)
     eps = torch.randn(op.range_shape, generator=torch.Generator().manual_seed(1),
-                      dtype=torch.float64)
+                      dtype=torch.float64).to(device)
     i0 = 1e4
 
     def f(mu):
         p = add_quantum_noise(op.forward(mu), i0, differentiable=True, eps=eps)
         return mu_to_hu(op.fdk(p), profile)
 
-    mu = (0.02 * torch.rand((6, 6, 6), dtype=torch.float64)).requires_grad_()
+    mu = (0.02 * torch.rand((6, 6, 6), dtype=torch.float64)).to(device).requires_grad_()
     assert torch.autograd.gradcheck(f, (mu,), eps=1e-6, atol=1e-4, rtol=1e-3, fast_mode=True,
                                     check_undefined_grad=False)
