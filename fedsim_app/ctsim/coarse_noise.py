@@ -120,7 +120,8 @@ class NoiseOperators:
         """P μ for (..., nz, ny, nx) → (..., V, U, Vd)."""
 
         lead = mu_per_mm.shape[:-3]
-        flat = mu_per_mm.reshape(-1, self.p.shape[1]).to(self.g.dtype)
+        flat = mu_per_mm.reshape(-1, self.p.shape[1]).to(device=self.g.device,
+                                                         dtype=self.g.dtype)
         out = _sparse_linear(self.p, self.p_t, flat.T.contiguous())  # (R, B)
         return out.T.reshape(*lead, *self.op.range_shape)
 
@@ -129,7 +130,7 @@ class NoiseOperators:
         import diffct
 
         lead = sinogram.shape[:-3]
-        w = sinogram.to(self.g.dtype) * self.cosine
+        w = sinogram.to(device=self.g.device, dtype=self.g.dtype) * self.cosine
         q = diffct.ramp_filter_1d(w, dim=-2, sample_spacing=self.op.detector_pitch_mm[0],
                                   pad_factor=2, window=self.op.window)
         flat = q.reshape(-1, self.g.shape[1])

@@ -65,7 +65,7 @@ def add_quantum_noise(line_integrals, i0: float, *, generator=None, differentiab
         if eps is None:
             eps = torch.randn(line_integrals.shape, generator=generator,
                               dtype=line_integrals.dtype).to(line_integrals.device)
-        counts = expected + expected.clamp_min(1e-12).sqrt() * eps
+        counts = expected + expected.clamp_min(1e-12).sqrt() * eps.to(expected.device)
     else:
         # Draw on the CPU so a CPU generator replays the same noise on any device.
         counts = torch.poisson(expected.detach().cpu(), generator=generator).to(expected.device)

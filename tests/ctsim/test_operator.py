@@ -40,8 +40,8 @@ def test_adjoint_dot_product(precision, tol, device):
     op = _op(precision=precision, device=device)
     g = torch.Generator().manual_seed(0)
     dt = op.dtype
-    x = torch.rand(op.domain_shape, generator=g, dtype=torch.float64).to(dt)
-    y = torch.rand(op.range_shape, generator=g, dtype=torch.float64).to(dt)
+    x = torch.rand(op.domain_shape, generator=g, dtype=torch.float64).to(device, dt)
+    y = torch.rand(op.range_shape, generator=g, dtype=torch.float64).to(device, dt)
     lhs = float((op(x).double() * y.double()).sum())
     rhs = float((x.double() * op.T(y).double()).sum())
     assert abs(lhs - rhs) / abs(lhs) < tol

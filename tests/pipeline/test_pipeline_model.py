@@ -102,7 +102,7 @@ def test_coarse_matches_ctsim_coarse_ct(model):
 
     r = model.render(SampleState(seed=1))
     ct = model.site("site_a")["coarse"].ct
-    ref = ct.render(torch.from_numpy(r.coarse_material_mu_per_mm)).numpy()
+    ref = ct.render(torch.from_numpy(r.coarse_material_mu_per_mm)).cpu().numpy()
     np.testing.assert_allclose(r.coarse_ct_hu, ref, atol=0.05)
 
 
