@@ -95,14 +95,15 @@ def main(argv=None) -> int:
 
     # -- the same geometry through diffct directly, and through CTOperator ----------------
     op = ct.operator
-    traj = diffct.circular_trajectory_3d(op.n_views, op.sid_mm, op.sdd_mm, device="cpu")
-    angles = torch.arange(op.n_views, dtype=torch.float32) * (2 * torch.pi / op.n_views)
+    traj = diffct.circular_trajectory_3d(op.n_views, op.sid_mm, op.sdd_mm, device=op.device)
+    angles = torch.arange(op.n_views, dtype=torch.float32, device=op.device) * (
+        2 * torch.pi / op.n_views)
     raw = diffct.Projector(traj, op.volume_shape, op.detector_shape, beam="cone",
                            detector_spacing=op.detector_pitch_mm, voxel_spacing=op.spacing_mm,
                            backend="torch", precision="float32")
     fdk_kw = dict(detector_spacing=op.detector_pitch_mm, voxel_spacing=op.spacing_mm,
                   window=op.window, pad_factor=2, backend="torch", precision="float32")
-    x = mu1[0]
+    x = mu1[0].to(op.device)
 
     def direct_fwd():
         with torch.no_grad():
