@@ -48,14 +48,10 @@ def run(n_changes: int, preset: str, seed: int = 0) -> dict:
     viewer.window.add_dock_widget(widget, name="FedSim Explorer", area="right")
     qtbot = QtBot(None)
     sched = widget.scheduler
-
-    def settled():
-        return not sched.busy and sched.applied_generation == sched.generation
-
-    qtbot.waitUntil(lambda: settled() and widget.result is not None, timeout=300_000)
+    qtbot.waitUntil(lambda: widget.settled, timeout=300_000)
     for _ in range(3):  # warm-up: first FFT plans, first layer uploads
         widget.sliders.sliders[0].setValue(widget.sliders.sliders[0].value() + 7)
-        qtbot.waitUntil(settled, timeout=60_000)
+        qtbot.waitUntil(lambda: widget.settled, timeout=60_000)
 
     ticks: list[float] = []
     heartbeat = QTimer()
@@ -97,8 +93,7 @@ def _drag(widget, qtbot, QTimer, step_ms: int = 16, span=range(-100, 101, 5)) ->
     paints, so this is where the event loop has the least slack."""
     sched = widget.scheduler
     widget.sliders.sliders[0].setValue(span[0])
-    qtbot.waitUntil(lambda: not sched.busy and sched.applied_generation == sched.generation,
-                    timeout=60_000)
+    qtbot.waitUntil(lambda: widget.settled, timeout=60_000)
     shown_before, dropped_before = len(widget.latencies_ms), sched.dropped
     values, ticks = list(span), []
     heartbeat, mover = QTimer(), QTimer()
@@ -114,9 +109,7 @@ def _drag(widget, qtbot, QTimer, step_ms: int = 16, span=range(-100, 101, 5)) ->
     heartbeat.start(5)
     mover.start(step_ms)
     t0 = time.perf_counter()
-    qtbot.waitUntil(lambda: not values and not sched.busy
-                    and sched.applied_generation == sched.generation
-                    and widget._pending_meshes is None, timeout=120_000)
+    qtbot.waitUntil(lambda: not values and widget.settled, timeout=120_000)
     seconds = time.perf_counter() - t0
     heartbeat.stop()
     gaps = np.diff(ticks) * 1000

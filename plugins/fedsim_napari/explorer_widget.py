@@ -40,6 +40,7 @@ MESH_DELAY_MS = 15
 # a real timer (not 0, which Qt posts as an event into the same turn) lets other timers
 # and input events run between the layer writes and the paint
 PAINT_DELAY_MS = 1
+PAINT_FALLBACK_MS = 250
 
 
 class ExplorerWidget(QWidget):
@@ -80,6 +81,10 @@ class ExplorerWidget(QWidget):
         self._pending_meshes = None
         self._pending_paint = None
         self._painting = None  # the window whose next update request paints the views
+        self._paint_fallback = QTimer(self)  # a window that never paints (minimised)
+        self._paint_fallback.setSingleShot(True)
+        self._paint_fallback.setInterval(PAINT_FALLBACK_MS)
+        self._paint_fallback.timeout.connect(self._painted)
         self._preparing: set[str] = set()
         self._thumbnails = QTimer(self)
         self._thumbnails.setSingleShot(True)
@@ -171,6 +176,13 @@ class ExplorerWidget(QWidget):
         layout.addWidget(self.status)
         self.setMinimumWidth(380)
 
+    @property
+    def settled(self) -> bool:
+        """The newest state is rendered and fully shown (2D views painted, meshes too)."""
+        s = self.scheduler
+        return (not s.busy and s.applied_generation == s.generation and self.result is not None
+                and self._pending_paint is None and self._pending_meshes is None)
+
     # -- state ------------------------------------------------------------------------
     def state(self) -> SampleState:
         return SampleState(self.sliders.values(), self.seed.value(), self.site.currentText())
@@ -252,6 +264,7 @@ class ExplorerWidget(QWidget):
             views.setUpdatesEnabled(True)  # posts the window's update request
         self._painting = views.window()
         self._painting.installEventFilter(self)
+        self._paint_fallback.start()
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
         # The window's update request (low priority, so after anything posted now) paints
@@ -259,10 +272,14 @@ class ExplorerWidget(QWidget):
         if obj is self._painting and event.type() == QEvent.UpdateRequest:
             obj.removeEventFilter(self)
             self._painting = None
+            self._paint_fallback.stop()
             QTimer.singleShot(0, self._painted)
         return False
 
     def _painted(self) -> None:
+        if self._painting is not None:  # the fallback fired
+            self._painting.removeEventFilter(self)
+            self._painting = None
         requested_at, self._pending_paint = self._pending_paint, None
         if requested_at is None:
             return

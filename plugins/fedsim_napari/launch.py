@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         from qtpy.QtCore import QTimer
 
         def _shoot():
-            if explorer.scheduler.busy or explorer.result is None:
-                QTimer.singleShot(300, _shoot)  # wait for the first render
+            if not explorer.settled:
+                QTimer.singleShot(300, _shoot)  # wait for the first render, fully shown
                 return
             from qtpy.QtWidgets import QApplication
 

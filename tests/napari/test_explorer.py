@@ -23,10 +23,7 @@ def _open(viewer, qtbot):
 
 
 def _wait(widget, qtbot, timeout=60_000):
-    s = widget.scheduler
-    qtbot.waitUntil(lambda: not s.busy and s.applied_generation == s.generation
-                    and widget.result is not None and widget._pending_meshes is None,
-                    timeout=timeout)
+    qtbot.waitUntil(lambda: widget.settled, timeout=timeout)
 
 
 def _data(widget, key):
