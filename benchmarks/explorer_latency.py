@@ -53,6 +53,8 @@ def run(n_changes: int, preset: str, seed: int = 0) -> dict:
         widget.sliders.sliders[0].setValue(widget.sliders.sliders[0].value() + 7)
         qtbot.waitUntil(lambda: widget.settled, timeout=60_000)
 
+    compose_ms = _window_update_ms(widget)
+
     ticks: list[float] = []
     heartbeat = QTimer()
     heartbeat.timeout.connect(lambda: ticks.append(time.perf_counter()))
@@ -84,8 +86,24 @@ def run(n_changes: int, preset: str, seed: int = 0) -> dict:
             "p95_ms": float(np.percentile(lat, 95)), "max_ms": float(lat.max()),
             "max_stall_ms": float(gaps.max()), "dropped": sched.dropped,
             "stalls_over_50": int((gaps > 50).sum()),
-            "grid": widget.result.grid.shape, "drag": drag,
+            "grid": widget.result.grid.shape, "drag": drag, "compose_ms": compose_ms,
             "stages": {k: float(np.median(v)) for k, v in stage_ms.items()}}
+
+
+def _window_update_ms(widget, repeats: int = 15) -> float:
+    """What this machine charges for any window update (median ms): repainting one small
+    label makes Qt compose the whole window, which holds OpenGL widgets, through software
+    OpenGL. It is the floor under every paint above; it varies with the machine's state."""
+    from qtpy.QtWidgets import QApplication
+
+    times = []
+    for k in range(repeats):
+        QApplication.processEvents()
+        widget.status.setText(f"calibrating the window update ({k})")
+        t0 = time.perf_counter()
+        QApplication.processEvents()  # the window's update request: paint, compose, swap
+        times.append(1000 * (time.perf_counter() - t0))
+    return float(np.median(times))
 
 
 def _drag(widget, qtbot, QTimer, step_ms: int = 16, span=range(-100, 101, 5)) -> dict:  # noqa: N803
@@ -129,6 +147,7 @@ def main(argv=None) -> int:
           f"max_ms={out['max_ms']:.1f} dropped={out['dropped']} "
           f"stalls_over_50ms={out['stalls_over_50']}")
     print("median stage ms: " + " ".join(f"{k}={v:.1f}" for k, v in out["stages"].items()))
+    print(f"one window update (composition floor): {out['compose_ms']:.1f} ms")
     d = out["drag"]
     print(f"drag at 60 Hz: moves={d['moves']} shown={d['shown']} dropped={d['dropped']} "
           f"in {d['seconds']:.2f} s, max_stall_ms={d['max_stall_ms']:.1f} "

@@ -1,6 +1,7 @@
 """Latest-state-wins rendering off the event loop.
 
-Slider events are coalesced by a short timer; one worker thread renders at a time, and
+A request starts rendering at once when the worker is free, so the render computes while
+the GUI thread repaints the slider that moved. One worker thread renders at a time, and
 the newest pending state starts as soon as the worker is free, so states asked for while
 a render runs are skipped except the last. A result whose state was superseded while it
 rendered is dropped, except as a *live frame*: when the views have not changed for
@@ -60,7 +61,7 @@ class RenderScheduler(QObject):
     rendered = Signal(object, int, float)
     failed = Signal(object, object)
 
-    def __init__(self, render_fn, *, coalesce_ms: int = 2,
+    def __init__(self, render_fn, *,
                  live_interval_ms: float | None = 100.0, wait_for_display: bool = False,
                  hold_ms: int = 500, clock=time.perf_counter, parent=None):
         super().__init__(parent)
@@ -68,10 +69,6 @@ class RenderScheduler(QObject):
         self.live_interval_ms = live_interval_ms
         self._clock = clock
         self._shown_at: float | None = None
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(coalesce_ms)
-        self._timer.timeout.connect(self._launch)
         self.wait_for_display = wait_for_display
         self._held = False
         self._hold = QTimer(self)  # a consumer that never reports cannot stall rendering
@@ -92,7 +89,7 @@ class RenderScheduler(QObject):
         """Ask for ``state``; returns its generation."""
         self.generation += 1
         self._pending = (self.generation, state, time.perf_counter())
-        self._timer.start()
+        self._launch()  # no-op while a render runs or the display is held
         return self.generation
 
     def displayed(self) -> None:
@@ -123,7 +120,6 @@ class RenderScheduler(QObject):
 
     def close(self) -> None:
         """Stop scheduling; a render in flight finishes and is ignored."""
-        self._timer.stop()
         self._hold.stop()
         self._pending = None
         self.generation += 1  # whatever is running is stale now

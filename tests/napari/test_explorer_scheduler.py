@@ -17,7 +17,7 @@ def test_stale_renders_are_dropped(qtbot):
         time.sleep(0.15)
         return state
 
-    sched = RenderScheduler(slow, coalesce_ms=1, live_interval_ms=None)
+    sched = RenderScheduler(slow, live_interval_ms=None)
     shown = []
     sched.rendered.connect(lambda result, gen, t0: shown.append(result))
     sched.request("first")
@@ -46,7 +46,7 @@ def test_drag_shows_paced_live_frames(qtbot):
         return state
 
     now = [0.0]
-    sched = RenderScheduler(render, coalesce_ms=1, live_interval_ms=100.0,
+    sched = RenderScheduler(render, live_interval_ms=100.0,
                             clock=lambda: now[0])
     shown = []
     sched.rendered.connect(lambda result, gen, t0: shown.append(result))
@@ -80,7 +80,7 @@ def test_next_render_waits_for_the_display(qtbot):
         started.append(state)
         return state
 
-    sched = RenderScheduler(render, coalesce_ms=1, wait_for_display=True, hold_ms=60_000)
+    sched = RenderScheduler(render, wait_for_display=True, hold_ms=60_000)
     shown = []
     sched.rendered.connect(lambda result, gen, t0: shown.append(result))
     sched.request("a")
@@ -91,7 +91,7 @@ def test_next_render_waits_for_the_display(qtbot):
     sched.displayed()
     qtbot.waitUntil(lambda: shown == ["a", "b"], timeout=5000)
 
-    short = RenderScheduler(render, coalesce_ms=1, wait_for_display=True, hold_ms=20)
+    short = RenderScheduler(render, wait_for_display=True, hold_ms=20)
     shown.clear()
     short.rendered.connect(lambda result, gen, t0: shown.append(result))
     short.request("c")
@@ -118,7 +118,7 @@ def test_event_loop_stays_responsive(qtbot):
         seen["released"] = released.wait(timeout=5.0)
         return state
 
-    sched = RenderScheduler(render, coalesce_ms=1)
+    sched = RenderScheduler(render)
     shown = []
     sched.rendered.connect(lambda result, gen, t0: shown.append(result))
     sched.request("x")
