@@ -430,7 +430,19 @@ class ExplorerWidget(QWidget):
         show_info(f"FedSim Explorer: exported {len(files)} files to {folder}")
         return files
 
+    def _release_views(self) -> None:
+        """Never leave napari's canvas with its updates held (the dock hides or closes
+        between a layer write and its paint)."""
+        views = self._views_widget()
+        if views is not None and not views.updatesEnabled():
+            views.setUpdatesEnabled(True)
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._release_views()
+        super().hideEvent(event)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._release_views()
         self.scheduler.close()
         self.meshes.close()
         super().closeEvent(event)

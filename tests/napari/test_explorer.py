@@ -177,3 +177,19 @@ def test_preset_switch_rebuilds_layers_in_mm(make_napari_viewer, qtbot):
                                widget.result.grid.spacing_mm)
     np.testing.assert_allclose(widget.result.grid.extent_mm, extent, rtol=1e-6)
     assert len([layer for layer in viewer.layers]) == 4
+
+
+def test_hiding_the_dock_never_leaves_the_canvas_frozen(make_napari_viewer, qtbot):
+    """Between writing the layers and painting them the canvas holds its updates; a dock
+    closed in that moment must give them back."""
+    import time
+
+    viewer = make_napari_viewer(show=True)
+    widget = _open(viewer, qtbot)
+    views = widget._views_widget()
+    # a result arrives (called directly: no event runs until the hide below)
+    widget._show((widget.result, widget.meshes.data), 1, time.perf_counter())
+    assert not views.updatesEnabled()  # layers written, paint not yet
+    widget.hide()
+    assert views.updatesEnabled()
+
