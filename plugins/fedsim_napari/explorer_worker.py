@@ -6,8 +6,8 @@ the newest pending state starts as soon as the worker is free, so states asked f
 a render runs are skipped except the last. A result whose state was superseded while it
 rendered is dropped, except as a *live frame*: when the views have not changed for
 ``live_interval_ms``, it is shown while the newest state renders. So a continuous drag
-still animates (about ten frames a second) without the GUI thread painting every result,
-and the UI never waits for a render.
+still animates (at most one frame per ``live_interval_ms``; about six a second on a 2-core
+CPU) without the GUI thread painting every result, and the UI never waits for a render.
 
 With ``wait_for_display``, the next render starts only once the consumer says the last
 result is on screen (:meth:`RenderScheduler.displayed`), or after ``hold_ms``: on a CPU
