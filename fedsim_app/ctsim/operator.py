@@ -16,11 +16,13 @@ from fedsim_app.ctsim.scanner import KERNEL_WINDOWS, ScannerProfile
 
 #: Ray-plane crossings per diffct work chunk (see `CTOperator._chunks`).
 RAY_PLANE_BUDGET = 1_000_000
-#: Larger batches use diffct's own memory-bounded plan (its work arrays scale with batch).
-#: 16 covers a torso scene's material indicators (about ten) in `render_physics`: at 128³,
-#: 6 views, a batch of 10 took 8.7 s with the tuned chunks and 75.8 s with diffct's plan.
-#: The coarse builders' batches (256, 512) keep diffct's plan.
-MAX_TUNED_BATCH = 16
+#: The largest batch projected with our own chunks, per device type; larger batches use
+#: diffct's own memory-bounded plan (its work arrays scale with batch). On a CPU, 16 covers
+#: a torso scene's material indicators (about ten) in `render_physics`: at 128³ and 6
+#: views a batch of 10 took 8.7 s with our chunks and 75.8 s with diffct's plan. CUDA keeps
+#: 8, the setting its figures were measured with. The coarse builders' batches (256, 512)
+#: use diffct's plan everywhere.
+MAX_TUNED_BATCH = {"cpu": 16, "cuda": 8}
 
 
 def _detector_for(profile: ScannerProfile, volume_shape, spacing_mm):
@@ -167,7 +169,10 @@ class CTOperator:
 
     def _projector_for(self, tensor, trailing: int):
         batch = tensor.numel() // max(1, math.prod(tensor.shape[-trailing:]))
-        return self.projector if batch <= MAX_TUNED_BATCH else self._batch_projector
+        import torch
+
+        limit = MAX_TUNED_BATCH.get(torch.device(self.device).type, 8)
+        return self.projector if batch <= limit else self._batch_projector
 
     @cached_property
     def angular_weights(self):

@@ -135,3 +135,19 @@ def test_ellipsoid_projection_matches_exact_line_integrals():
     # with brute-force ray marching through the same voxels to 1e-4, and the error falls
     # with the voxel size (2.3% at 3 mm, 1.1% at 2.5 mm, 0.86% at 2 mm).
     assert _ellipsoid_rel_rms(80, 2.0, (70.0, 55.0, 40.0), 0.5) < 0.01
+
+
+def test_batched_projection_plans_agree():
+    """Our work chunks (CPU batches up to 16, e.g. a torso's material indicators) and
+    diffct's automatic plan (larger batches) compute the same projection."""
+    from fedsim_app.ctsim.operator import MAX_TUNED_BATCH
+
+    op = _op(n=10, views=5)
+    x = torch.rand((10, *op.domain_shape), generator=torch.Generator().manual_seed(5),
+                   dtype=torch.float64)
+    assert MAX_TUNED_BATCH["cpu"] >= 10 and op._projector_for(x, 3) is op.projector
+    big = x.repeat(2, 1, 1, 1)[: MAX_TUNED_BATCH["cpu"] + 1]
+    assert op._projector_for(big, 3) is op._batch_projector
+    tuned, planned = op.projector.project(x), op._batch_projector.project(x)
+    assert float((tuned - planned).abs().max() / planned.abs().max()) < 1e-12
+
