@@ -79,7 +79,7 @@ def run(n_changes: int, preset: str, seed: int = 0) -> dict:
         qtbot.wait(30)  # a user's pause between moves
     heartbeat.stop()
     gaps = np.diff(ticks) * 1000 if len(ticks) > 1 else np.array([0.0])
-    drag = _drag(widget, qtbot, QTimer)
+    drag = _drag(widget, qtbot)
     viewer.close()
     lat = np.array(latencies)
     return {"n": len(lat), "p50_ms": float(np.percentile(lat, 50)),
@@ -106,9 +106,11 @@ def _window_update_ms(widget, repeats: int = 15) -> float:
     return float(np.median(times))
 
 
-def _drag(widget, qtbot, QTimer, step_ms: int = 16, span=range(-100, 101, 5)) -> dict:  # noqa: N803
+def _drag(widget, qtbot, step_ms: int = 16, span=range(-100, 101, 5)) -> dict:
     """A continuous drag of the first slider at 60 Hz: the worker renders while the GUI
     paints, so this is where the event loop has the least slack."""
+    from qtpy.QtCore import QTimer
+
     sched = widget.scheduler
     widget.sliders.sliders[0].setValue(span[0])
     qtbot.waitUntil(lambda: widget.settled, timeout=60_000)
