@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from monai.networks.nets import MultiScalePatchDiscriminator
 from torch import nn
+
+from fedsim_app.models.enhancer import one_hot_slices
 
 
 class SliceDiscriminator(nn.Module):
     """Patch discriminator conditioned on the label slice.
 
-    Input: a slice (N, 1, H, W) in hu/1000 and its labels (N, H, W); the network sees the
+    Input: a slice (N, 1, H, W) in hu/1000 and its labels (N, H, W) (or label
+    probabilities (N, n_classes, H, W)); the network sees the
     slice concatenated with the one-hot labels (1 + n_classes channels).
 
     Returns
@@ -31,5 +33,5 @@ class SliceDiscriminator(nn.Module):
             minimum_size_im=slice_size)
 
     def forward(self, image: torch.Tensor, labels: torch.Tensor):
-        onehot = F.one_hot(labels.long(), self.n_classes).permute(0, 3, 1, 2)  # (N, C, H, W)
-        return self.net(torch.cat([image, onehot.to(image.dtype)], 1))
+        onehot = one_hot_slices(labels, self.n_classes, image.dtype)  # (N, C, H, W)
+        return self.net(torch.cat([image, onehot], 1))

@@ -16,6 +16,18 @@ from torch import nn
 N_COND_EXTRA = 2  # the coarse slice and the k/K plane, besides the one-hot labels
 
 
+def one_hot_slices(labels: torch.Tensor, n_classes: int, dtype) -> torch.Tensor:
+    """(N, n_classes, H, W) of int label slices (N, H, W), or float probabilities as given."""
+    if labels.is_floating_point():
+        if labels.ndim != 4 or labels.shape[1] != n_classes:
+            raise ValueError(f"label probabilities must be (N, {n_classes}, H, W), got "
+                             f"{tuple(labels.shape)}")
+        return labels.to(dtype)
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be (N, H, W) integers, got {tuple(labels.shape)}")
+    return F.one_hot(labels.long(), n_classes).permute(0, 3, 1, 2).to(dtype)  # (N, C, H, W)
+
+
 def conditioning(coarse_up: torch.Tensor, labels: torch.Tensor, k_frac: torch.Tensor,
                  n_classes: int) -> torch.Tensor:
     """The (N, n_classes + 2, H, W) SPADE conditioning map.
@@ -23,17 +35,18 @@ def conditioning(coarse_up: torch.Tensor, labels: torch.Tensor, k_frac: torch.Te
     Parameters
     ----------
     coarse_up : (N, 1, H, W) coarse CT slices upsampled to the label grid, hu/1000
-    labels : (N, H, W) int64 label slices in 0..n_classes-1
+    labels : (N, H, W) int64 label slices in 0..n_classes-1, or (N, n_classes, H, W)
+        float label probabilities (generated soft labels: gradients reach the shape)
     k_frac : (N,) slice position k/K in [0, 1]
     """
     if coarse_up.ndim != 4 or coarse_up.shape[1] != 1:
         raise ValueError(f"coarse_up must be (N, 1, H, W), got {tuple(coarse_up.shape)}")
-    if labels.shape != (coarse_up.shape[0], *coarse_up.shape[2:]):
+    onehot = one_hot_slices(labels, n_classes, coarse_up.dtype)
+    if onehot.shape[0] != coarse_up.shape[0] or onehot.shape[2:] != coarse_up.shape[2:]:
         raise ValueError(f"labels {tuple(labels.shape)} do not match coarse_up "
                          f"{tuple(coarse_up.shape)}: expected (N, H, W)")
-    onehot = F.one_hot(labels.long(), n_classes).permute(0, 3, 1, 2)  # (N, C, H, W)
     plane = k_frac.reshape(-1, 1, 1, 1).to(coarse_up.dtype).expand_as(coarse_up)
-    return torch.cat([coarse_up, onehot.to(coarse_up.dtype), plane], 1)
+    return torch.cat([coarse_up, onehot, plane], 1)
 
 
 class SiteEnhancer(nn.Module):

@@ -109,3 +109,17 @@ def test_discriminator_outputs_per_scale():
     assert all(len(f) >= 2 for f in feats)
     sum(x.mean() for x in logits).backward()
     assert img.grad.abs().sum() > 0
+
+
+def test_soft_labels_condition_like_one_hot_and_carry_gradient():
+    coarse, labels, k = _enhancer_inputs()
+    onehot = torch.nn.functional.one_hot(labels, 8).permute(0, 3, 1, 2).float()
+    assert torch.equal(conditioning(coarse, labels, k, 8), conditioning(coarse, onehot, k, 8))
+    probs = onehot.clone().requires_grad_(True)
+    net = SiteEnhancer(width=8, n_down=1, spade_hidden=8)
+    with torch.no_grad():
+        net.tail[1].weight.normal_(std=0.1)
+    net(coarse, probs, k).square().mean().backward()
+    assert probs.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="probabilities"):
+        conditioning(coarse, onehot[:, :5], k, 8)
