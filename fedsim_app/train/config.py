@@ -43,7 +43,7 @@ class TrainConfig:
     spade_hidden: int = 64
     disc_channels: int = 64
     disc_scales: int = 2
-    disc_layers: int = 3
+    disc_layers: int = 2  # per scale; scale i has (i + 1)·disc_layers stride-2 layers
     # work per phase (epochs = passes over the phase's volumes)
     phase1_epochs: int = 60
     phase2_epochs: int = 60
@@ -77,6 +77,12 @@ class TrainConfig:
         if self.label_size % (2 ** self.enhancer_down):
             raise ConfigError(f"label_size {self.label_size} must be divisible by "
                               f"2**enhancer_down = {2 ** self.enhancer_down}")
+        deepest = self.disc_layers * self.disc_scales  # stride-2 layers of the last scale
+        if self.label_size >> deepest < 4:
+            raise ConfigError(f"a {self.label_size}² slice is too small for {self.disc_scales} "
+                              f"discriminator scale(s) of {self.disc_layers} layer(s): the "
+                              "deepest must leave 4 or more pixels; lower disc_layers or "
+                              "disc_scales")
         if self.material_size % 16:
             raise ConfigError(f"material_size must be a multiple of 16, got "
                               f"{self.material_size}")
@@ -103,7 +109,7 @@ PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
     "cpu": TrainConfig(
         preset="cpu", label_size=32, enhancer_width=24, enhancer_down=2, spade_hidden=16,
-        disc_channels=16, disc_scales=2, disc_layers=2, phase1_epochs=40, phase2_epochs=40,
+        disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=40, phase2_epochs=40,
         phase3_epochs=10, slices_per_step=8, lr_phase1=3e-3),
     "smoke": TrainConfig(
         preset="smoke", label_size=16, enhancer_width=8, enhancer_down=1, spade_hidden=8,

@@ -28,6 +28,9 @@ def test_unknown_preset_and_key_refused(tmp_path):
     bad.write_text('preset = "smoke"\nlabel_sise = 8\n')
     with pytest.raises(ConfigError, match="label_sise"):
         load_config(bad)
+    bad.write_text('preset = "smoke"\ndisc_scales = 2\n')
+    with pytest.raises(ConfigError, match="too small"):
+        load_config(bad)
     bad.write_text('preset = "smoke"\nshape_grad = "magic"\n')
     with pytest.raises(ConfigError, match="shape_grad"):
         load_config(bad)
