@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fedsim_app.ctsim.window import CT_WINDOW_HU
 from fedsim_app.errors import FedSimError
 from fedsim_app.io.labels_core import DISPLAY_NAME, STRUCTURES
 
-WINDOW_HU = (-250.0, 550.0)  # a cardiac CTA window: contrast blood bright, fat dark
 COLOURS = ("#e41a1c", "#ff7f00", "#377eb8", "#4daf4a", "#984ea3", "#f781bf", "#a65628")
 
 
@@ -36,7 +36,7 @@ def write_preview(root: str | Path, out_png: str | Path | None = None) -> Path:
     from matplotlib.lines import Line2D
 
     from fedsim_app.io import get_code_set, read_nifti, to_internal
-    from fedsim_app.io._atomic import atomic_path
+    from fedsim_app.io.atomic import atomic_path
 
     datasets = find_site_datasets(root)
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 4.6), squeeze=False)
@@ -52,7 +52,8 @@ def write_preview(root: str | Path, out_png: str | Path | None = None) -> Path:
         extent = (0, nx * spacing[2], 0, ny * spacing[1])
         # one frame for image and contours: rows (y) run posterior → anterior, drawn
         # upward; the x axis is inverted so the patient's right is on the viewer's left
-        ax.imshow(image[k], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], origin="lower",
+        lo, hi = CT_WINDOW_HU
+        ax.imshow(image[k], cmap="gray", vmin=lo, vmax=hi, origin="lower",
                   extent=extent, interpolation="nearest")
         xs = (np.arange(nx) + 0.5) * spacing[2]
         ys = (np.arange(ny) + 0.5) * spacing[1]

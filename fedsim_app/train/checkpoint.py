@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from fedsim_app.errors import FedSimError
-from fedsim_app.io._atomic import atomic_path
+from fedsim_app.io.atomic import atomic_path
 
 FORMAT = "fedsim-train-checkpoint"
 FORMAT_VERSION = 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedsim_app.io._atomic import atomic_path
+from fedsim_app.io.atomic import atomic_path
 
 
 class RunLog:
