@@ -84,6 +84,7 @@ def test_finite_difference_shape_gradient_runs(tiny_site, tiny_cfg, tmp_path):
     assert tr.nets.z_lab.codes.grad is not None
 
 
+@pytest.mark.slow
 def test_resume_mid_phase_equals_uninterrupted(tiny_site, tiny_cfg, tmp_path):
     full = _trainer(tiny_site, tiny_cfg, tmp_path / "full")
     full.run()
