@@ -249,6 +249,9 @@ def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
         model = ExportModel(gen, source, sampler=ShapeSampler())
         model.train_ids = tuple(f"atlas_{i:02d}" for i in range(_atlas_count()))
         return model
+    if not path.is_file():
+        raise FedSimError(f"{path}: no checkpoint there — pass a `fedsim train` run folder or "
+                          "its checkpoint.pt, 'default' or 'atlas'")
     cfg, nets, state = _load_nets(path, site.key)
     latents = [nets.z_lab.codes.detach()]
     if nets.z_unl is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +23,10 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     ``image.nii.gz`` (full CT, HU), ``labels.nii.gz`` (internal codes),
     ``material_mu_per_mm.nii.gz``, ``coarse_ct.nii.gz`` (all with their affines),
     ``meshes/<structure>.ply`` (world RAS+ mm) and ``params.json`` (the record).
-    Every file is written atomically.
+    Every file is written atomically, the meshes and the record by the writers every
+    FedSim export uses (:func:`fedsim_app.export.dataset.write_meshes`,
+    :func:`fedsim_app.export.records.write_record`).
     """
-    import trimesh
-
     from fedsim_app.io import Volume, write_nifti
 
     out = Path(out_dir)
@@ -40,17 +38,13 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     for name, (attr, kind, grid_attr) in VOLUMES.items():
         vol = Volume(np.asarray(getattr(result, attr)), getattr(result, grid_attr), kind=kind)
         written[name] = write_nifti(vol, out / name)
-    for name, (verts, faces) in result.meshes.items():
-        path = out / "meshes" / f"{name}.ply"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        trimesh.Trimesh(vertices=verts, faces=faces, process=False).export(tmp, file_type="ply")
-        os.replace(tmp, path)
-        written[f"meshes/{name}.ply"] = path
-    path = out / "params.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    record = result.record()
-    record["files"] = sorted(written)
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
-    written["params.json"] = path
+    from fedsim_app.export.dataset import write_meshes
+    from fedsim_app.export.records import HEADER, Record, write_record
+
+    for path in write_meshes(out / "meshes", result.meshes):
+        written[f"meshes/{path.name}"] = path
+    # the Explorer's sample record is a FedSim record like every other output's
+    fields = {k: v for k, v in result.record().items() if k not in HEADER}
+    fields["files"] = sorted([*written, "params.json"])
+    written["params.json"] = write_record(out / "params.json", Record("explorer-sample", fields))
     return written
