@@ -10,9 +10,9 @@ from fedsim_app.errors import FedSimError
 
 #: file name → (SampleResult attribute, Volume kind, grid attribute)
 VOLUMES = {
-    "image.nii.gz": ("full_ct_hu", "image", "grid"),
+    "image.nii.gz": ("ct_hu", "image", "grid"),
     "labels.nii.gz": ("labels", "label", "grid"),
-    "material_mu_per_mm.nii.gz": ("material_mu_per_mm", "image", "grid"),
+    "material_mu_per_mm.nii.gz": ("material_mu_per_mm", "image", "coarse_grid"),
     "coarse_ct.nii.gz": ("coarse_ct_hu", "image", "coarse_grid"),
 }
 
@@ -20,8 +20,8 @@ VOLUMES = {
 def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     """Write ``result`` into ``out_dir``; returns ``{what: path}``.
 
-    ``image.nii.gz`` (full CT, HU), ``labels.nii.gz`` (internal codes),
-    ``material_mu_per_mm.nii.gz``, ``coarse_ct.nii.gz`` (all with their affines),
+    ``image.nii.gz`` (the CT, HU), ``labels.nii.gz`` (internal codes),
+    ``material_mu_per_mm.nii.gz`` and ``coarse_ct.nii.gz`` (16³), all with their affines,
     ``meshes/<structure>.ply`` (world RAS+ mm) and ``params.json`` (the record).
     Every file is written atomically, the meshes and the record by the writers every
     FedSim export uses (:func:`fedsim_app.export.dataset.write_meshes`,
@@ -44,7 +44,9 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     for path in write_meshes(out / "meshes", result.meshes):
         written[f"meshes/{path.name}"] = path
     # the Explorer's sample record is a FedSim record like every other output's
-    fields = {k: v for k, v in result.record().items() if k not in HEADER}
+    sample = result.record()
+    fields = {k: v for k, v in sample.items() if k not in HEADER}
+    fields["sample_version"] = sample.get("format_version")  # the Explorer record's content
     fields["files"] = sorted([*written, "params.json"])
     written["params.json"] = write_record(out / "params.json", Record("explorer-sample", fields))
     return written
