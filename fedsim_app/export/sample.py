@@ -132,7 +132,7 @@ class ExportModel:
 
     # -- novelty ----------------------------------------------------------------------
     @cached_property
-    def _reference(self) -> tuple[np.ndarray, np.ndarray]:
+    def training_reference(self) -> tuple[np.ndarray, np.ndarray]:
         """(codes (N, D), binary hearts (N, n, n, n) bool) of the training set."""
         gen = self.generator
         if self.trained:
@@ -155,7 +155,7 @@ class ExportModel:
         atlas model, in the 14 normalised mode weights); ``heart_iou``: the largest IoU of
         the binary heart (labels > 0) with a training heart; with the ids of both.
         """
-        codes, hearts = self._reference
+        codes, hearts = self.training_reference
         if draw.latent is not None:
             mine = np.asarray(draw.latent, np.float64)
         else:

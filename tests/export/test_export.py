@@ -84,7 +84,7 @@ def test_novelty_in_records_and_table(atlas_export):
 
 def test_a_training_heart_is_found_as_its_own_nearest(atlas_model):
     # novelty must be able to say "memorised": a training heart has IoU 1 with itself
-    codes, hearts = atlas_model._reference
+    codes, hearts = atlas_model.training_reference
     from fedsim_app.export.sample import CaseDraw
 
     draw = CaseDraw(0, 0, None, tuple([*codes[3], *[0.0] * 7]))
