@@ -34,7 +34,7 @@ def ensure_sample(site_key: str, size: int | None = None) -> tuple[Path, Path]:
     record = sample_case(site, 0, size=size or SAMPLE_SIZE)
     image_vol, label_vol = render_case(record)
     folder.mkdir(parents=True, exist_ok=True)
-    write_nifti(label_vol, label)
+    write_nifti(label_vol, label, label_codes="internal")
     tmp = folder / f".record.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(record.to_dict(), indent=2))
     os.replace(tmp, folder / "record.json")
