@@ -16,6 +16,7 @@ import hashlib
 import os
 from functools import cached_property
 
+from fedsim_app.ctsim._diffct import quiet_diffct
 from fedsim_app.ctsim.operator import CTOperator
 from fedsim_app.ctsim.scanner import ScannerProfile
 from fedsim_app.ctsim.simulate import mu_to_hu
@@ -44,7 +45,7 @@ def build_system_matrix(op: CTOperator, *, batch: int = 512):
 
     Column j is diffct's reconstruction of the j-th unit voxel.
     """
-    import diffct
+    diffct = quiet_diffct()
     import torch
 
     n = int(torch.tensor(op.volume_shape).prod())
@@ -61,7 +62,7 @@ def build_system_matrix(op: CTOperator, *, batch: int = 512):
 
 
 def _cache_file(op: CTOperator, kind: str = "coarse"):
-    import diffct
+    diffct = quiet_diffct()
 
     from fedsim_app.assets import cache_dir
 
