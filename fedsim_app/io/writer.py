@@ -112,7 +112,8 @@ class DatasetWriter:
             image = image.with_array(hu_int16(image.array))
         write_nifti(image, self.image_path(case_id), orientation=self.orientation,
                     dtype=np.int16 if self.image_hu_int16 else None)
-        write_nifti(labels_out, self.label_path(case_id), orientation=self.orientation)
+        write_nifti(labels_out, self.label_path(case_id), orientation=self.orientation,
+                    label_codes=self.codes.name if self.codes.name in CODE_SETS else None)
         meta = {"case_id": case_id,
                 "image": self.image_path(case_id).relative_to(self.root).as_posix(),
                 "label": self.label_path(case_id).relative_to(self.root).as_posix(),

@@ -37,7 +37,8 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for name, (attr, kind, grid_attr) in VOLUMES.items():
         vol = Volume(np.asarray(getattr(result, attr)), getattr(result, grid_attr), kind=kind)
-        written[name] = write_nifti(vol, out / name)
+        written[name] = write_nifti(vol, out / name,
+                                    label_codes="internal" if kind == "label" else None)
     from fedsim_app.export.dataset import write_meshes
     from fedsim_app.export.records import HEADER, Record, write_record
 
