@@ -33,3 +33,17 @@ def test_ci_runs_lint_tests_and_the_pyqt6_gui_pass():
     assert "TORCH  := torch==2.13.0" in makefile
     assert ".[pyqt6,test]" in makefile and "-m gui" in makefile
     assert "QT_API=pyqt6" in makefile
+
+
+def test_readme_quickstart_is_two_commands_and_links_stay_inside_the_repo():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quickstart", 1)[1].split("##", 1)[0]
+    block = quick.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["make run", "make test"]
+    for target in re.findall(r"\]\(([^)#]+)\)", readme):
+        if "://" not in target:
+            assert (ROOT / target).exists(), target
+    assert "../shared" not in readme
