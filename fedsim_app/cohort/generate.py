@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedsim_app.cohort.case import case_id_for, render_case, sample_case
-from fedsim_app.cohort.sites import SiteSpec, load_sites
 from fedsim_app.errors import FedSimError
-from fedsim_app.io._atomic import write_json_atomic
+from fedsim_app.io.atomic import write_json_atomic
 from fedsim_app.shape.grid_size import check_label_size
+from fedsim_app.sites import Site, load_sites
 
 SPLIT_FILE = "fedsim_split.json"
 DEFAULT_LABEL_CODES = "mmwhs"
@@ -32,7 +32,7 @@ class CohortSummary:
     seconds: float = 0.0
 
 
-def select_sites(keys: str | Iterable[str] | None) -> list[SiteSpec]:
+def select_sites(keys: str | Iterable[str] | None) -> list[Site]:
     """Sites by key (``"A,B"`` or ``["A", "B"]``); all shipped sites when ``None``."""
     sites = load_sites()
     if keys is None:
@@ -82,8 +82,8 @@ def generate_cohort(
     for done, (site, index) in enumerate(plan, start=1):
         if site.key not in writers:
             writers[site.key] = DatasetWriter(
-                Path(out) / site.folder_name, site.dataset_name, label_codes=label_codes,
-                description=f"{site.title}; FedSim virtual cohort, scanner {site.scanner}")
+                Path(out) / site.dataset.folder, site.dataset.name, label_codes=label_codes,
+                description=f"{site.title}; FedSim virtual cohort, scanner {site.scanner.name}")
         writer = writers[site.key]
         n_site = cases or site.n_cases
         record = sample_case(site, index, seed=seed, size=size, fidelity=fidelity,

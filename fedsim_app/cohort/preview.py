@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fedsim_app.ctsim.window import CT_WINDOW_HU
 from fedsim_app.errors import FedSimError
 from fedsim_app.io.colours import hex_colour
 from fedsim_app.io.labels_core import DISPLAY_NAME, STRUCTURES
 
-WINDOW_HU = (-250.0, 550.0)  # a cardiac CTA window: contrast blood bright, fat dark
 COLOURS = tuple(hex_colour(name) for name in STRUCTURES)  # FedSim's one colour table
 PANEL_W_IN, PANEL_H_IN = 4.2, 4.6
 LEGEND_ENTRY_W_IN = 1.45  # room for the longest name ("Pulmonary artery") at 8 pt
@@ -35,7 +35,7 @@ def write_preview(root: str | Path, out_png: str | Path | None = None) -> Path:
     """Draw one mid-axial slice per site (first case) with label contours → PNG path."""
     import matplotlib.pyplot as plt
 
-    from fedsim_app.io._atomic import atomic_path
+    from fedsim_app.io.atomic import atomic_path
 
     fig = preview_figure(find_site_datasets(root))
     out_png = Path(out_png) if out_png else Path(root) / "preview.png"
@@ -74,7 +74,8 @@ def preview_figure(datasets: list[Path]):
         extent = (0, nx * spacing[2], 0, ny * spacing[1])
         # one frame for image and contours: rows (y) run posterior → anterior, drawn
         # upward; the x axis is inverted so the patient's right is on the viewer's left
-        ax.imshow(image[k], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], origin="lower",
+        lo, hi = CT_WINDOW_HU
+        ax.imshow(image[k], cmap="gray", vmin=lo, vmax=hi, origin="lower",
                   extent=extent, interpolation="nearest")
         xs = (np.arange(nx) + 0.5) * spacing[2]
         ys = (np.arange(ny) + 0.5) * spacing[1]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedsim_app.io._atomic import write_atomic
+from fedsim_app.io.atomic import write_atomic
 from fedsim_app.io.errors import (
     CorruptFileError,
     DimensionError,

@@ -22,7 +22,7 @@ import json
 import warnings
 from pathlib import Path
 
-from fedsim_app.io._atomic import check_writable, write_json_atomic
+from fedsim_app.io.atomic import check_writable, write_json_atomic
 from fedsim_app.io.dataset import check_pair
 from fedsim_app.io.labels import CODE_SETS, CodeSet, from_internal, get_code_set
 from fedsim_app.io.nifti import write_nifti

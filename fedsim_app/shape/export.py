@@ -11,7 +11,7 @@ MESH_FORMATS = ("ply", "obj", "stl")
 
 def write_meshes(topology, vertices, out_dir, formats=MESH_FORMATS, prefix: str = "") -> list:
     """One file per structure and format, ``<prefix><name>.<fmt>``; returns the paths."""
-    from fedsim_app.io._atomic import write_atomic
+    from fedsim_app.io.atomic import write_atomic
 
     out_dir = Path(out_dir)
     written = []
@@ -40,6 +40,6 @@ def write_labels(labels, grid, path, like=None, label_codes: str = "internal") -
 
 def write_json(path, obj) -> Path:
     """Indented JSON, written atomically."""
-    from fedsim_app.io._atomic import write_json_atomic
+    from fedsim_app.io.atomic import write_json_atomic
 
     return write_json_atomic(Path(path), obj)

@@ -176,7 +176,7 @@ class ShapeModel:
             "ranges": np.array([r.mode_sd, r.rotation_rad, r.translation_mm, r.log_scale]),
             "size_mm": np.array(self.size_mm),
         }
-        from fedsim_app.io._atomic import write_atomic
+        from fedsim_app.io.atomic import write_atomic
 
         return write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 

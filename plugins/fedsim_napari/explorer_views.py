@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedsim_app.ctsim.window import CT_WINDOW_HU
 from fedsim_app.io.colours import STRUCTURE_COLOURS, rgb255
 from fedsim_app.io.labels_core import LABEL_OF, STRUCTURES
 
@@ -24,7 +25,6 @@ LAYER_NAMES = {
 }
 LAYER_SOURCES = {"labels": "labels", "material": "material_mu_per_mm",
                  "coarse": "coarse_ct_hu", "full": "full_ct_hu"}
-CT_WINDOW_HU = (-250.0, 550.0)  # cardiac soft-tissue window: blood, myocardium and fat apart
 
 
 def label_colormap():
