@@ -27,8 +27,11 @@ def test_presets_documented():
 
 
 def test_state_round_trip_and_clamp():
+    from fedsim_app.shape import ShapeSampler
+
     s = SampleState.random(3, "b")
     assert s.site == "B"
+    np.testing.assert_allclose(s.params, ShapeSampler().sample(3)[0])  # the one sampler
     assert SampleState.from_dict(s.to_dict()) == s
     assert SampleState(params=(5.0,) + (0.0,) * 20).params[0] == 1.0
     with pytest.raises(FedSimError):
