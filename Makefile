@@ -42,7 +42,7 @@ assets: setup
 	$(VENV)/bin/fedsim ssm build --out assets/ssm/atlas_ssm.npz
 
 screenshot: setup
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m fedsim_napari --screenshot docs/images/napari.png
+	xvfb-run -a -s "-screen 0 1920x1080x24" $(PY) -m fedsim_napari --screenshot docs/images/napari.png
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

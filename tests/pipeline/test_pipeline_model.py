@@ -9,11 +9,19 @@ from fedsim_app.errors import FedSimError
 from fedsim_app.pipeline import PRESETS, FedSimModel, PipelinePreset, SampleState, get_preset
 
 TINY = PipelinePreset("tiny", label_size=32, coarse_size=16)
+# An 8³ coarse grid: its system matrix builds in seconds where the 16³ one takes minutes,
+# and the session's cache is a temporary folder (tests/conftest.py), so it is built each run.
+SMALL_COARSE = PipelinePreset("small-coarse", label_size=32, coarse_size=8)
 
 
 @pytest.fixture(scope="module")
 def model():
     return FedSimModel(TINY)
+
+
+@pytest.fixture(scope="module")
+def small_coarse_model():
+    return FedSimModel(SMALL_COARSE)
 
 
 def test_presets_documented():
@@ -118,3 +126,19 @@ def test_enhancer_is_used_and_named():
     heart = r.labels > 0
     np.testing.assert_allclose(r.ct_hu[heart], plain.ct_hu[heart] + 100.0, atol=1e-2)
     np.testing.assert_allclose(r.ct_hu[~heart], plain.ct_hu[~heart], atol=1e-3)
+
+
+def test_coarse_matrix_and_direct_paths_agree(small_coarse_model, monkeypatch):
+    """Before the site's system matrix exists the coarse CT takes diffct's direct path;
+    after it is built, the matrix path gives the same HU."""
+    from fedsim_app.models.coarse_ct import CoarseScanner
+
+    model = small_coarse_model
+    s = SampleState.random(2)
+    model.prepare_site("A")
+    assert model.site_ready("A")
+    fast = model.render(s)
+    monkeypatch.setattr(CoarseScanner, "matrix_ready", property(lambda self: False))
+    direct = FedSimModel(SMALL_COARSE).render(s)
+    assert fast.coarse_ct_hu.shape == (8, 8, 8)
+    assert np.abs(direct.coarse_ct_hu - fast.coarse_ct_hu).max() < 1.0
