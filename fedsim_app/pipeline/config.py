@@ -104,10 +104,9 @@ class SampleState:
         return cls(tuple(d["params"]), int(d["seed"]), str(d["site"]))
 
     @classmethod
-    def random(cls, seed: int, site: str = "A", scale: float = 1.0) -> SampleState:
-        """Parameters drawn uniformly in ``[-scale, scale]`` with ``seed``; rigid ones
-        at a third of that, so random hearts stay in the field of view."""
-        rng = np.random.default_rng(seed)
-        p = rng.uniform(-scale, scale, N_PARAMS)
-        p[14:] /= 3.0
-        return cls(tuple(p), seed, site)
+    def random(cls, seed: int, site: str = "A") -> SampleState:
+        """Parameters drawn from the shape model's prior with ``seed``
+        (:class:`fedsim_app.shape.ShapeSampler`, the one sampler of shape parameters)."""
+        from fedsim_app.shape.sampling import ShapeSampler
+
+        return cls(tuple(ShapeSampler().sample(int(seed))[0]), seed, site)

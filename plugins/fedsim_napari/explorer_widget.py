@@ -117,6 +117,8 @@ class ExplorerWidget(QWidget):
         self.site.setCurrentText(site.upper())
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("seed of 'Random sample': it names the drawn shape parameters "
+                             "(the model renders the parameters through the site's chain)")
         self.sliders = ParameterSliders(parameter_labels(self.model.ssm))
         self.random_button = QPushButton("Random sample")
         self.reset_button = QPushButton("Reset to mean")

@@ -194,3 +194,31 @@ def test_hiding_the_dock_never_leaves_the_canvas_frozen(make_napari_viewer, qtbo
     widget.hide()
     assert views.updatesEnabled()
 
+
+
+def test_enhanced_ct_is_shown_and_named(make_napari_viewer, qtbot):
+    import torch
+
+    from fedsim_napari.explorer_widget import ExplorerWidget
+
+    class Brighter(torch.nn.Module):  # stand-in site enhancer: +100 HU in the heart
+        def forward(self, coarse_up, labels, k_frac):
+            return coarse_up + 0.1 * (labels > 0)[:, None]
+
+    viewer = make_napari_viewer()
+    widget = ExplorerWidget(viewer, enhancers={"B": Brighter()})
+    viewer.window.add_dock_widget(widget, name="FedSim Explorer", area="right")
+    _wait(widget, qtbot)
+    assert widget.slices.layers["ct"].name == "CT slices (coarse CT upsampled, no enhancer)"
+    widget.site.setCurrentText("B")
+    _wait(widget, qtbot, timeout=120_000)
+    assert widget.slices.layers["ct"].name == "CT slices (enhanced)"
+    assert "site enhancer" in widget.provenance.text()
+    assert "Brighter" in widget.provenance.toolTip()
+    from fedsim_app.models.enhance import upsample_coarse
+
+    coarse = torch.from_numpy(_data(widget, "coarse"))[None]
+    plain = upsample_coarse(coarse, widget.result.grid.shape)[0].numpy()
+    heart = _data(widget, "labels") > 0
+    np.testing.assert_allclose(_data(widget, "ct")[heart], plain[heart] + 100.0, atol=0.1)
+    np.testing.assert_allclose(_data(widget, "ct")[~heart], plain[~heart], atol=0.1)
