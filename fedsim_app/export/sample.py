@@ -187,33 +187,24 @@ def _atlas_reference(gen) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.stack(hearts)
 
 
-def _load_nets(path: Path, site_key: str):
-    """(config, nets, state) of a training checkpoint for ``site_key``."""
-    from fedsim_app.train.checkpoint import load_checkpoint
-    from fedsim_app.train.config import from_dict
-    from fedsim_app.train.glo import build_nets
-    from fedsim_app.train.latents import Latents
+def _load_site_model(path: Path, site_key: str):
+    """The :class:`~fedsim_app.train.model_io.SiteModel` of ``site_key`` in a training
+    checkpoint or a bundle of sites (the default checkpoint)."""
+    from fedsim_app.train.model_io import load_site_models
 
-    state = load_checkpoint(path)
-    if state.get("site") != site_key:
-        raise FedSimError(f"{path}: trained for site {state.get('site')}, not site "
-                          f"{site_key} — export with --site {state.get('site')}, or pass that "
-                          "site's checkpoint")
     try:
-        cfg = from_dict(state["config"])
-        nets = build_nets(cfg, int(state["n_labelled"]))
-        models = state["models"]
-        if "z_unl" in models:
-            nets.z_unl = Latents(len(models["z_unl"]["codes"]), cfg.latent_dim)
-        for name, module in nets.modules().items():
-            if name in models:
-                module.load_state_dict(models[name])
-            module.eval()
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        models = load_site_models(path)
+    except FedSimError:
+        raise
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
         msg = " ".join(str(exc).split())[:160]
         raise FedSimError(f"{path}: checkpoint lacks or mismatches its networks ({msg}) — "
                           "use a checkpoint written by fedsim train") from None
-    return cfg, nets, state
+    if site_key not in models:
+        raise FedSimError(f"{path}: trained for site {', '.join(models)}, not site "
+                          f"{site_key} — export with --site {next(iter(models))}, or pass "
+                          "that site's checkpoint")
+    return models[site_key]
 
 
 def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
@@ -252,13 +243,14 @@ def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
     if not path.is_file():
         raise FedSimError(f"{path}: no checkpoint there — pass a `fedsim train` run folder or "
                           "its checkpoint.pt, 'default' or 'atlas'")
-    cfg, nets, state = _load_nets(path, site.key)
+    trained = _load_site_model(path, site.key)
+    cfg, nets = trained.config, trained.nets
     latents = [nets.z_lab.codes.detach()]
     if nets.z_unl is not None:
         latents.append(nets.z_unl.codes.detach())
     train_latents = torch.cat(latents)
-    if state.get("prior"):
-        prior = (state["prior"]["mean"].float(), state["prior"]["cov"].float())
+    if trained.prior:
+        prior = (trained.prior["mean"].float(), trained.prior["cov"].float())
         prior_source = "the checkpoint's phase-3 normal fitted to the labelled latents"
     else:
         from fedsim_app.train.latents import fit_normal
@@ -270,17 +262,15 @@ def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
         m.to(device)
     gen = Generator(site, config=ChainConfig(label_size=size, coarse_size=cfg.material_size),
                     g_shape=nets.g_shape, g_material=nets.g_material, enhancer=nets.enhancer,
-                    enhancer_checkpoint=f"{path} (sha256 {sha[:12]})", device=device)
-    case_ids = list(state.get("case_ids", []))
-    n_lab = int(state["n_labelled"])
+                    enhancer_checkpoint=f"{trained.source} (sha256 {sha[:12]})", device=device)
+    case_ids = list(trained.case_ids)
+    n_lab = trained.n_labelled
     source = {"model": f"trained site model ({cfg.preset} preset)", "checkpoint": str(path),
               "checkpoint_sha256": sha, "preset": cfg.preset,
-              "training": {"site": state.get("site"), "case_ids": case_ids,
+              "training": {"site": trained.site, "case_ids": case_ids,
                            "n_labelled": n_lab, "n_unlabelled": len(case_ids) - n_lab,
                            "n_volumes": len(case_ids), "label_size": cfg.label_size,
-                           "grid": state.get("grid"), "phase": int(state.get("phase", 0)),
-                           "finished": int(state.get("phase", 0)) >= 4,
-                           "seed": cfg.seed},
+                           "phase3_prior": bool(trained.prior), "seed": cfg.seed},
               "latent_source": prior_source,
               "novelty_reference": "training latents; hearts G_shape makes of them"}
     ids = case_ids[: len(train_latents)] if len(case_ids) >= len(train_latents) else \

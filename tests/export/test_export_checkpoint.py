@@ -102,3 +102,17 @@ def test_checkpoint_of_another_site_refused(tmp_path, capsys):
                  str(tmp_path / "o"), "--n", "1", "--size", str(SIZE)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "site B" in err[0]
+
+
+def test_bundle_of_sites_exports_and_replays(ckpt, tmp_path):
+    """The default checkpoint is a bundle (fp16, several sites): the same export path."""
+    from fedsim_app.train.model_io import write_bundle
+
+    bundle = write_bundle([ckpt], tmp_path / "default.pt")
+    model = load_export_model(bundle, "A", size=SIZE)
+    summary = export_dataset(model, n=1, out=tmp_path / "out", seed=0)
+    rec = read_record(summary.root / "fedsim" / "case_0000.json")
+    assert rec["record"]["model"]["checkpoint"] == str(bundle)
+    again = replay(rec)
+    image = read_nifti(summary.root / "imagesTr" / "case_0000_0000.nii.gz").array
+    np.testing.assert_array_equal(image, np.rint(again.ct_hu[0].numpy()))
