@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -94,8 +95,13 @@ def main() -> None:
     DatasetWriter.add_case = timed(seconds, "writing", real_add)
 
     rss = []
-    summary = export_dataset(model, n=args.n, out=tmp / "out", seed=0,
-                             progress=lambda *a: rss.append(rss_mb()))
+
+    def progress(case_id, done, total, skipped):
+        rss.append(rss_mb())
+        if done % 10 == 0 or done == 1:
+            print(f"  {done}/{total} cases, RSS {rss[-1]:.0f} MB", file=sys.stderr, flush=True)
+
+    summary = export_dataset(model, n=args.n, out=tmp / "out", seed=0, progress=progress)
     DatasetWriter.add_case = real_add
     total = summary.seconds
     print(f"{summary.written} cases in {total:.1f} s")
