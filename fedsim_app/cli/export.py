@@ -32,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--latents", metavar="FILE",
                    help=".npy or text file of latents, one case per row (32 values; 21 shape "
                    "parameters for the atlas model)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1, as fedsim train; 0 leaves torch's "
+                   "setting)")
     p.set_defaults(func=run)
 
 
@@ -48,6 +51,10 @@ def run(args) -> int:
     from fedsim_app.io.atomic import check_writable
     from fedsim_app.io.labels import get_code_set
 
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.n < 1:
         raise FedSimError(f"--n {args.n}: export at least one case")
     codes = get_code_set(args.label_codes)  # names the file and the problem
