@@ -41,6 +41,9 @@ def register(sub) -> None:
     f.add_argument("--steps", type=int, default=None, help="optimisation steps (default 80)")
     f.add_argument("--coarse-size", type=int, default=None,
                    help="voxels per axis of the optimisation grid (default 48)")
+    f.add_argument("--out-codes", choices=("input", "internal"), default="input",
+                   help="codes of the written fitted_labels.nii.gz: the input's code set "
+                   "(default, so it overlays the input) or FedSim's internal 0..7")
     f.set_defaults(func=run_fit)
 
 
@@ -145,7 +148,7 @@ def run_fit(args) -> int:
     from pathlib import Path
 
     from fedsim_app.errors import FedSimError
-    from fedsim_app.io import read_label
+    from fedsim_app.io.dataset import read_label_and_codes
     from fedsim_app.shape import FitConfig, fit_labels
     from fedsim_app.shape.export import write_json, write_labels, write_meshes
 
@@ -154,7 +157,7 @@ def run_fit(args) -> int:
     if args.coarse_size is not None and args.coarse_size < 8:
         raise FedSimError("--coarse-size must be at least 8")
     model = _model(args.ssm)
-    vol = read_label(args.labels, args.label_codes)
+    vol, codes = read_label_and_codes(args.labels, args.label_codes)
     cfg = FitConfig()
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps)
@@ -162,10 +165,14 @@ def run_fit(args) -> int:
         cfg = replace(cfg, coarse_size=args.coarse_size)
     result = fit_labels(model, vol.array, vol.grid, cfg)
     summary = result.to_dict()
+    out_codes = codes if args.out_codes == "input" else None
+    summary["label_codes"] = codes.name
+    summary["fitted_label_codes"] = codes.name if out_codes else "internal"
     if args.out:
         out = Path(args.out)
         write_meshes(model.topology, result.vertices, out / "meshes")
-        write_labels(result.labels, vol.grid, out / "fitted_labels.nii.gz", like=vol)
+        write_labels(result.labels, vol.grid, out / "fitted_labels.nii.gz", like=vol,
+                     codes=out_codes)
         write_json(out / "fit.json", summary)
     if args.json:
         print(json.dumps(summary))

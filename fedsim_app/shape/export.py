@@ -24,16 +24,21 @@ def write_meshes(topology, vertices, out_dir, formats=MESH_FORMATS, prefix: str 
     return written
 
 
-def write_labels(labels, grid, path, like=None) -> Path:
+def write_labels(labels, grid, path, like=None, codes=None) -> Path:
     """Label map as NIfTI; ``like`` (an input :class:`~fedsim_app.io.Volume`) gives the
-    file orientation to restore (its grid must equal ``grid``)."""
+    file orientation to restore (its grid must equal ``grid``); ``codes`` (a code set
+    name, mapping or :class:`~fedsim_app.io.labels.CodeSet`) writes the internal labels in
+    that dataset's codes (None: internal codes)."""
     from fedsim_app.io import Volume, write_nifti
+    from fedsim_app.io.labels import from_internal
 
+    arr = np.asarray(labels, np.uint8)
+    if codes is not None:
+        arr = from_internal(arr, codes)  # uint8, or int16 for codes above 255 (MM-WHS)
     if like is not None:
-        vol = like.with_array(np.asarray(labels, np.uint8), grid, kind="label")
-        return write_nifti(vol, path, orientation="original", dtype=np.uint8)
-    return write_nifti(Volume(np.asarray(labels, np.uint8), grid, kind="label"), path,
-                       dtype=np.uint8)
+        vol = like.with_array(arr, grid, kind="label")
+        return write_nifti(vol, path, orientation="original", dtype=arr.dtype)
+    return write_nifti(Volume(arr, grid, kind="label"), path, dtype=arr.dtype)
 
 
 def write_json(path, obj) -> Path:
