@@ -39,6 +39,7 @@ from fedsim_app.shape.soft import (
 from fedsim_app.shape.voxelize import precedence_lut, voxelize
 
 N_CLASSES = len(STRUCTURES) + 1
+LIMIT_AT = 0.99  # |param| from which a fitted parameter counts as sitting at its limit
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class FitResult:
         return {
             "binary_iou": float(self.binary_iou),
             "dice": {k: float(v) for k, v in self.dice.items()},
+            "mean_dice": float(np.mean(list(self.dice.values()))) if self.dice else 0.0,
+            # a parameter at its limit: the heart lies outside what the model expresses
+            "params_at_limit": int((np.abs(self.params) >= LIMIT_AT).sum()),
             "params": [float(x) for x in self.params],
             "offset_mm": [float(x) for x in self.offset_mm],
             "seconds": float(self.seconds),
