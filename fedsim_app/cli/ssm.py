@@ -35,11 +35,14 @@ def register(sub) -> None:
 
     s = ssm_sub.add_parser("sample", help="random hearts: meshes, label volumes, parameters")
     s.add_argument("--n", type=int, required=True, help="number of hearts")
-    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--out", default=None, help="output folder (required unless --report)")
     s.add_argument("--population", default="atlas", help="SSM of this anatomy population")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=128, help="label grid voxels per axis")
     s.add_argument("--ssm", default=None, help="model .npz (overrides --population)")
+    s.add_argument("--report", action="store_true",
+                   help="print the hearts' volumes and vessel sizes against the published CT "
+                   "norms (writes nothing unless --out is given)")
     s.set_defaults(func=run_sample)
 
     f = ssm_sub.add_parser("fit", help="fit the 21 shape parameters to a label map")
@@ -162,6 +165,12 @@ def run_sample(args) -> int:
     if args.n < 1:
         raise FedSimError("--n must be at least 1")
     model = _model(args.ssm) if args.ssm else population_ssm(args.population)
+    if args.report:
+        _norms_report(args, model)
+        if args.out is None:
+            return 0
+    if args.out is None:
+        raise FedSimError("--out is required (or --report to print the norms table only)")
     out = Path(args.out)
     grid = default_grid(model, size=args.size)
     sampler = ShapeSampler()
@@ -184,6 +193,34 @@ def run_sample(args) -> int:
         print(f"wrote {case}", file=sys.stderr)
     print(f"{args.n} hearts in {out}")
     return 0
+
+
+def _norms_report(args, model) -> None:
+    """The sampled hearts (and, for an anatomy population, the procedural hearts the SSM
+    was built from, drawn afresh) measured against the CT norms."""
+    from fedsim_app.shape import ShapeSampler
+    from fedsim_app.shape.norms import measure, out_of_range, report_table, summarise
+
+    params = ShapeSampler().sample(args.seed, args.n)
+    columns = {"SSM samples": summarise([measure(model.topology, model.decode(p))
+                                         for p in params])}
+    if not args.ssm and args.population != "atlas":
+        from fedsim_app import anatomy
+
+        rng = __import__("numpy").random.default_rng(args.seed)
+        hearts = [anatomy.build_heart(anatomy.sample_heart_params(args.population, rng))
+                  for _ in range(args.n)]
+        if model.n_vertices == hearts[0].stacked_vertices().shape[0]:
+            columns["procedural hearts"] = summarise(
+                [measure(model.topology, h.stacked_vertices()) for h in hearts])
+    source = args.ssm or f"population {args.population}"
+    print(f"{args.n} hearts, {source}: median [5th-95th percentile] vs CT norms "
+          "(shared/reference/heart-norms.md)")
+    print(report_table(columns))
+    for name, stats in columns.items():
+        bad = out_of_range(stats)
+        print(f"{name}: " + ("every median within its norm interval" if not bad
+                             else "outside the norms: " + ", ".join(bad)))
 
 
 def run_fit(args) -> int:
