@@ -109,7 +109,8 @@ def test_ssm_sample_other_population_builds_and_caches(tmp_path, monkeypatch, ca
     out = tmp_path / "adult"
     assert main(["ssm", "sample", "--n", "1", "--out", str(out), "--population", "adult",
                  "--size", "48"]) == 0
-    assert (tmp_path / "cache" / "ssm" / "adult_seed0_ssm.npz").is_file()
+    cached = list((tmp_path / "cache" / "ssm").glob("adult_seed0_*_ssm.npz"))
+    assert len(cached) == 1  # named with the anatomy's fingerprint: never a stale model
     rec = json.loads((out / "heart_000" / "params.json").read_text())
     assert rec["population"] == "adult"
     population_ssm.cache_clear()

@@ -40,11 +40,13 @@ def write_dataset(root, population, seeds, spacing=None, codes="mmwhs"):
 
 @pytest.mark.slow
 def test_leave_one_out_ssm_fits_the_held_out_heart_better_than_the_atlas(tmp_path):
-    root = write_dataset(tmp_path / "chd", "chd-m", range(4))
+    root = write_dataset(tmp_path / "chd", "chd-m", (0, 1, 2, 3, 5))
     model, reports = build_from_labels(root, cfg=FAST, log=lambda s: None)
-    assert all(r.ok for r in reports), [r.to_dict() for r in reports]
+    kept = sum(r.ok for r in reports)
+    assert kept >= 3, [r.to_dict() for r in reports]
+    assert all(r.reason for r in reports if not r.ok)  # a skipped case says why
     assert model.n_vertices == load_atlas_ssm().n_vertices
-    assert (model.eigenvalues[:3] > 0).all()  # 4 hearts: 3 modes of variation
+    assert (model.eigenvalues[: kept - 1] > 0).all()  # K hearts: K - 1 modes of variation
     held, grid = heart_labels("chd-m", 4)
     cfg = FitConfig(steps=40, coarse_size=32)
     atlas_fit = fit_labels(load_atlas_ssm(), held, grid, cfg)

@@ -36,8 +36,8 @@ def chd_case():
 def test_refinement_improves_dice_beyond_the_ssm(chd_case):
     model, _, _, _, reg = chd_case
     fit_mean = np.mean(list(reg.fit.dice.values()))
-    assert fit_mean < 0.85  # the atlas SSM alone cannot express this heart
-    assert reg.mean_dice > fit_mean + 0.1
+    assert fit_mean < 0.9  # the atlas SSM alone cannot express this heart
+    assert reg.mean_dice > fit_mean + 0.08
     assert reg.mean_dice >= 0.9 and reg.binary_iou >= 0.9
     assert min(reg.dice.values()) > 0.85
     assert set(reg.dice) == set(model.topology.names)
