@@ -8,7 +8,13 @@
 3. Optimisation: Adam on ``u`` with ``params = tanh(u)``, minimising ``1 - mean soft
    Dice`` of the soft labels (:mod:`fedsim_app.shape.soft`) on the coarse grid.
 4. Report: the exact voxelizer on the input grid gives per-structure Dice and the
-   binary-heart IoU.
+   binary-heart IoU, and ``params_at_limit`` counts parameters at ``|p| ≥ 0.99``.
+
+Range: the fit uses the sampling range (the paper's ±1.5√λ per mode, ±15° rotations,
+±20 mm, ±28 % scale), so a fitted vector is always a valid sampler/Explorer input. A heart
+outside that range shows as parameters at their limit and a low Dice; the range it needs
+comes from :mod:`fedsim_app.shape.register` (scaling to the mean's size, then an unbounded,
+regularised refinement of every structure), not from a wider fit.
 """
 
 from __future__ import annotations
