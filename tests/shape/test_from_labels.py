@@ -107,3 +107,14 @@ def test_cli_fit_refine_returns_meshes_in_correspondence(tmp_path, capsys):
     inter = np.logical_and(fitted > 0, lab > 0).sum()
     assert inter / np.logical_or(fitted > 0, lab > 0).sum() == pytest.approx(
         reg["binary_iou"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_with_atlas_adds_the_twenty_atlas_hearts(tmp_path):
+    root = write_dataset(tmp_path / "one", "adult", (7,), codes="internal")
+    logged = []
+    model, reports = build_from_labels(root, "internal", with_atlas=True, cfg=FAST,
+                                       log=logged.append)
+    assert [r.ok for r in reports] == [True] and "registered" in logged[0]
+    # 21 training shapes: 20 modes of variation (14 used by the parameters)
+    assert int((model.eigenvalues > 1e-6 * model.eigenvalues[0]).sum()) == 20
