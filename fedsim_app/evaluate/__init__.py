@@ -1,0 +1,10 @@
+"""The paper's segmentation experiments (its Table 3): does synthetic data help a 3D U-Net?
+
+- :mod:`.splits`: label budgets per site and seeded k-fold splits, recorded as JSON
+- :mod:`.unet`: the one U-Net protocol every row uses (MONAI ``UNet``, ``DiceCELoss``,
+  sliding-window inference, binary whole heart), with a pre-train-then-fine-tune entry
+- :mod:`.metrics`: Dice through MONAI's ``DiceMetric``
+- :mod:`.protocols`: the rows (Lower/Upper Bound, Fix-Mat, Ours-Pre/Full, Direct-FL,
+  Sim-FL); a row whose ingredient is missing is reported "not run: <why>"
+- :mod:`.report`: mean ± std over folds per site, a paired bootstrap, JSON and Markdown
+"""
