@@ -115,7 +115,7 @@ def train(net, images_hu, labels, steps: int, cfg: UNetConfig, *, val=None, seed
         loss = loss_fn(net(xb), yb)
         loss.backward()
         opt.step()
-        log["loss"].append(float(loss))
+        log["loss"].append(float(loss.detach()))
         if val is not None and (step % cfg.val_every == 0 or step == steps):
             score = float(np.mean(dice_scores(predict(net, val[0], cfg), val[1])))
             log["val"].append([step, score])

@@ -1,0 +1,101 @@
+"""The evaluation's report: a table per site (mean ± std over folds), JSON and Markdown.
+
+A row's result is either per-fold test Dice lists or a ``not_run`` reason; a row that
+did not run is printed "not run: <why>", never given a number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fedsim_app.io.atomic import write_json_atomic, write_text_atomic
+
+#: the differences that matter, (minuend, subtrahend)
+DIFFERENCES = (("ours-full", "lower"), ("fix-mat", "lower"), ("sim-fl", "direct-fl"))
+
+
+def fold_stats(folds: list[list[float]]) -> dict:
+    """Mean and std over folds of each fold's mean test Dice, plus the pooled cases."""
+    means = np.array([np.mean(f) for f in folds], dtype=np.float64)
+    cases = np.concatenate([np.asarray(f, dtype=np.float64) for f in folds])
+    return {"mean": float(means.mean()), "std_folds": float(means.std(ddof=0)),
+            "std_cases": float(cases.std(ddof=0)), "n_folds": len(folds),
+            "n_cases": int(cases.size)}
+
+
+def paired_bootstrap(a, b, *, n: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Mean of ``a − b`` over paired cases and its percentile bootstrap interval."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError("paired_bootstrap needs two equal-length, non-empty case lists")
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(n, d.size))
+    boot = d[idx].mean(axis=1)
+    lo, hi = np.quantile(boot, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"mean": float(d.mean()), "low": float(lo), "high": float(hi), "n": int(d.size),
+            "level": level}
+
+
+def summarise(results: dict, *, seed: int = 0) -> dict:
+    """``results[site][row]`` → per-site stats and the paired differences.
+
+    Each ``results[site][row]`` is ``{"folds": [[dice per test case], ...]}`` or
+    ``{"not_run": "why"}``.
+    """
+    out = {}
+    for site, rows in results.items():
+        table = {}
+        for row, res in rows.items():
+            if "not_run" in res:
+                table[row] = {"not_run": res["not_run"]}
+            else:
+                table[row] = fold_stats(res["folds"])
+        diffs = {}
+        for a, b in DIFFERENCES:
+            ra, rb = rows.get(a, {}), rows.get(b, {})
+            if "folds" in ra and "folds" in rb:
+                diffs[f"{a} - {b}"] = paired_bootstrap(
+                    np.concatenate(ra["folds"]), np.concatenate(rb["folds"]), seed=seed)
+        out[site] = {"rows": table, "differences": diffs}
+    return out
+
+
+def markdown(summary: dict, *, title: str, notes: list[str] = (),
+             titles: dict | None = None) -> str:
+    """The report: one table per site, then the differences and notes; ``titles`` maps
+    row keys to the names printed."""
+    titles = titles or {}
+    lines = [f"# {title}", ""]
+    for site, s in summary.items():
+        lines += [f"## Site {site}", "", "| Row | Dice (mean ± std over folds) | folds | cases |",
+                  "|---|---|---|---|"]
+        for key, r in s["rows"].items():
+            row = titles.get(key, key)
+            if "not_run" in r:
+                lines.append(f"| {row} | not run: {r['not_run']} | – | – |")
+            else:
+                lines.append(f"| {row} | {r['mean']:.3f} ± {r['std_folds']:.3f} | "
+                             f"{r['n_folds']} | {r['n_cases']} |")
+        for name, d in s["differences"].items():
+            lines.append(f"\n{name}: {d['mean']:+.3f} (paired bootstrap "
+                         f"{int(d['level'] * 100)} %: {d['low']:+.3f} to {d['high']:+.3f}, "
+                         f"{d['n']} test cases)")
+        lines.append("")
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(out: str | Path, results: dict, *, title: str, meta: dict,
+                 notes: list[str] = (), seed: int = 0, titles: dict | None = None
+                 ) -> tuple[Path, Path]:
+    """Write ``report.json`` (every number, the meta: commands, seeds, configs) and
+    ``report.md``; returns both paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(results, seed=seed)
+    j = write_json_atomic(out / "report.json", {"meta": meta, "results": results,
+                                                "summary": summary, "notes": list(notes)})
+    m = write_text_atomic(out / "report.md", markdown(summary, title=title, notes=notes,
+                                                           titles=titles))
+    return j, m
