@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 from fedsim_app.evaluate.metrics import dice_scores
-from fedsim_app.evaluate.report import (fold_stats, markdown, paired_bootstrap, summarise,
-                                        write_report)
+from fedsim_app.evaluate.report import (
+    fold_stats,
+    markdown,
+    paired_bootstrap,
+    summarise,
+    write_report,
+)
 
 
 def test_dice_matches_the_analytic_value():

@@ -1,0 +1,81 @@
+"""Table 3 end to end on the smoke preset: a small site-A cohort at 32³."""
+
+import json
+
+import pytest
+
+from fedsim_app.cli import main
+from fedsim_app.evaluate.protocols import DIRECT_FL_MISSING, preset, run_table3
+
+
+@pytest.fixture(scope="module")
+def site_a(tmp_path_factory):
+    import warnings
+
+    from fedsim_app.cohort.generate import generate_cohort
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # mmwhs codes are not consecutive
+        return generate_cohort(tmp_path_factory.mktemp("cohort"), sites="A", cases=8, size=32,
+                               seed=0).datasets["A"]
+
+
+def test_missing_ingredients_are_reported_and_finished_folds_resume(site_a, tmp_path):
+    cfg = preset("smoke")
+    lines = []
+    rows = ("lower", "ours-full", "direct-fl", "sim-fl")
+    res = run_table3({"A": site_a}, tmp_path, cfg, rows=rows, log=lines.append)["A"]
+    assert res["direct-fl"] == {"not_run": DIRECT_FL_MISSING}
+    assert "--checkpoint ours-full:A=RUN" in res["ours-full"]["not_run"]
+    assert "not_run" in res["sim-fl"]
+    assert not (tmp_path / "A" / "ours-full").exists()  # nothing faked on disk either
+    fold = json.loads((tmp_path / "A" / "lower" / "fold0.json").read_text())
+    assert len(fold["train_ids"]) == 4  # site A's budget
+    assert not set(fold["train_ids"]) & set(fold["val_ids"] + fold["test_ids"])
+    assert res["lower"]["folds"] == [fold["test_dice"]]
+    assert all(0.0 <= d <= 1.0 for d in fold["test_dice"])
+    # a rerun reads the finished fold instead of training again
+    fold["test_dice"] = [0.123] * len(fold["test_dice"])
+    (tmp_path / "A" / "lower" / "fold0.json").write_text(json.dumps(fold))
+    again = run_table3({"A": site_a}, tmp_path, cfg, rows=("lower",), log=lines.append)
+    assert again["A"]["lower"]["folds"] == [fold["test_dice"]]
+    assert any("not run" in line for line in lines)
+
+
+def test_missing_checkpoint_path_is_not_run(site_a, tmp_path):
+    res = run_table3({"A": site_a}, tmp_path, preset("smoke"), rows=("ours-pre",),
+                     checkpoints={("ours-pre", "A"): tmp_path / "nope.pt"}, log=print)
+    assert "does not exist" in res["A"]["ours-pre"]["not_run"]
+
+
+@pytest.mark.slow
+def test_cli_smoke_writes_the_report(site_a, tmp_path, capsys):
+    rc = main(["evaluate", "--preset", "smoke", "--data", f"A={site_a}", "--out",
+               str(tmp_path / "ev")])
+    assert rc == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    rows = report["summary"]["A"]["rows"]
+    assert set(rows) == {"lower", "upper", "fix-mat", "ours-pre", "ours-full", "direct-fl",
+                         "sim-fl"}
+    for row in ("lower", "upper", "fix-mat"):
+        assert 0.0 <= rows[row]["mean"] <= 1.0 and rows[row]["n_folds"] == 1
+    assert "fix-mat - lower" in report["summary"]["A"]["differences"]
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert "| Fix-Mat |" in md and "| Direct-FL | not run:" in md
+    assert (tmp_path / "ev" / "A" / "fix-mat" / "synthetic").is_dir()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--data", "A"], "write SITE=DIR"),
+    (["--data", "Z=."], "unknown site 'Z'"),
+    (["--data", "A=/no/such/folder"], "is not a folder"),
+    (["--protocol", "table9"], "only table3"),
+    (["--folds", "0"], "--folds 0"),
+    (["--checkpoint", "ours:A=x"], "ROW:SITE=RUN"),
+    (["--checkpoint", "ours-full:A=/no/such/run"], "does not exist"),
+])
+def test_cli_bad_input_is_one_line_and_rc_2(argv, message, tmp_path, capsys):
+    assert main(["evaluate", "--out", str(tmp_path / "ev"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert "Traceback" not in err
