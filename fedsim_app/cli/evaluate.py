@@ -83,6 +83,7 @@ def run(args) -> int:
     import shlex
     import sys
     import time
+    import warnings
 
     from fedsim_app.errors import FedSimError
     from fedsim_app.evaluate.protocols import TITLES, preset, run_table3
@@ -115,8 +116,11 @@ def run(args) -> int:
         print(f"fedsim evaluate: writing the embedded cohort (sites A, B, C, "
               f"{cases or 'all'} cases per site, {cfg.size}³) under {out / 'cohort'}",
               file=sys.stderr)
-        data = generate_cohort(out / "cohort", cases=cases, size=cfg.size,
-                               seed=args.seed).datasets
+        with warnings.catch_warnings():
+            # the cohort's mmwhs codes are not nnU-Net's consecutive ones; MONAI reads them
+            warnings.simplefilter("ignore", UserWarning)
+            data = generate_cohort(out / "cohort", cases=cases, size=cfg.size,
+                                   seed=args.seed).datasets
         notes.append(f"data: the embedded cohort, {cases or 'all'} cases per site at "
                      f"{cfg.size}³, seed {args.seed}")
     t0 = time.perf_counter()

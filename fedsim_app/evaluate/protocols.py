@@ -214,4 +214,8 @@ def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, lo
     took = time.perf_counter() - t0
     log(f"site {site} {TITLES[row]}: Dice {np.mean([np.mean(f) for f in folds]):.3f} "
         f"({len(folds)} fold(s), {took:.0f} s)")
-    return {"folds": folds, "seconds": took}
+    res = {"folds": folds, "seconds": took}
+    if row == "upper" and not any(f.extra for f in split.folds):
+        res["note"] = ("Upper Bound saw the same labelled cases as Lower Bound: the site has "
+                       "no training cases beyond the budget and validation")
+    return res

@@ -12,6 +12,8 @@ import numpy as np
 
 from fedsim_app.io.atomic import write_json_atomic, write_text_atomic
 
+#: a Lower Bound at or above this Dice leaves nothing to show on a site
+CEILING = 0.95
 #: the differences that matter, (minuend, subtrahend)
 DIFFERENCES = (("ours-full", "lower"), ("fix-mat", "lower"), ("sim-fl", "direct-fl"))
 
@@ -57,7 +59,12 @@ def summarise(results: dict, *, seed: int = 0) -> dict:
             if "folds" in ra and "folds" in rb:
                 diffs[f"{a} - {b}"] = paired_bootstrap(
                     np.concatenate(ra["folds"]), np.concatenate(rb["folds"]), seed=seed)
-        out[site] = {"rows": table, "differences": diffs}
+        notes = [r["note"] for r in rows.values() if "note" in r]
+        low = table.get("lower", {})
+        if low.get("mean", 0.0) >= CEILING:
+            notes.append(f"Lower Bound scores {low['mean']:.3f} ≥ {CEILING}: the site is too "
+                         "easy for synthetic data to show anything; make its world harder")
+        out[site] = {"rows": table, "differences": diffs, "notes": notes}
     return out
 
 
@@ -81,6 +88,7 @@ def markdown(summary: dict, *, title: str, notes: list[str] = (),
             lines.append(f"\n{name}: {d['mean']:+.3f} (paired bootstrap "
                          f"{int(d['level'] * 100)} %: {d['low']:+.3f} to {d['high']:+.3f}, "
                          f"{d['n']} test cases)")
+        lines += [f"\nNote: {n}" for n in s.get("notes", [])]
         lines.append("")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines).rstrip() + "\n"

@@ -64,3 +64,12 @@ def test_report_prints_not_run_rows_without_numbers(tmp_path):
     data = json.loads(j.read_text())
     assert data["results"] == results and data["meta"] == {"seed": 0}
     assert "- n1" in m.read_text()
+
+
+def test_report_says_when_the_lower_bound_leaves_nothing_to_show():
+    summary = summarise({"B": {"lower": {"folds": [[0.96, 0.97]]},
+                               "upper": {"folds": [[0.97]], "note": "same cases"}}})
+    assert summary["B"]["notes"][0] == "same cases"
+    assert "too easy" in summary["B"]["notes"][1]
+    assert "Note: same cases" in markdown(summary, title="T")
+    assert summarise({"B": {"lower": {"folds": [[0.5]]}}})["B"]["notes"] == []
