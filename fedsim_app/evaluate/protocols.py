@@ -123,6 +123,9 @@ def export_synthetic(row: str, site: str, out: Path, cfg: EvalConfig,
     from fedsim_app.io.layouts import index_dataset
 
     model = load_export_model(checkpoint or "atlas", site, size=cfg.size)
+    if row == "ours-full" and not model.source["training"].get("phase3_prior"):
+        raise FedSimError(f"{checkpoint}: the run has not finished the semi-supervised "
+                          "phase (no phase-3 prior) — pass it as ours-pre, or train on")
     summary = export_dataset(model, n=cfg.n_synthetic, out=out, seed=cfg.seed)
     cases = index_dataset(summary.root).cases
     return _read_cases(cases, model.generator.grid)
@@ -189,8 +192,13 @@ def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, lo
     synthetic = None
     t0 = time.perf_counter()
     if row in ("fix-mat",) + CHECKPOINT_ROWS:
-        synthetic = export_synthetic(row, site, out / site / row / "synthetic", cfg,
-                                     checkpoint=checkpoint if row != "fix-mat" else None)
+        try:
+            synthetic = export_synthetic(row, site, out / site / row / "synthetic", cfg,
+                                         checkpoint=checkpoint if row != "fix-mat" else None)
+        except FedSimError as exc:  # an unusable checkpoint is a missing ingredient
+            why = " ".join(str(exc).split())
+            log(f"site {site} {TITLES[row]}: not run: {why}")
+            return {"not_run": why}
     folds, seconds = [], []
     for fold in split.folds:
         path = _fold_file(out, site, row, fold.index)

@@ -79,3 +79,41 @@ def test_cli_bad_input_is_one_line_and_rc_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert "Traceback" not in err
+
+
+def _smoke_checkpoint(path, *, with_prior):
+    """An untrained smoke-preset checkpoint of site A, as tests/export writes one."""
+    from fedsim_app.train.checkpoint import save_checkpoint
+    from fedsim_app.train.config import preset as train_preset
+    from fedsim_app.train.glo import build_nets
+    from fedsim_app.train.latents import fit_normal
+
+    cfg = train_preset("smoke", seed=0)
+    nets = build_nets(cfg, n_labelled=3)
+    prior = None
+    if with_prior:
+        mean, cov = fit_normal(nets.z_lab.codes)
+        prior = {"mean": mean, "cov": cov}
+    state = {"config": cfg.to_dict(), "site": "A", "case_ids": ["a", "b", "c"],
+             "n_labelled": 3,
+             "grid": {"shape": [16] * 3, "spacing_mm": [13.0] * 3, "origin_mm": [0.0] * 3},
+             "phase": 4 if with_prior else 3, "step": 0,
+             "models": {k: m.state_dict() for k, m in nets.modules().items()},
+             "optimizers": {}, "prior": prior, "rng": {}, "seconds": {"1": 1.0}}
+    return save_checkpoint(path, state)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:label codes 'mmwhs' are not consecutive")
+def test_checkpoint_rows_pretrain_on_the_checkpoints_export(site_a, tmp_path):
+    full = _smoke_checkpoint(tmp_path / "full.pt", with_prior=True)
+    pre = _smoke_checkpoint(tmp_path / "pre.pt", with_prior=False)
+    res = run_table3({"A": site_a}, tmp_path / "ev", preset("smoke"),
+                     rows=("ours-pre", "ours-full"), log=print,
+                     checkpoints={("ours-pre", "A"): full, ("ours-full", "A"): pre})["A"]
+    assert len(res["ours-pre"]["folds"]) == 1  # any finished run serves as Ours-Pre
+    fold = json.loads((tmp_path / "ev" / "A" / "ours-pre" / "fold0.json").read_text())
+    assert fold["checkpoint"] == str(full) and "pretrain" in fold["log"]
+    assert (tmp_path / "ev" / "A" / "ours-pre" / "synthetic").is_dir()
+    # a run without the semi-supervised phase is no Ours-Full
+    assert "semi-supervised" in res["ours-full"]["not_run"]
