@@ -150,6 +150,10 @@ def run_table3(data: dict, out, cfg: EvalConfig, *, checkpoints: dict | None = N
         split_path = out / site / "split.json"
         if split_path.is_file():
             split = read_split(split_path)
+            if (split.seed, len(split.folds)) != (cfg.seed, cfg.folds):
+                raise FedSimError(f"{split_path}: recorded with seed {split.seed} and "
+                                  f"{len(split.folds)} fold(s), asked for seed {cfg.seed} and "
+                                  f"{cfg.folds} — rerun with those settings or use a new --out")
         else:
             split = make_split(site, pool, test, seed=cfg.seed, folds=cfg.folds,
                                large_budget=cfg.large_budget)
@@ -203,7 +207,11 @@ def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, lo
     for fold in split.folds:
         path = _fold_file(out, site, row, fold.index)
         if path.is_file():
-            folds.append(json.loads(path.read_text())["test_dice"])
+            done = json.loads(path.read_text())
+            if done.get("config") != json.loads(json.dumps(cfg.to_dict())):
+                raise FedSimError(f"{path}: finished with other settings (preset, sizes or "
+                                  "seed) — rerun with those or use a new --out")
+            folds.append(done["test_dice"])
             continue
         t1 = time.perf_counter()
         ids = fold.labelled + (fold.extra if row == "upper" else ())

@@ -1,10 +1,12 @@
 """Table 3 end to end on the smoke preset: a small site-A cohort at 32³."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from fedsim_app.cli import main
+from fedsim_app.errors import FedSimError
 from fedsim_app.evaluate.protocols import DIRECT_FL_MISSING, preset, run_table3
 
 
@@ -40,6 +42,13 @@ def test_missing_ingredients_are_reported_and_finished_folds_resume(site_a, tmp_
     again = run_table3({"A": site_a}, tmp_path, cfg, rows=("lower",), log=lines.append)
     assert again["A"]["lower"]["folds"] == [fold["test_dice"]]
     assert any("not run" in line for line in lines)
+    # other settings in the same folder are refused, not mixed in
+    with pytest.raises(FedSimError, match="finished with other settings"):
+        run_table3({"A": site_a}, tmp_path, replace(cfg, unet=replace(cfg.unet, lr=0.1)),
+                   rows=("lower",), log=lines.append)
+    with pytest.raises(FedSimError, match="recorded with seed 0"):
+        run_table3({"A": site_a}, tmp_path, preset("smoke", seed=1), rows=("lower",),
+                   log=lines.append)
 
 
 def test_missing_checkpoint_path_is_not_run(site_a, tmp_path):
