@@ -97,13 +97,17 @@ def markdown(summary: dict, *, title: str, notes: list[str] = (),
 def write_report(out: str | Path, results: dict, *, title: str, meta: dict,
                  notes: list[str] = (), seed: int = 0, titles: dict | None = None
                  ) -> tuple[Path, Path]:
-    """Write ``report.json`` (every number, the meta: commands, seeds, configs) and
-    ``report.md``; returns both paths."""
+    """Write ``report.json`` (every number, the meta: commands, seeds, configs),
+    ``report.md`` and ``dice.png``; returns the first two paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(results, seed=seed)
     j = write_json_atomic(out / "report.json", {"meta": meta, "results": results,
                                                 "summary": summary, "notes": list(notes)})
+    from fedsim_app.evaluate.plots import dice_plot
+
+    dice_plot(out / "dice.png", results, titles=titles)
+    notes = [*notes, "dice.png: each row's test-case Dice (dots) and their mean (bar)"]
     m = write_text_atomic(out / "report.md", markdown(summary, title=title, notes=notes,
                                                            titles=titles))
     return j, m

@@ -64,6 +64,8 @@ def test_report_prints_not_run_rows_without_numbers(tmp_path):
     data = json.loads(j.read_text())
     assert data["results"] == results and data["meta"] == {"seed": 0}
     assert "- n1" in m.read_text()
+    png = (tmp_path / "dice.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
 
 
 def test_report_says_when_the_lower_bound_leaves_nothing_to_show():
