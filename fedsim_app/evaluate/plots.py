@@ -37,6 +37,7 @@ def dice_plot(path: str | Path, results: dict, *, titles: dict | None = None) ->
         ax.set_xticks(range(len(rows)), [titles.get(r, r) for r in rows], rotation=45,
                       ha="right", fontsize=8)
         ax.set_ylim(0, 1)
+        ax.set_xlim(-0.6, len(rows) - 0.4)  # room for the last "not run"
         ax.set_title(f"site {site}")
         ax.set_ylabel("whole-heart Dice (test)")
     fig.tight_layout()
