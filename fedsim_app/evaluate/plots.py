@@ -45,3 +45,31 @@ def dice_plot(path: str | Path, results: dict, *, titles: dict | None = None) ->
         return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     finally:
         plt.close(fig)
+
+
+def example_slices(path: str | Path, panels: list) -> Path:
+    """The middle axial slice of one volume per row's data, heart outlined.
+
+    ``panels`` is a list of ``(title, image_hu (Z, Y, X), mask (Z, Y, X))``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fedsim_app.evaluate.unet import window
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False)
+    for ax, (title, image, mask) in zip(axes[0], panels, strict=True):
+        z = int(np.argmax(np.asarray(mask).sum(axis=(1, 2))))  # the slice with most heart
+        ax.imshow(window(image[z]), cmap="gray", vmin=0, vmax=1, origin="lower")
+        if np.asarray(mask[z]).any():
+            ax.contour(np.asarray(mask[z], float), levels=[0.5], colors="#e8553e",
+                       linewidths=0.8, origin="lower")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    try:
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)

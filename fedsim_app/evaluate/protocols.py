@@ -27,6 +27,7 @@ import numpy as np
 
 from fedsim_app.errors import FedSimError
 from fedsim_app.evaluate.metrics import dice_scores
+from fedsim_app.evaluate.plots import example_slices
 from fedsim_app.evaluate.splits import make_split, read_split, write_split
 from fedsim_app.evaluate.unet import PRESETS, UNetConfig, predict, pretrain_finetune
 from fedsim_app.io.atomic import write_json_atomic
@@ -169,9 +170,13 @@ def run_table3(data: dict, out, cfg: EvalConfig, *, checkpoints: dict | None = N
                     np.stack([vol[i][1] for i in case_ids]))
 
         results[site] = {}
+        first = split.folds[0].labelled[0]
+        examples = [(f"site {site} real ({first})", *vol[first])]
         for row in rows:
             results[site][row] = _run_row(row, site, split, stack, out, cfg,
-                                          checkpoints.get((row, site)), log)
+                                          checkpoints.get((row, site)), log,
+                                          examples=examples)
+        example_slices(out / site / "examples.png", examples)
     return results
 
 
@@ -188,7 +193,8 @@ def _ingredient(row: str, site: str, checkpoint) -> str | None:
     return None
 
 
-def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, log) -> dict:
+def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, log, *,
+             examples: list) -> dict:
     why = _ingredient(row, site, checkpoint)
     if why:
         log(f"site {site} {TITLES[row]}: not run: {why}")
@@ -203,6 +209,8 @@ def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, lo
             why = " ".join(str(exc).split())
             log(f"site {site} {TITLES[row]}: not run: {why}")
             return {"not_run": why}
+        examples.append((f"{TITLES[row]} (synthetic)", synthetic[0][0], synthetic[1][0]))
+    t_export = time.perf_counter() - t0
     folds, seconds = [], []
     for fold in split.folds:
         path = _fold_file(out, site, row, fold.index)
@@ -212,6 +220,7 @@ def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, lo
                 raise FedSimError(f"{path}: finished with other settings (preset, sizes or "
                                   "seed) — rerun with those or use a new --out")
             folds.append(done["test_dice"])
+            seconds.append(float(done.get("seconds", 0.0)))
             continue
         t1 = time.perf_counter()
         ids = fold.labelled + (fold.extra if row == "upper" else ())
@@ -227,7 +236,8 @@ def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, lo
                                  "checkpoint": None if checkpoint is None else str(checkpoint),
                                  "config": cfg.to_dict()})
         folds.append(dice)
-    took = time.perf_counter() - t0
+    # export now + every fold's training (measured when it ran, also on a resume)
+    took = t_export + sum(seconds)
     log(f"site {site} {TITLES[row]}: Dice {np.mean([np.mean(f) for f in folds]):.3f} "
         f"({len(folds)} fold(s), {took:.0f} s)")
     res = {"folds": folds, "seconds": took}

@@ -72,6 +72,8 @@ def test_cli_smoke_writes_the_report(site_a, tmp_path, capsys):
     md = (tmp_path / "ev" / "report.md").read_text()
     assert "| Fix-Mat |" in md and "| Direct-FL | not run:" in md
     assert (tmp_path / "ev" / "A" / "fix-mat" / "synthetic").is_dir()
+    assert (tmp_path / "ev" / "A" / "examples.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "ev" / "dice.png").is_file()
 
 
 @pytest.mark.parametrize(("argv", "message"), [
