@@ -75,15 +75,16 @@ def markdown(summary: dict, *, title: str, notes: list[str] = (),
     titles = titles or {}
     lines = [f"# {title}", ""]
     for site, s in summary.items():
-        lines += [f"## Site {site}", "", "| Row | Dice (mean ± std over folds) | folds | cases |",
-                  "|---|---|---|---|"]
+        lines += [f"## Site {site}", "",
+                  "| Row | Dice (mean ± std over folds) | std over cases | folds | cases |",
+                  "|---|---|---|---|---|"]
         for key, r in s["rows"].items():
             row = titles.get(key, key)
             if "not_run" in r:
-                lines.append(f"| {row} | not run: {r['not_run']} | – | – |")
+                lines.append(f"| {row} | not run: {r['not_run']} | – | – | – |")
             else:
                 lines.append(f"| {row} | {r['mean']:.3f} ± {r['std_folds']:.3f} | "
-                             f"{r['n_folds']} | {r['n_cases']} |")
+                             f"{r['std_cases']:.3f} | {r['n_folds']} | {r['n_cases']} |")
         for name, d in s["differences"].items():
             lines.append(f"\n{name}: {d['mean']:+.3f} (paired bootstrap "
                          f"{int(d['level'] * 100)} %: {d['low']:+.3f} to {d['high']:+.3f}, "

@@ -58,8 +58,8 @@ def test_report_prints_not_run_rows_without_numbers(tmp_path):
     assert summary["A"]["rows"]["direct-fl"] == {"not_run": "no federated U-Net"}
     assert summary["A"]["differences"]["ours-full - lower"]["mean"] == pytest.approx(0.15)
     text = markdown(summary, title="T", titles={"lower": "Lower Bound"})
-    assert "| Lower Bound | 0.600 ± 0.000 | 1 | 2 |" in text
-    assert "| direct-fl | not run: no federated U-Net | – | – |" in text
+    assert "| Lower Bound | 0.600 ± 0.000 | 0.100 | 1 | 2 |" in text
+    assert "| direct-fl | not run: no federated U-Net | – | – | – |" in text
     j, m = write_report(tmp_path, results, title="T", meta={"seed": 0}, notes=["n1"])
     data = json.loads(j.read_text())
     assert data["results"] == results and data["meta"] == {"seed": 0}
