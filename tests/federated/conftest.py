@@ -1,0 +1,36 @@
+"""A tiny one-site cohort served as three identical sites, and a smoke config."""
+
+import dataclasses
+
+import pytest
+
+from fedsim_app.train.config import preset
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    from fedsim_app.cohort.generate import generate_cohort
+
+    root = tmp_path_factory.mktemp("fedcohort")
+    return generate_cohort(root, sites="A", cases=5, size=32, seed=0).datasets["A"]
+
+
+@pytest.fixture
+def fed_cfg():
+    return preset("smoke", phase1_epochs=1, phase2_epochs=1, phase3_epochs=1,
+                  slices_per_step=2)
+
+
+def twin_sites(n=3):
+    """Site A's record under ``n`` keys: identical sites (same scanner, same data)."""
+    from fedsim_app.sites import get_site
+
+    a = get_site("A")
+    return [dataclasses.replace(a, key=f"A{i}") for i in range(1, n + 1)]
+
+
+def make_twins(tiny_data, cfg, run_dir, n=3):
+    from fedsim_app.federated.client import FedClient
+
+    return [FedClient(s, cfg, tiny_data, 2, run_dir / "sites" / s.key)
+            for s in twin_sites(n)]
