@@ -157,10 +157,14 @@ class FedServer:
     def _apply(self, task: RoundTask, updates: list[SiteUpdate]) -> None:
         opt = self.opt[task.kind]
         set_rates(opt, self.base_rates[task.kind], task.lr_factor)
-        n = len(updates)
         for k, p in self.params.items():
-            # the mean of the sites' gradients: one step at an effective batch of n
-            p.grad = torch.stack([u.grads[k] for u in updates]).sum(0) / n
+            # the mean of the sites' gradients (one step at an effective batch of n), as a
+            # running mean: sites that agree give their gradient back bit for bit, which
+            # matters because Adam's step barely depends on a gradient's size
+            mean = updates[0].grads[k].clone()
+            for i, u in enumerate(updates[1:], start=2):
+                mean += (u.grads[k] - mean) / i
+            p.grad = mean
         opt.step()
         for p in self.params.values():
             p.grad = None
