@@ -9,17 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from fedsim_app.anatomy.meshes import HeartMeshes
-from fedsim_app.io.labels_core import DISPLAY_NAME
+from fedsim_app.io.colours import hex_colour
+from fedsim_app.io.labels_core import DISPLAY_NAME, STRUCTURES
 
-COLOURS = {
-    "lv_blood_pool": "#d62728",
-    "lv_myocardium": "#f2b8a0",
-    "rv": "#1f77b4",
-    "la": "#ff7f0e",
-    "ra": "#17becf",
-    "aorta": "#9b1c1c",
-    "pulmonary_artery": "#6a3d9a",
-}
+COLOURS = {name: hex_colour(name) for name in STRUCTURES}  # FedSim's one colour table
 # drawn back to front-ish; the epicardium is translucent so the cavity shows through
 _ALPHA = {"lv_myocardium": 0.35, "lv_blood_pool": 0.9}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from fedsim_app.cohort.case import case_id_for, render_case, sample_case
 from fedsim_app.errors import FedSimError
 from fedsim_app.io.atomic import write_json_atomic
+from fedsim_app.shape.grid_size import check_label_size
 from fedsim_app.sites import Site, load_sites
 
 SPLIT_FILE = "fedsim_split.json"
@@ -60,7 +61,7 @@ def generate_cohort(
     Parameters
     ----------
     sites : site keys (default: A, B and C)
-    cases : cases per site (default: each site's full Table 1 split: 20, 34, 34)
+    cases : cases per site, 1 or more (default: each site's full Table 1 split: 20, 34, 34)
     size : voxels per side of every case
     fidelity : ``"fast"`` (image-domain scanner model) or ``"physics"`` (diffct)
     progress : called after each case as ``progress(case_id, done, total, skipped)``
@@ -69,8 +70,10 @@ def generate_cohort(
 
     if fidelity not in ("fast", "physics"):
         raise FedSimError(f"--fidelity must be 'fast' or 'physics', not {fidelity!r}")
-    if size < 16:
-        raise FedSimError(f"--size {size} is too small to hold a heart; use 16 or more")
+    check_label_size(size)
+    if cases is not None and cases < 1:
+        raise FedSimError(f"--cases {cases}: give 1 or more cases per site, or leave "
+                          "--cases out for each site's full split")
     chosen = select_sites(sites)
     summary = CohortSummary(root=Path(out))
     plan = [(s, i) for s in chosen for i in range(cases or s.n_cases)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 
+from fedsim_app.ctsim._diffct import quiet_diffct
 from fedsim_app.ctsim.operator import CTOperator
 from fedsim_app.ctsim.scanner import ScannerProfile
 from fedsim_app.ctsim.simulate import mu_to_hu
@@ -43,7 +44,7 @@ def build_system_matrix(op: CTOperator, *, batch: int = 512):
 
     Column j is diffct's reconstruction of the j-th unit voxel.
     """
-    import diffct
+    diffct = quiet_diffct()
     import torch
 
     n = int(torch.tensor(op.volume_shape).prod())
@@ -60,7 +61,7 @@ def build_system_matrix(op: CTOperator, *, batch: int = 512):
 
 
 def _cache_file(op: CTOperator, kind: str = "coarse"):
-    import diffct
+    diffct = quiet_diffct()
 
     from fedsim_app.assets import cache_dir
 

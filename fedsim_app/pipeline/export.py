@@ -39,7 +39,8 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for name, (attr, kind, grid_attr) in VOLUMES.items():
         vol = Volume(np.asarray(getattr(result, attr)), getattr(result, grid_attr), kind=kind)
-        written[name] = write_nifti(vol, out / name)
+        written[name] = write_nifti(vol, out / name,
+                                    label_codes="internal" if kind == "label" else None)
     for name, (verts, faces) in result.meshes.items():
         path = out / "meshes" / f"{name}.ply"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

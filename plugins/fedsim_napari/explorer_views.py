@@ -11,18 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from fedsim_app.ctsim.window import CT_WINDOW_HU
+from fedsim_app.io.colours import STRUCTURE_COLOURS, rgb255
 from fedsim_app.io.labels_core import LABEL_OF, STRUCTURES
 
-#: One colour per structure (RGB 0..1), shared by the labels layer, meshes and legend.
-STRUCTURE_COLORS: dict[str, tuple[float, float, float]] = {
-    "lv_blood_pool": (0.90, 0.20, 0.20),
-    "lv_myocardium": (0.98, 0.78, 0.25),
-    "rv": (0.25, 0.45, 0.95),
-    "la": (0.85, 0.35, 0.85),
-    "ra": (0.30, 0.80, 0.90),
-    "aorta": (0.98, 0.55, 0.15),
-    "pulmonary_artery": (0.35, 0.80, 0.35),
-}
+#: RGB 0..1 per structure for the labels layer, meshes and legend: FedSim's one table,
+#: which the preview PNGs use too.
+STRUCTURE_COLORS = STRUCTURE_COLOURS
 LAYER_NAMES = {
     "labels": "Labels (SSM shape)",
     "material": "Material μ/mm (Fix-Mat atlas)",
@@ -47,7 +41,7 @@ def legend_html() -> str:
 
     cells = []
     for n in STRUCTURES:
-        r, g, b = (int(255 * c) for c in STRUCTURE_COLORS[n])
+        r, g, b = rgb255(n)
         cells.append(f"<span style='color:rgb({r},{g},{b})'>■</span>&nbsp;{DISPLAY_NAME[n]}")
     return " &nbsp; ".join(cells)
 

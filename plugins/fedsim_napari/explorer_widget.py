@@ -43,6 +43,11 @@ PAINT_DELAY_MS = 1
 PAINT_FALLBACK_MS = 250
 
 
+#: What the fit selector says while no label file is open: the Explorer's own labels
+#: layer is listed in napari's layer list but is never offered as a fit target.
+FIT_PLACEHOLDER = "open a label file to fit"
+
+
 class ExplorerWidget(QWidget):
     """Sliders → shape, material map, coarse and full CT, and meshes, all live.
 
@@ -111,9 +116,10 @@ class ExplorerWidget(QWidget):
         self.random_button = QPushButton("Random sample")
         self.reset_button = QPushButton("Reset to mean")
         self.fit_layer = QComboBox()
-        self.fit_layer.setPlaceholderText("no Labels layer open")
-        self.fit_layer.setToolTip("a Labels layer to fit the shape model to (e.g. an MM-WHS "
-                                  "label file opened with File > Open)")
+        self.fit_layer.setPlaceholderText(FIT_PLACEHOLDER)
+        self.fit_layer.setToolTip("a Labels layer to fit the shape model to: open a label "
+                                  "file (e.g. MM-WHS) with File > Open. The Explorer's own "
+                                  "labels layer is what it shows, not a fit target.")
         self.fit_button = QPushButton("Fit to labels layer")
         self.export_button = QPushButton("Export current sample…")
         self.provenance = QLabel()
@@ -158,6 +164,7 @@ class ExplorerWidget(QWidget):
         fit = QHBoxLayout()
         fit.addWidget(self.fit_layer, 1)
         fit.addWidget(self.fit_button)
+        self.fit_button.setMinimumWidth(self.fit_button.sizeHint().width())  # never cut
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.sliders)

@@ -117,7 +117,9 @@ def _write(path: str, data: np.ndarray, attributes: dict, kind: str) -> Path:
     vol = Volume(data, grid, kind=kind, orientation=meta.get("orientation", "RAS"))
     if not str(path).lower().endswith((".nii", ".nii.gz")):
         path = f"{path}.nii.gz"
-    return write_nifti(vol, path, orientation="original")
+    codes = meta.get("label_codes") if kind == "label" else None
+    return write_nifti(vol, path, orientation="original",
+                       label_codes=codes if isinstance(codes, str) else None)
 
 
 def grid_from_layer(shape, scale, translate) -> Grid:

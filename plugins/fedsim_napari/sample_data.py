@@ -35,7 +35,7 @@ def ensure_sample(site_key: str, size: int | None = None) -> tuple[Path, Path]:
     record = sample_case(site, 0, size=size or SAMPLE_SIZE)
     image_vol, label_vol = render_case(record)
     folder.mkdir(parents=True, exist_ok=True)
-    write_nifti(label_vol, label)
+    write_nifti(label_vol, label, label_codes="internal")
     write_json_atomic(folder / "record.json", record.to_dict())
     write_nifti(image_vol, image)  # written last: its presence marks a complete sample
     return image, label

@@ -9,11 +9,19 @@ from fedsim_app.errors import FedSimError
 from fedsim_app.pipeline import PRESETS, FedSimModel, PipelinePreset, SampleState, get_preset
 
 TINY = PipelinePreset("tiny", label_size=32, coarse_size=16)
+# An 8³ coarse grid: its system matrix builds in seconds where the 16³ one takes minutes,
+# and the session's cache is a temporary folder (tests/conftest.py), so it is built each run.
+SMALL_COARSE = PipelinePreset("small-coarse", label_size=32, coarse_size=8)
 
 
 @pytest.fixture(scope="module")
 def model():
     return FedSimModel(TINY)
+
+
+@pytest.fixture(scope="module")
+def small_coarse_model():
+    return FedSimModel(SMALL_COARSE)
 
 
 def test_presets_documented():
@@ -97,21 +105,24 @@ def test_full_render_matches_ctsim_render_fast(model):
     assert np.abs(ref - r.full_ct_hu).max() < 0.5  # HU; float32 FFTs against float64
 
 
-def test_coarse_matches_ctsim_coarse_ct(model):
+def test_coarse_matches_ctsim_coarse_ct(small_coarse_model):
     import torch
 
+    model = small_coarse_model
     r = model.render(SampleState(seed=1))
     ct = model.site("site_a")["coarse"].ct
     ref = ct.render(torch.from_numpy(r.coarse_material_mu_per_mm)).cpu().numpy()
     np.testing.assert_allclose(r.coarse_ct_hu, ref, atol=0.05)
 
 
-def test_coarse_direct_path_before_the_matrix(model, monkeypatch):
+def test_coarse_direct_path_before_the_matrix(small_coarse_model, monkeypatch):
     """Without a cached system matrix the coarse CT takes diffct's direct path (same HU)."""
     from fedsim_app.pipeline.stages import CoarseRenderer
 
+    model = small_coarse_model
     r = model.render(SampleState(seed=2))
     coarse = model.site("site_a")["coarse"]
+    model.prepare_site("site_a")
     assert model.site_ready("site_a")
     fast = coarse(r.coarse_material_mu_per_mm)
     monkeypatch.setattr(CoarseRenderer, "matrix_ready", property(lambda self: False))
