@@ -20,8 +20,12 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedsim_app.errors import FedSimError
+
+if TYPE_CHECKING:
+    from fedsim_app.ctsim.scanner import ScannerProfile
 
 SUBSETS = ("train", "val", "test")
 
@@ -58,7 +62,7 @@ class Site:
     key: str
     title: str
     population: str
-    scanner: object  # ctsim.ScannerProfile (not imported here: the loader is light)
+    scanner: ScannerProfile
     dataset: SiteDataset
     split: tuple[tuple[str, int], ...]
     enhancer: Path | None = None

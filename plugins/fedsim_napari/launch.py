@@ -30,7 +30,7 @@ def open_viewer(show: bool = True, preset: str | None = None):
     from fedsim_napari.explorer_widget import ExplorerWidget
 
     viewer = napari.Viewer(title="FedSim", show=show)
-    widget = ExplorerWidget(viewer, preset=preset or DEFAULT_PRESET, site="site_a")
+    widget = ExplorerWidget(viewer, preset=preset or DEFAULT_PRESET, site="A")
     dock = viewer.window.add_dock_widget(widget, name="FedSim Explorer", area="right")
     give_views_room(viewer, dock)
     return viewer, [widget]
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.random is not None:
         from fedsim_app.pipeline import SampleState
 
-        explorer.set_state(SampleState.random(args.random, "site_a"))
+        explorer.set_state(SampleState.random(args.random, "A"))
     if args.screenshot:
         from qtpy.QtCore import QTimer
 

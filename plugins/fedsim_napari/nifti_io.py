@@ -95,7 +95,13 @@ def _looks_like_labels(array: np.ndarray) -> bool:
 
 
 def _window(array: np.ndarray) -> tuple[float, float]:
+    """FedSim's CT window for an image in HU (air near -1000 present), else its 1-99 %
+    range (an MR image, or CT stored in other units)."""
+    from fedsim_app.ctsim.window import CT_WINDOW_HU
+
     lo, hi = np.percentile(array[:: 2, :: 2, :: 2], [1, 99])
+    if -1100 <= lo <= -700 and hi > 0:
+        return CT_WINDOW_HU
     return (float(lo), float(hi if hi > lo else lo + 1))
 
 

@@ -36,6 +36,18 @@ def test_image_layer_in_mm(tmp_path):
     np.testing.assert_allclose(arr[:, :, 0], data[-1].T)
 
 
+def test_ct_in_hu_opens_in_fedsims_ct_window(tmp_path):
+    from fedsim_app.ctsim.window import CT_WINDOW_HU
+
+    rng = np.random.default_rng(1)
+    ct = np.where(rng.random((16, 16, 16)) < 0.3, -1000.0, 40.0).astype(np.float32)
+    _, kwargs, _ = nifti_io.layer_data_from_file(_save(tmp_path / "ct.nii.gz", ct, np.eye(4)))
+    assert kwargs["contrast_limits"] == CT_WINDOW_HU
+    mr = rng.uniform(0, 800, (16, 16, 16)).astype(np.float32)  # not HU: its own range
+    _, kwargs, _ = nifti_io.layer_data_from_file(_save(tmp_path / "mr.nii.gz", mr, np.eye(4)))
+    assert kwargs["contrast_limits"][0] >= 0 and kwargs["contrast_limits"][1] <= 800
+
+
 def test_mmwhs_labels_open_as_internal_and_write_back_as_mmwhs(tmp_path):
     lab = np.zeros((10, 12, 8), np.int16)
     lab[2:5, 3:7, 2:6] = 500
