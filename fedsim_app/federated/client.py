@@ -52,13 +52,18 @@ class FedClient:
     data_dir : this site's dataset folder, the only data it reads
     n_labelled : labelled training volumes of this site
     state_dir : where this site keeps its local state between rounds
+    build_matrix : build (or load from the cache) the coarse scanner's system matrix, as
+        ``fedsim train`` does: each step is then one matmul instead of a projection and
+        FDK, but the first build for a scanner takes minutes
     """
 
     def __init__(self, site, cfg: TrainConfig, data_dir: str | Path, n_labelled: int,
-                 state_dir: str | Path):
+                 state_dir: str | Path, *, build_matrix: bool = True):
         self.site, self.cfg = site, cfg
         self.state_dir = Path(state_dir)
         self.chain = site_chain(site, cfg)
+        if build_matrix:
+            self.chain.scanner.build()
         self.data = load_site_data(data_dir, self.chain.grid, n_labelled=n_labelled)
         self._fresh()
         self._dirty = False

@@ -33,12 +33,12 @@ class Interrupted(Exception):
 
 
 def make_clients(site_data: dict, cfg: TrainConfig, run_dir: str | Path,
-                 labels: dict[str, int]) -> list[FedClient]:
+                 labels: dict[str, int], *, build_matrix: bool = True) -> list[FedClient]:
     """One :class:`FedClient` per ``{site: data_dir}``, its state in ``RUN/sites/<key>``."""
     from fedsim_app.sites import get_site
 
     return [FedClient(get_site(key), cfg, data_dir, labels[key],
-                      Path(run_dir) / SITES_DIR / key)
+                      Path(run_dir) / SITES_DIR / key, build_matrix=build_matrix)
             for key, data_dir in site_data.items()]
 
 

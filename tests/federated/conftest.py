@@ -33,5 +33,14 @@ def twin_sites(n=3):
 def make_twins(tiny_data, cfg, run_dir, n=3):
     from fedsim_app.federated.client import FedClient
 
-    return [FedClient(s, cfg, tiny_data, 2, run_dir / "sites" / s.key)
+    # no system matrix: its first build takes minutes, and the tests compare like with like
+    return [FedClient(s, cfg, tiny_data, 2, run_dir / "sites" / s.key, build_matrix=False)
             for s in twin_sites(n)]
+
+
+@pytest.fixture(autouse=True)
+def _no_matrix_build(monkeypatch):
+    """The single-site trainer (compared against) builds no matrix either."""
+    from fedsim_app.models.coarse_ct import CoarseScanner
+
+    monkeypatch.setattr(CoarseScanner, "build", lambda self: None)
