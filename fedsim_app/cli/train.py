@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="seed of the run (default 0)")
     p.add_argument("--vgg-weights", metavar="PT",
                    help="local VGG-19 state dict for the perceptual loss (nothing is downloaded)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the steps are small, and on a shared "
+                   "machine more threads were slower; 0 leaves torch's setting)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN/checkpoint.pt (its settings are used)")
@@ -68,6 +71,7 @@ def run(args) -> int:
     import signal
     import sys
 
+    import torch
     from tqdm import tqdm
 
     from fedsim_app.sites import get_site
@@ -75,6 +79,8 @@ def run(args) -> int:
     from fedsim_app.train.glo import Interrupted
     from fedsim_app.train.session import make_trainer
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     site = get_site(args.site)
     cfg = _config(args)
     n_labelled = args.labels or LABEL_BUDGETS.get(site.key, (4,))[0]

@@ -67,6 +67,9 @@ class TrainConfig:
     w_adv: float = 1.0
     w_vgg: float = 10.0
     vgg_weights: str = ""  # local VGG-19 state dict; empty = no perceptual term
+    # build the coarse scanner's system matrix (minutes once per scanner, then cached):
+    # each coarse CT is then a matmul; off, every one runs diffct (tests, one-off runs)
+    coarse_matrix: bool = True
     # run folder housekeeping
     checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of each phase
     sample_every: int = 0  # steps between sample grid refreshes; 0 = end of each phase
@@ -135,6 +138,8 @@ def from_dict(d: dict) -> TrainConfig:
     out = {}
     for k, v in d.items():
         typ = type(getattr(TrainConfig(), k))
+        if typ is bool and not isinstance(v, bool):
+            raise ConfigError(f"setting {k} = {v!r} must be true or false")
         try:
             out[k] = typ(v) if not isinstance(v, typ) else v
         except (TypeError, ValueError):

@@ -39,7 +39,8 @@ def make_trainer(data_dir: str | Path, site, n_labelled: int, cfg: TrainConfig,
     chain = site_chain(site, cfg)
     # the coarse scanner's system matrix (built once per scanner and grid, then cached on
     # disk) makes each coarse CT one matmul instead of a diffct project + FDK
-    chain.scanner.build()
+    if cfg.coarse_matrix:
+        chain.scanner.build()
     data = load_site_data(data_dir, chain.grid, n_labelled=n_labelled)
     vgg = None
     if cfg.vgg_weights:

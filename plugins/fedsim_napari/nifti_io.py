@@ -24,7 +24,9 @@ from fedsim_app.io import (
     to_internal,
     write_nifti,
 )
+from fedsim_app.io.labels import CODE_SETS
 from fedsim_app.io.labels_core import DISPLAY_NAME, NAME_OF
+from fedsim_app.io.nifti import recorded_label_codes
 
 MAX_LABEL_VALUES = 64  # more distinct whole numbers than this is an image, not a label map
 
@@ -66,7 +68,10 @@ def layer_data_from_file(path) -> tuple:
     if _looks_like_labels(vol.array):
         raw = vol.array.astype(np.int32)
         try:
-            codes = detect_code_set(np.unique(raw), path=path)
+            # a label map FedSim wrote names its code set in the header
+            recorded = recorded_label_codes(path)
+            codes = (get_code_set(recorded) if recorded in CODE_SETS
+                     else detect_code_set(np.unique(raw), path=path))
         except LabelCodesError:
             codes = None  # ambiguous or custom codes: show the values as they are
         if codes is not None and codes.name != "internal":

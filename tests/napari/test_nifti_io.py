@@ -100,3 +100,19 @@ def test_viewer_open_uses_fedsim_reader(make_napari_viewer, tmp_path):
     assert layers[0].__class__.__name__ == "Labels"
     assert set(np.unique(layers[0].data)) == {0, 6}
     np.testing.assert_allclose(layers[0].scale, (1.2, 1.2, 1.2))
+
+
+def test_fedsim_consecutive_labels_open_in_internal_codes(tmp_path):
+    """Values 1..7 fit several code sets; the header FedSim wrote says which (issue 16)."""
+    from fedsim_app.io import Grid, Volume, from_internal, write_nifti
+
+    internal = np.zeros((6, 7, 8), np.uint8)
+    for code in range(1, 8):
+        internal[0, 0, code] = code
+    vol = Volume(from_internal(internal, "mmwhs-consecutive"), Grid((6, 7, 8), (1.0,) * 3,
+                 (0.0,) * 3), kind="label")
+    path = write_nifti(vol, tmp_path / "case.nii.gz", label_codes="mmwhs-consecutive")
+    data, kwargs, kind = nifti_io.layer_data_from_file(path)
+    assert kind == "labels"
+    np.testing.assert_array_equal(data, internal)
+    assert kwargs["metadata"]["fedsim"]["label_codes"] == "mmwhs-consecutive"

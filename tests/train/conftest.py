@@ -1,5 +1,7 @@
 """A tiny cohort (site A, 5 cases at 32³) and a tiny training config, shared by the
-training tests."""
+training tests. The config skips the coarse scanner's system matrix: the session's cache
+is a fresh folder (tests/conftest.py) and building it takes minutes; a handful of steps
+through diffct directly cost less."""
 
 import pytest
 
@@ -18,4 +20,4 @@ def tiny_site(tmp_path_factory):
 @pytest.fixture
 def tiny_cfg():
     return preset("smoke", phase1_epochs=1, phase2_epochs=1, phase3_epochs=1,
-                  slices_per_step=2)
+                  slices_per_step=2, coarse_matrix=False)

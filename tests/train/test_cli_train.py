@@ -13,10 +13,17 @@ from fedsim_app.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _no_matrix(tmp_path):
+    path = tmp_path / "nomatrix.toml"
+    path.write_text('preset = "smoke"\ncoarse_matrix = false\n')
+    return path
+
+
 def test_bad_data_prints_the_validate_line(tmp_path, capsys):
     (tmp_path / "case_image.nii.gz").write_bytes(b"not a nifti")
     (tmp_path / "case_label.nii.gz").write_bytes(b"not a nifti")
     rc = main(["train", "--data", str(tmp_path), "--labels", "1", "--preset", "smoke",
+               "--config", str(_no_matrix(tmp_path)),
                "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert rc == 2
@@ -34,7 +41,7 @@ def test_missing_cohort_says_what_to_do(tmp_path, capsys):
 def test_train_smoke_then_resume_finished(tiny_site, tmp_path, capsys):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text('preset = "smoke"\nphase1_epochs = 1\nphase2_epochs = 1\n'
-                   'phase3_epochs = 1\nslices_per_step = 2\n')
+                   'phase3_epochs = 1\nslices_per_step = 2\ncoarse_matrix = false\n')
     run = tmp_path / "run"
     args = ["train", "--data", str(tiny_site), "--labels", "2", "--config", str(cfg),
             "--out", str(run)]
@@ -47,7 +54,7 @@ def test_train_smoke_then_resume_finished(tiny_site, tmp_path, capsys):
 @pytest.mark.slow
 def test_ctrl_c_saves_and_exits_130(tiny_site, tmp_path):
     cfg = tmp_path / "slow.toml"
-    cfg.write_text('preset = "smoke"\nphase1_epochs = 200\n')
+    cfg.write_text('preset = "smoke"\nphase1_epochs = 200\ncoarse_matrix = false\n')
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'plugins'}"}
     proc = subprocess.Popen(

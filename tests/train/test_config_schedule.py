@@ -37,7 +37,7 @@ def test_unknown_preset_and_key_refused(tmp_path):
 
 
 def test_toml_round_trip(tmp_path):
-    cfg = preset("cpu", seed=7, vgg_weights="")
+    cfg = preset("cpu", seed=7, vgg_weights="", coarse_matrix=False)
     path = tmp_path / "config.toml"
     path.write_text(cfg.to_toml())
     assert load_config(path) == cfg
