@@ -38,6 +38,9 @@ def register(sub) -> None:
                    help="sites project each coarse CT directly instead of building the "
                    "scanner's system matrix first (the first build takes minutes per "
                    "scanner; afterwards the matrix is cached and steps are faster)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads per site process (default 1, as fedsim train; "
+                   "0 leaves torch's setting)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN (its settings are used)")
@@ -78,7 +81,10 @@ def _federation(args):
     stray = sorted((set(labels) | set(data)) - set(keys))
     if stray:
         raise FedSimError(f"--data/--labels name site(s) {', '.join(stray)} not in --sites")
-    cfg = preset(args.preset, **({"seed": args.seed} if args.seed is not None else {}))
+    overrides = {"seed": args.seed} if args.seed is not None else {}
+    if args.no_matrix:
+        overrides["coarse_matrix"] = False
+    cfg = preset(args.preset, **overrides)
     min_sites = args.min_sites if args.min_sites is not None else max(1, len(keys) - 1)
     return Federation(keys, site_data_folders(keys, args.cohort, data), labels, args.rounds,
                       min_sites, args.runtime, cfg, build_matrix=not args.no_matrix)
@@ -119,6 +125,13 @@ def run(args) -> int:
     from fedsim_app.federated.session import load_federation
 
     fed = load_federation(args.out) if args.resume else _federation(args)
+    if args.threads > 0:
+        import os
+
+        import torch
+
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # Flower's site processes
     if fed.runtime == "flower":
         return _run_flower(fed, args)
 

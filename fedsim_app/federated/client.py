@@ -62,7 +62,7 @@ class FedClient:
         self.site, self.cfg = site, cfg
         self.state_dir = Path(state_dir)
         self.chain = site_chain(site, cfg)
-        if build_matrix:
+        if build_matrix and cfg.coarse_matrix:
             self.chain.scanner.build()
         self.data = load_site_data(data_dir, self.chain.grid, n_labelled=n_labelled)
         self._fresh()
