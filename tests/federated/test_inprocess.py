@@ -5,14 +5,13 @@ import io
 
 import pytest
 import torch
+from fed_helpers import make_twins
 
 from fedsim_app.federated.client import FedClient, shared_parameters
 from fedsim_app.federated.inprocess import SiteDropped, new_server, run_inprocess, run_round
 from fedsim_app.federated.protocol import SiteUpdate
 from fedsim_app.federated.server import FedServer, RoundFailed
 from fedsim_app.train.session import make_trainer
-
-from .conftest import make_twins
 
 
 def _close(a: dict, b: dict, tol=1e-5):
@@ -131,9 +130,9 @@ def test_server_and_sites_resume_from_their_checkpoints(tiny_data, fed_cfg, tmp_
 
 
 def test_site_state_of_another_site_refused(tiny_data, fed_cfg, tmp_path):
-    from fedsim_app.train.checkpoint import CheckpointError
+    from fed_helpers import twin_sites
 
-    from .conftest import twin_sites
+    from fedsim_app.train.checkpoint import CheckpointError
 
     a1, a2 = twin_sites(2)
     c = FedClient(a1, fed_cfg, tiny_data, 2, tmp_path, build_matrix=False)
