@@ -37,3 +37,36 @@ def test_federate_bad_input_one_line(tmp_path, capsys, argv, words):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_exits_130_and_resumes(tiny_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "fedsim_app", "federate", "--sites", "A", "--data",
+            f"A={tiny_data}", "--labels", "A=2", "--preset", "smoke", "--no-matrix",
+            "--rounds", "4", "--out", str(out)]
+    proc = subprocess.Popen(argv, env=os.environ.copy(), stderr=subprocess.PIPE, text=True)
+    log = out / "rounds.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and log.read_text().strip()) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    done = len(log.read_text().splitlines())
+    assert proc.returncode == 130 and "--resume" in err, err
+    assert 1 <= done < 4 and torch_round(out) == done
+    assert main(["federate", "--out", str(out), "--resume"]) == 0
+    assert len(log.read_text().splitlines()) == 4 and torch_round(out) == 4
+
+
+def torch_round(out) -> int:
+    import torch
+
+    return int(torch.load(out / "server.pt", weights_only=True)["round"])
