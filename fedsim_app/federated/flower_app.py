@@ -5,7 +5,8 @@
 The only module of FedSim that imports ``flwr``. Each SuperNode is told its site through
 its node config (``site``, ``data-dir``, ``state-dir``, ``labels``) and reads only that
 folder; the run config names the run folder (``run-dir``) where the server keeps its
-checkpoint and round log. Messages carry the task as a ``ConfigRecord`` and tensors as
+checkpoint and round log (the server alone reads it). Messages carry the task and the
+run's training configuration as ``ConfigRecord``\\ s and tensors as
 ``ArrayRecord``\\ s; a site's reply is its :class:`SiteUpdate` and nothing else.
 """
 
@@ -31,26 +32,27 @@ _clients: dict = {}  # (run folder, site) -> FedClient, while this process lives
 
 
 # -- the site ----------------------------------------------------------------------------
-def _client(context: Context):
+def _client(msg: Message, context: Context):
+    """This node's site, built from its node config and the run's configuration as the
+    server sent it (a hospital's machine has no copy of the server's run folder)."""
     from fedsim_app.federated.client import FedClient
-    from fedsim_app.federated.session import load_federation
     from fedsim_app.sites import get_site
+    from fedsim_app.train.config import from_dict
 
     node = context.node_config
     site = str(node["site"])
-    key = (str(context.run_config["run-dir"]), site)
+    cfg = from_dict(dict(msg.content["config"]))
+    key = (context.run_id, site)
     if key not in _clients:
-        fed = load_federation(context.run_config["run-dir"])
-        _clients[key] = FedClient(get_site(site), fed.config, str(node["data-dir"]),
-                                  int(node["labels"]), str(node["state-dir"]),
-                                  build_matrix=fed.build_matrix)
+        _clients[key] = FedClient(get_site(site), cfg, str(node["data-dir"]),
+                                  int(node["labels"]), str(node["state-dir"]))
     return _clients[key]
 
 
 @client_app.query()
 def site_sizes(msg: Message, context: Context) -> Message:
     """The site's key and its counts of labelled and unlabelled volumes."""
-    c = _client(context)
+    c = _client(msg, context)
     n_lab, n_unl = c.sizes
     return Message(RecordDict({"site": ConfigRecord({"site": c.key}),
                                "sizes": MetricRecord({"n_labelled": n_lab,
@@ -61,7 +63,7 @@ def site_sizes(msg: Message, context: Context) -> Message:
 @client_app.train()
 def site_round(msg: Message, context: Context) -> Message:
     """One round's step on this site's data; the reply is the site's update."""
-    c = _client(context)
+    c = _client(msg, context)
     task = RoundTask.from_dict(dict(msg.content["task"]))
     weights = msg.content["weights"].to_torch_state_dict()
     payload = c.train_round(task, weights).to_payload()
@@ -92,7 +94,9 @@ def _wait_for_nodes(grid: Grid, n: int) -> list[int]:
 
 def _sites_of(grid: Grid, nodes: list[int], fed) -> dict[str, tuple[int, tuple[int, int]]]:
     """``{site: (node id, sizes)}`` asked of every SuperNode."""
-    msgs = [Message(RecordDict({}), dst_node_id=n, message_type=QUERY) for n in nodes]
+    config = ConfigRecord(fed.config.to_dict())
+    msgs = [Message(RecordDict({"config": config}), dst_node_id=n, message_type=QUERY)
+            for n in nodes]
     out = {}
     for reply in grid.send_and_receive(msgs, timeout=CONNECT_TIMEOUT_S):
         if reply.has_error():
@@ -131,7 +135,9 @@ def serve(grid: Grid, context: Context) -> None:
         if now != nodes:  # a SuperNode left or (re)joined: ask who is who again
             nodes, sites = now, _sites_of(grid, now, fed)
         live = {k: v[0] for k, v in sites.items()}
-        msgs = [Message(RecordDict({"task": ConfigRecord(task.to_dict()), "weights": weights}),
+        config = ConfigRecord(server.cfg.to_dict())
+        msgs = [Message(RecordDict({"task": ConfigRecord(task.to_dict()), "weights": weights,
+                                    "config": config}),
                         dst_node_id=node, message_type=TRAIN)
                 for node in live.values()]
         updates = [update_of(r) for r in grid.send_and_receive(msgs, timeout=ROUND_TIMEOUT_S)
