@@ -32,6 +32,7 @@ class Trees:
     veins: np.ndarray
     airways: np.ndarray  # outer wall
     lumen: np.ndarray  # airway lumen
+    heart_blur: np.ndarray  # the heart mask blurred by σ = 4 mm (reused for motion)
 
 
 def _centroid(grid: Grid, mask: np.ndarray, top: bool = False) -> np.ndarray | None:
@@ -63,7 +64,7 @@ def build_mediastinum(classes: np.ndarray, cavity: np.ndarray, labels: np.ndarra
     """Write the mediastinum and lungs into ``classes`` (in place) and draw the trees.
 
     ``rng`` draws the trees' branching only (the caller seeds it from the case record).
-    Returns the :class:`Trees` occupancy maps.
+    Returns the :class:`Trees` occupancy maps and the lung mask before the trees.
     """
     from scipy.special import ndtr
 
@@ -216,4 +217,4 @@ def build_mediastinum(classes: np.ndarray, cavity: np.ndarray, labels: np.ndarra
     vessel_free = free & ((classes == T.LUNG) | (classes == T.FAT))
     classes[(arteries >= 0.5) & vessel_free] = T.PULMONARY_ARTERY
     classes[(veins >= 0.5) & vessel_free & (arteries < 0.5)] = T.PULMONARY_VEIN
-    return Trees(arteries, veins, airways, lumen), lung
+    return Trees(arteries, veins, airways, lumen, blur), lung

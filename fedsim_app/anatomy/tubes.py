@@ -41,27 +41,36 @@ def tube_occupancy(segments: np.ndarray, grid: Grid) -> np.ndarray:
     """Fractional occupancy (nz, ny, nx) float32 in [0, 1] of the union of tubes."""
     h = float(min(grid.spacing_mm))
     points, radii = sample_segments(segments, 0.5 * h)
-    out = np.zeros(grid.shape, dtype=np.float32)
-    if len(points) == 0:
-        return out
-    idx = grid.world_to_index(points)  # (N, 3) fractional (z, y, x)
     shape = np.array(grid.shape)
-    inside = np.all((idx > -radii[:, None] / h - 1) & (idx < shape + radii[:, None] / h), axis=1)
-    idx, radii = idx[inside], radii[inside]
+    if len(points) == 0:
+        return np.zeros(grid.shape, np.float32)
+    idx = grid.world_to_index(points)  # (N, 3) fractional (z, y, x)
     reach = np.ceil(radii / h + 0.5).astype(int)  # voxels a sphere can touch, per point
+    inside = np.all((idx > -reach[:, None] - 1) & (idx < shape + reach[:, None]), axis=1)
+    idx, radii, reach = idx[inside], radii[inside], reach[inside]
+    if len(idx) == 0:
+        return np.zeros(grid.shape, np.float32)
+    # draw into a volume padded by the largest reach: no bounds test per voxel
+    pad = 2 * int(reach.max()) + 2
+    out = np.zeros(tuple(shape + 2 * pad), dtype=np.float32)
     flat = out.reshape(-1)
+    sp = np.asarray(grid.spacing_mm, dtype=np.float64)
     for k in np.unique(reach):
         sel = reach == k
         centre = np.round(idx[sel]).astype(int)  # (n, 3)
+        frac = (centre - idx[sel]) * sp  # (n, 3) mm from the sample to its nearest voxel
         r = np.arange(-k, k + 1)
         offsets = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)  # (K, 3)
-        vox = centre[:, None, :] + offsets[None, :, :]  # (n, K, 3)
-        dist = np.linalg.norm((vox - idx[sel][:, None, :]) * np.array(grid.spacing_mm), axis=2)
-        occ = np.clip((radii[sel][:, None] - dist) / h + 0.5, 0.0, 1.0)
-        ok = (occ > 0) & np.all((vox >= 0) & (vox < shape), axis=2)
-        lin = np.ravel_multi_index(tuple(vox[ok].T), grid.shape)
-        np.maximum.at(flat, lin, occ[ok].astype(np.float32))
-    return out
+        off_mm = offsets * sp
+        # squared distance of voxel centre+offset to the sample, (n, K)
+        d2 = ((frac[:, None, :] + off_mm[None, :, :]) ** 2).sum(axis=2)
+        occ = np.clip((radii[sel][:, None] - np.sqrt(d2)) / h + 0.5, 0.0, 1.0)
+        hit = occ > 0
+        n_i, k_i = np.nonzero(hit)
+        vox = centre[n_i] + offsets[k_i] + pad
+        lin = np.ravel_multi_index(tuple(vox.T), out.shape)
+        np.maximum.at(flat, lin, occ[hit].astype(np.float32))
+    return np.ascontiguousarray(out[pad:-pad, pad:-pad, pad:-pad])
 
 
 def polyline_segments(points, radii) -> np.ndarray:

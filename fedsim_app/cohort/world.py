@@ -209,7 +209,6 @@ WORLD_MATERIAL = {
 
 def render_world(record, labels: np.ndarray, fidelity: str | None = None) -> np.ndarray:
     """The record's image (HU, float32) in its world, at ``fidelity`` (default: record's)."""
-    from fedsim_app.anatomy.fields import smooth
     from fedsim_app.ctsim.render import render_hu_fast, render_physics
     from fedsim_app.ctsim.scanner import load_scanner
     from fedsim_app.ctsim.simulate import water_mu_per_mm
@@ -220,7 +219,7 @@ def render_world(record, labels: np.ndarray, fidelity: str | None = None) -> np.
     sp = record.grid.spacing_mm
     fidelity = fidelity or record.fidelity
     if fidelity == "fast":
-        weight = np.clip(smooth(labels > 0, sp, 4.0) * 2.0, 0.0, 1.0)
+        weight = np.clip(trees.heart_blur * 2.0, 0.0, 1.0)
         return render_hu_fast(hu, profile, spacing_mm=sp, motion_weight=weight,
                               motion_mm=record.world["motion_mm"],
                               rng=np.random.default_rng(record.noise_seed))

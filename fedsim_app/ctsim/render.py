@@ -342,10 +342,6 @@ def render_hu_fast(hu_ideal: np.ndarray, profile: ScannerProfile, *, spacing_mm,
     mu_w = water_mu_per_mm(profile)
     mu = (mu_w * (1.0 + np.asarray(hu_ideal, np.float32) / 1000.0)).astype(np.float32)
     spec = sfft.rfftn(mu, workers=2)
-    if motion_weight is not None and motion_mm > 0:
-        moved = sfft.irfftn(gaussian_filter_fft(spec, shape, sp, motion_mm), s=shape, workers=2)
-        mu = mu + np.asarray(motion_weight, np.float32) * (moved - mu)
-        spec = sfft.rfftn(mu.astype(np.float32), workers=2)
     op = CTOperator.from_profile(profile, volume_shape=shape, spacing_mm=sp, n_views=n_views,
                                  device="cpu")
     mtf, nps_amp = transfer_functions(profile, op, shape, sp)
@@ -354,7 +350,12 @@ def render_hu_fast(hu_ideal: np.ndarray, profile: ScannerProfile, *, spacing_mm,
     fy = np.fft.fftfreq(ny, sp[1])[None, :, None]
     fx = np.fft.rfftfreq(nx, sp[2])[None, None, :]
     aperture = np.sinc(fz * sp[0]) * np.sinc(fy * sp[1]) * np.sinc(fx * sp[2])
-    blurred = sfft.irfftn(spec * (mtf * aperture).astype(np.float32), s=shape, workers=2)
+    spec = spec * (mtf * aperture).astype(np.float32)
+    blurred = sfft.irfftn(spec, s=shape, workers=2)
+    if motion_weight is not None and motion_mm > 0:
+        # blur after the MTF (both linear; the weight varies slowly): one transform fewer
+        moved = sfft.irfftn(gaussian_filter_fft(spec, shape, sp, motion_mm), s=shape, workers=2)
+        blurred = blurred + np.asarray(motion_weight, np.float32) * (moved - blurred)
     half = (nz, ny, nx // 2 + 1)
     white = (rng.standard_normal(half, dtype=np.float32)
              + 1j * rng.standard_normal(half, dtype=np.float32))

@@ -147,3 +147,24 @@ def test_render_world_rejects_unknown_fidelity(adult):
     rec, labels, *_ = adult
     with pytest.raises(ValueError, match="fidelity"):
         render_world(rec, labels, "cartoon")
+
+
+def test_physics_extra_mu_shifts_hu_by_its_value():
+    import torch
+
+    from fedsim_app.ctsim.phantoms import water_cylinder
+    from fedsim_app.ctsim.render import render_physics
+
+    profile = load_scanner("site_b")
+    n = 12
+    sp = (profile.fov_mm / n,) * 3
+    cyl = water_cylinder((n, n, n), sp[0], 0.3 * profile.fov_mm).astype(np.uint8)
+    mats = {0: "air", 1: "water"}
+    mu_w = water_mu_per_mm(profile)
+    extra = np.where(cyl == 1, 0.1 * mu_w, 0.0).astype(np.float32)  # +100 HU
+    kw = dict(spacing_mm=sp, noise=False, n_views=36, beam_hardening=False, device="cpu")
+    base = render_physics(cyl, mats, profile, **kw)
+    more = render_physics(cyl, mats, profile, extra_mu=extra, **kw)
+    c = slice(n // 2 - 1, n // 2 + 1)
+    diff = float(torch.mean(more[c, c, c] - base[c, c, c]))
+    assert diff == pytest.approx(100.0 * abs(profile.hu_slope), rel=0.1)
