@@ -202,9 +202,14 @@ def _skeleton(p, grid, depth, dx, dy, cage_out, cage_in, dome, vy, segment_mm,
     dc = np.hypot(dx, ys - canal_y)
     arch = (dc >= 0.48 * r) & (dc <= 0.8 * r) & (ys < -0.7 * r)
     pedicle = (np.abs(dx) > 0.4 * r) & (np.abs(dx) < 0.75 * r) & (ys < -0.6 * r) & (ys > canal_y)
-    spinous = (np.abs(dx) < 0.16 * r) & (ys < canal_y - 0.6 * r) & (ys > canal_y - 2.1 * r)
-    transverse = ((np.abs(dx) > 0.6 * r) & (np.abs(dx) < 1.75 * r)
-                  & (np.abs(ys - (canal_y + 0.05 * r)) < 0.24 * r))
+    # spinous process: down the midline behind the arch, tapering
+    back = np.clip((canal_y - 0.5 * r - ys) / (1.7 * r), 0, 1)  # 0 at its root, 1 at its tip
+    spinous = (np.abs(dx) < (0.2 - 0.08 * back) * r) & (ys < canal_y - 0.5 * r) \
+        & (ys > canal_y - 2.2 * r)
+    # transverse processes: from the arch out and backwards (~30°), tapering
+    lat = np.abs(dx) - 0.6 * r
+    axis_y = canal_y + 0.1 * r - 0.55 * lat
+    transverse = (lat > 0) & (lat < 1.1 * r) & (np.abs(ys - axis_y) < (0.26 - 0.08 * lat / r) * r)
     posterior2d = arch | pedicle | spinous | transverse
     canal = dc < 0.48 * r
     bone[~disc[:, None, None] & vbody[None]] = True

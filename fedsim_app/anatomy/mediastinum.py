@@ -187,9 +187,9 @@ def build_mediastinum(classes: np.ndarray, cavity: np.ndarray, labels: np.ndarra
     vein_roots, art_roots = [], []
     if la is not None:
         for sgn in (1.0, -1.0):
-            for dz in (1.0, -1.0):
-                d = np.array([sgn, -0.3, 0.45 * dz])
-                vein_roots.append(outside(la, d))
+            for dz in (1.0, -1.0):  # upper and lower veins, each draining two directions
+                for dy in (-0.5, 0.3):
+                    vein_roots.append(outside(la, np.array([sgn, dy, 0.5 * dz])))
     pa = labels == PA
     if pa.any():
         xs = np.argwhere(pa)
@@ -200,7 +200,7 @@ def build_mediastinum(classes: np.ndarray, cavity: np.ndarray, labels: np.ndarra
                       np.array([sgn, -0.4, -0.7])):
                 art_roots.append(outside(start, d))
     kw = dict(length_mm=vessel_length_mm * s, min_radius_mm=0.35 * h, allowed=allowed)
-    arteries = tube_occupancy(grow_tree(rng, art_roots, radius_mm=6.5 * s, **kw), grid)
+    arteries = tube_occupancy(grow_tree(rng, art_roots, radius_mm=7.5 * s, **kw), grid)
     veins = tube_occupancy(grow_tree(rng, vein_roots, radius_mm=6.0 * s, **kw), grid)
     air_roots = [(e, (e - carina) / np.linalg.norm(e - carina)) for e in bronchi]
     air_tree = grow_tree(rng, air_roots, radius_mm=5.0 * s, min_radius_mm=max(1.5 * s, 0.6 * h),

@@ -100,14 +100,15 @@ def grow_tree(
     min_radius_mm: float,
     allowed,
     spread_deg: float = 32.0,
-    max_segments: int = 3000,
+    max_segments: int = 5000,
 ) -> np.ndarray:
     """A branching, tapering tree grown from ``roots`` (start point, direction).
 
-    Each branch bifurcates into a major and a minor child (lengths · 0.7-0.9) at about
-    ``spread_deg`` (the minor one more) either side of its parent, with random jitter and a slight
-    pull away from the root (trees fan out towards the periphery). A branch whose end
-    point fails ``allowed(xyz (n, 3)) -> bool (n,)`` is shortened once, then dropped.
+    Each branch bifurcates into a major child (radius · 0.82-0.9, length · 0.8-0.95) and
+    a minor one (· 0.6-0.72, · 0.6-0.8) turning off further, about ``spread_deg`` either
+    side of the parent, with jitter and a pull away from the root (trees fan out to the
+    periphery). A branch whose end fails ``allowed(xyz (n, 3)) -> bool (n,)`` turns away
+    from its root once, else is halved and ends there, else is dropped.
 
     Returns segments (M, 8): p0, p1, r0, r1 in world mm.
     """
@@ -121,6 +122,16 @@ def grow_tree(
         radius, length = frontier[:, 6], frontier[:, 7]
         end = start + direction * length[:, None]
         ok = allowed(end)
+        # a branch heading out of bounds turns away from its root once before it shrinks
+        away0 = start - frontier[:, 8:11]
+        away0 /= np.maximum(np.linalg.norm(away0, axis=1, keepdims=True), 1e-9)
+        turned = direction + 1.2 * away0
+        turned /= np.maximum(np.linalg.norm(turned, axis=1, keepdims=True), 1e-9)
+        end_t = start + turned * (0.8 * length)[:, None]
+        ok_t = allowed(end_t) & ~ok
+        end = np.where(ok_t[:, None], end_t, end)
+        frontier[ok_t, 3:6] = turned[ok_t]
+        ok = ok | ok_t
         half = start + direction * (0.5 * length)[:, None]
         ok_half = allowed(half) & ~ok
         end = np.where(ok_half[:, None], half, end)
@@ -140,13 +151,14 @@ def grow_tree(
         children = []
         # asymmetric bifurcation: a major child keeps most of the radius and direction,
         # a minor one turns off thinner (r_major³ + r_minor³ ≈ r³, Murray's law)
-        for sign, r_lo, r_hi, turn in ((1.0, 0.82, 0.9, 0.45), (-1.0, 0.6, 0.72, 1.3)):
+        for sign, r_lo, r_hi, turn, l_lo, l_hi in ((1.0, 0.82, 0.9, 0.45, 0.8, 0.95),
+                                                   (-1.0, 0.6, 0.72, 1.3, 0.6, 0.8)):
             child_r = f[:, 6] * rng.uniform(r_lo, r_hi, size=len(d))
             angle = spread * turn * rng.uniform(0.7, 1.3, size=len(d))
             nd = np.cos(angle)[:, None] * d + sign * np.sin(angle)[:, None] * perp
             nd = nd + 0.25 * away + 0.15 * rng.normal(size=d.shape)
             nd /= np.linalg.norm(nd, axis=1, keepdims=True)
-            scale = rng.uniform(0.7, 0.9, size=len(d))
+            scale = rng.uniform(l_lo, l_hi, size=len(d))
             children.append(np.concatenate(
                 [e, nd, child_r[:, None], (f[:, 7] * scale)[:, None], f[:, 8:11]], axis=1))
         frontier = np.concatenate(children, axis=0)
