@@ -83,7 +83,7 @@ def sample_world(rng: np.random.Generator, *, population: str, age_years: float)
         "ra_inflow_mix": _u(rng, (0.2, 0.6)),  # unopacified IVC blood swirling in the RA
         "aortic_gradient": _u(rng, (0.0, 0.12)),  # descending aorta darker by this fraction
         "trabeculation": _u(rng, (0.4, 0.9)),
-        "motion_mm": _u(rng, (0.3, 1.4)) if adult else _u(rng, (0.6, 2.0)),
+        "motion_mm": _u(rng, (0.2, 0.9)) if adult else _u(rng, (0.4, 1.2)),
         "lung_gradient_hu": _u(rng, (30.0, 80.0)),
     }
 
