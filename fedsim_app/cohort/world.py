@@ -207,11 +207,19 @@ WORLD_MATERIAL = {
 }
 
 
-def render_world(record, labels: np.ndarray, fidelity: str | None = None) -> np.ndarray:
-    """The record's image (HU, float32) in its world, at ``fidelity`` (default: record's)."""
+def render_world(record, labels: np.ndarray, fidelity: str | None = None, *,
+                 n_views: int | None = None) -> np.ndarray:
+    """The record's image (HU, float32) in its world, at ``fidelity`` (default: record's).
+
+    ``physics`` projects one indicator volume per distinct material (about ten, so one
+    batch the operator plans itself), with the record's left-heart iodine for every
+    opacified pool (their beam hardening), and the world's CT numbers as an extra μ map
+    (texture, per-vessel contrast) on top.
+    """
     from fedsim_app.ctsim.render import render_hu_fast, render_physics
     from fedsim_app.ctsim.scanner import load_scanner
     from fedsim_app.ctsim.simulate import water_mu_per_mm
+    from fedsim_app.io.labels_core import LABEL_OF
 
     profile = load_scanner(record.scanner)
     classes, trees, lung = world_scene(record, labels)
@@ -221,7 +229,7 @@ def render_world(record, labels: np.ndarray, fidelity: str | None = None) -> np.
     if fidelity == "fast":
         weight = np.clip(trees.heart_blur * 2.0, 0.0, 1.0)
         return render_hu_fast(hu, profile, spacing_mm=sp, motion_weight=weight,
-                              motion_mm=record.world["motion_mm"],
+                              motion_mm=record.world["motion_mm"], n_views=n_views,
                               rng=np.random.default_rng(record.noise_seed))
     if fidelity != "physics":
         raise ValueError("fidelity must be 'fast' or 'physics'")
@@ -229,14 +237,18 @@ def render_world(record, labels: np.ndarray, fidelity: str | None = None) -> np.
 
     from fedsim_app.ctsim.materials import mu_per_mm
 
-    scene = classes.copy()
-    materials = {int(k): (v, record.iodine_left_mg_per_ml) for k, v in WORLD_MATERIAL.items()}
-    mu_w = water_mu_per_mm(profile)
-    base = np.zeros(labels.shape, np.float32)
-    for k, (name, iodine) in materials.items():
-        base[scene == k] = mu_per_mm(name, profile.effective_energy_keV, iodine_mg_per_ml=iodine)
-    extra = mu_w * (1.0 + hu / 1000.0) - base
+    names = sorted(set(WORLD_MATERIAL.values()))
+    code = {n: i for i, n in enumerate(names)}
+    lut = np.array([code[WORLD_MATERIAL[W(k)]] for k in range(len(W))], np.uint8)
+    scene = lut[classes]
+    blood = (labels > 0) & (labels != LABEL_OF["lv_myocardium"])
+    scene[blood] = code["blood_iodine"]
+    iodine = record.iodine_left_mg_per_ml
+    materials = {i: (n, iodine) for i, n in enumerate(names)}
+    table = np.array([mu_per_mm(n, profile.effective_energy_keV, iodine_mg_per_ml=iodine)
+                      for n in names], np.float32)
+    extra = water_mu_per_mm(profile) * (1.0 + hu / 1000.0) - table[scene]
     generator = torch.Generator().manual_seed(record.noise_seed)
     out = render_physics(scene, materials, profile, spacing_mm=sp, generator=generator,
-                         extra_mu=extra)
+                         extra_mu=extra, n_views=n_views)
     return np.asarray(out.detach().cpu().numpy(), np.float32)

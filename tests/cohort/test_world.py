@@ -168,3 +168,12 @@ def test_physics_extra_mu_shifts_hu_by_its_value():
     c = slice(n // 2 - 1, n // 2 + 1)
     diff = float(torch.mean(more[c, c, c] - base[c, c, c]))
     assert diff == pytest.approx(100.0 * abs(profile.hu_slope), rel=0.1)
+
+
+def test_physics_world_render_runs_and_keeps_the_contrast(sites):
+    rec = sample_case(sites["A"], 0, size=16)
+    labels, _, _ = scene_classes(rec)
+    hu = render_world(rec, labels, "physics", n_views=24)
+    assert hu.shape == labels.shape and np.isfinite(hu).all()
+    classes, _, _ = world_scene(rec, labels)
+    assert np.median(hu[labels == 1]) > np.median(hu[classes == W.FAT]) + 200
