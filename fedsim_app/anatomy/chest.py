@@ -134,7 +134,11 @@ def build_chest(p: TorsoParams, grid: Grid, *, breast_mm: float = 0.0,
     cavity = above & inner[None]
     abdomen = ~above & inner[None]
     classes[abdomen] = T.SOFT_TISSUE
-    liver = abdomen & (dx > -0.15 * a)[None] & (z > dome[None] - 160 * s)
+    # the liver's left edge: the left lobe reaches further left in front, and the
+    # edge recedes to the right further down (no straight vertical seam)
+    edge = (-0.15 * a - 0.25 * a * np.clip(dy / b + 0.2, 0, 1))[None] \
+        + 0.35 * a * np.clip((p.diaphragm_z_mm - z) / (90 * s), 0, 1)  # (nz, ny, 1)
+    liver = abdomen & (dx[None] > edge) & (z > dome[None] - 160 * s)
     classes[liver] = T.LIVER
     # stomach under the left dome, gas in its fundus (a flat fluid level below)
     top_left = p.diaphragm_z_mm
