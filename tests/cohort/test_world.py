@@ -177,3 +177,20 @@ def test_physics_world_render_runs_and_keeps_the_contrast(sites):
     assert hu.shape == labels.shape and np.isfinite(hu).all()
     classes, _, _ = world_scene(rec, labels)
     assert np.median(hu[labels == 1]) > np.median(hu[classes == W.FAT]) + 200
+
+
+def test_contrast_route_and_ra_mixing_follow_the_record(adult):
+    import dataclasses
+
+    rec, labels, classes, trees, lung, hu = adult
+    energy = load_scanner(rec.scanner).effective_energy_keV
+    arm = dataclasses.replace(rec, world={**rec.world, "injection_route": "arm",
+                                          "svc_factor": 2.5, "ra_inflow_mix": 0.0})
+    leg = dataclasses.replace(rec, world={**rec.world, "injection_route": "leg",
+                                          "svc_factor": 2.5, "ra_inflow_mix": 0.6})
+    a = world_hu(arm, labels, classes, trees, lung, energy)
+    b = world_hu(leg, labels, classes, trees, lung, energy)
+    svc, ivc, ra = classes == W.SVC, classes == W.IVC, labels == 5
+    assert np.median(a[svc]) > np.median(a[ivc]) + 300, "arm injection: dense SVC"
+    assert np.median(b[ivc]) > np.median(b[svc]) + 300, "leg injection: dense IVC"
+    assert a[ra].std() < b[ra].std(), "IVC inflow mixing makes the RA inhomogeneous"
