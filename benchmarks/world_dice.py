@@ -68,12 +68,13 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=8)
     ap.add_argument("--test", type=int, default=4)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--sites", default="ABC")
     args = ap.parse_args()
     torch.set_num_threads(2)
     sites = load_sites()
     figures = {}
     print("| site | Dice, previous world | Dice, this world |\n|---|---|---|")
-    for key in "ABC":
+    for key in args.sites:
         cells = []
         for world in (False, True):
             t0 = time.perf_counter()

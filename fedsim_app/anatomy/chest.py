@@ -51,6 +51,7 @@ class WorldTissue(IntEnum):
     THYMUS = 16
     BREAST = 17  # fibroglandular tissue
     STOMACH = 18
+    CORONARY = 19  # coronary arteries in the epicardial fat
 
 
 def body_scale(p: TorsoParams) -> float:

@@ -58,6 +58,39 @@ def _lookup(mask: np.ndarray, grid: Grid):
     return allowed
 
 
+def _coronaries(classes, labels, grid: Grid, near, h: float, s: float) -> None:
+    """Coronary arteries in the grooves of the epicardial fat (class CORONARY).
+
+    The atrioventricular groove (right coronary and circumflex) is where the epicardial
+    fat crosses the plane between the atria and the ventricles; the anterior
+    interventricular groove (LAD) is where it crosses the plane between LV and RV, on the
+    front of the ventricles. ``near``: the epicardial fat next to the wall; the band
+    kept is about a vessel wide.
+    """
+    cents = {k: _centroid(grid, labels == k) for k in (LV, RV, LA, RA)}
+    if any(c is None for c in cents.values()):
+        return
+    atria = 0.5 * (cents[LA] + cents[RA])
+    ventricles = 0.5 * (cents[LV] + cents[RV])
+    axis = ventricles - atria
+    axis /= np.linalg.norm(axis)
+    av_point = atria + 0.45 * np.linalg.norm(ventricles - atria) * axis
+    iv = cents[RV] - cents[LV]
+    iv -= iv.dot(axis) * axis  # LV → RV, across the long axis
+    iv /= max(np.linalg.norm(iv), 1e-9)
+    iv_point = 0.5 * (cents[LV] + cents[RV])
+    idx = np.argwhere(near)
+    if idx.size == 0:
+        return
+    pts = grid.index_to_world(idx.astype(float))  # (n, 3) world xyz
+    half = max(1.6 * s, 0.6 * h)
+    av = np.abs((pts - av_point) @ axis) < half
+    lad = ((np.abs((pts - iv_point) @ iv) < half) & ((pts - atria) @ axis > 0)
+           & (pts[:, 1] > iv_point[1]))  # on the front (+y anterior) of the ventricles
+    hit = idx[av | lad]
+    classes[tuple(hit.T)] = WorldTissue.CORONARY
+
+
 def build_mediastinum(classes: np.ndarray, cavity: np.ndarray, labels: np.ndarray,
                       p: TorsoParams, grid: Grid, spine_xy, rng: np.random.Generator, *,
                       age_years: float, vessel_length_mm: float = 22.0):
@@ -119,6 +152,8 @@ def build_mediastinum(classes: np.ndarray, cavity: np.ndarray, labels: np.ndarra
     classes[med] = T.FAT
     classes[peri & ~fat_in & cavity] = T.SOFT_TISSUE
     classes[wall & cavity] = T.MYOCARDIUM
+    groove_fat = beyond(0.9 * h + max(h, 1.5)) & fat_in & ~wall & ~heart & cavity
+    _coronaries(classes, labels, grid, groove_fat, h, s)
 
     def vertical(cx, cy, radius, z_lo, z_hi):  # a z-aligned tube, drawn in 2-D
         occ2d = np.clip((radius - np.hypot(x1[None, :] - cx, y1[:, None] - cy)) / h + 0.5, 0, 1)

@@ -159,7 +159,7 @@ def world_hu(record, labels: np.ndarray, classes: np.ndarray, trees, lung: np.nd
                              + w["cortex_true_hu"] * cortex_frac)
     std[W.CORTICAL_BONE], wts[:, W.CORTICAL_BONE] = 60.0, (1.0, 0.0, 0.0)
     for cls, value in ((W.AORTA, left), (W.PULMONARY_VEIN, left), (W.PULMONARY_ARTERY, right),
-                       (W.SVC, svc), (W.IVC, ivc)):
+                       (W.SVC, svc), (W.IVC, ivc), (W.CORONARY, left)):
         mean[cls], std[cls], wts[:, cls] = value, BLOOD_TEXTURE_HU, (0.0, 0.0, 1.0)
     wts /= np.maximum(np.linalg.norm(wts, axis=0), 1e-9)
     # heart labels: left and right blood (the myocardium label keeps its class value)
@@ -203,7 +203,7 @@ WORLD_MATERIAL = {
     W.CARTILAGE: "soft_tissue", W.MYOCARDIUM: "myocardium", W.AORTA: "blood_iodine",
     W.PULMONARY_ARTERY: "blood_iodine", W.PULMONARY_VEIN: "blood_iodine", W.SVC: "blood",
     W.IVC: "blood", W.GAS: "air", W.THYMUS: "soft_tissue", W.BREAST: "soft_tissue",
-    W.STOMACH: "soft_tissue",
+    W.STOMACH: "soft_tissue", W.CORONARY: "blood_iodine",
 }
 
 

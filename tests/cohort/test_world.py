@@ -65,7 +65,7 @@ def test_world_adds_background_anatomy_only(adult):
     rec, labels, classes, trees, lung, _ = adult
     present = set(np.unique(classes).tolist())
     for t in (W.FAT, W.MUSCLE, W.CORTICAL_BONE, W.MARROW, W.LUNG, W.AORTA, W.SVC,
-              W.PULMONARY_VEIN, W.PULMONARY_ARTERY, W.MYOCARDIUM):
+              W.PULMONARY_VEIN, W.PULMONARY_ARTERY, W.MYOCARDIUM, W.CORONARY):
         assert int(t) in present, t.name
     assert set(np.unique(labels).tolist()) <= set(range(8))
     assert (classes[labels > 0] == W.MYOCARDIUM).all()
