@@ -7,17 +7,23 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.fedsim-installed
 # torch is pinned: a CPU build of 2.13.0 lies on this machine's disk; an unpinned torch
-# would pull a multi-GB CUDA build.
+# would pull a multi-GB CUDA build. On a machine with an NVIDIA GPU pick a CUDA build by
+# its index, e.g. `make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128`.
 TORCH  := torch==2.13.0
+TORCH_INDEX ?=
+# PyQt6 pass: a second venv layered on .venv (its packages through a .pth file) that adds
+# the pyqt6 extra, so the GUI tests also run on the binding napari keeps after PyQt5.
+VENV6  := .venv-pyqt6
+STAMP6 := $(VENV6)/.fedsim-installed
 
-.PHONY: setup run test test-fast lint bench assets screenshot clean
+.PHONY: setup run test test-fast test-gui-pyqt6 lint bench assets screenshot clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e '.[pyqt5,test]'
 	@touch $(STAMP)
 
@@ -32,6 +38,17 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not gui"
 
+$(STAMP6): $(STAMP)
+	@test -x $(VENV6)/bin/python || $(PYTHON) -m venv $(VENV6)
+	$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+	  > "$$($(VENV6)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fedsim-base.pth"
+	$(VENV6)/bin/python -m pip install -q -e '.[pyqt6,test]'
+	@touch $(STAMP6)
+
+# QT_API / PYTEST_QT_API choose PyQt6 although .venv's PyQt5 is visible through the .pth.
+test-gui-pyqt6: $(STAMP6)
+	QT_API=pyqt6 PYTEST_QT_API=pyqt6 $(VENV6)/bin/python -m pytest -m gui
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
@@ -42,7 +59,7 @@ assets: setup
 	$(VENV)/bin/fedsim ssm build --out assets/ssm/atlas_ssm.npz
 
 screenshot: setup
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m fedsim_napari --screenshot docs/images/napari.png
+	xvfb-run -a -s "-screen 0 1920x1080x24" $(PY) -m fedsim_napari --screenshot docs/images/napari.png
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV6) build dist .pytest_cache .ruff_cache

@@ -9,7 +9,8 @@ import argparse
 import tempfile
 import time
 
-from fedsim_app.cohort import generate_cohort, load_sites, render_case, sample_case
+from fedsim_app.cohort import generate_cohort, render_case, sample_case
+from fedsim_app.sites import load_sites
 
 
 def main() -> None:

@@ -26,9 +26,10 @@ import numpy as np
 from scipy import ndimage
 
 from fedsim_app.anatomy.chest import WorldTissue as W
-from fedsim_app.cohort import generate_cohort, load_sites, render_case, sample_case
+from fedsim_app.cohort import generate_cohort, render_case, sample_case
 from fedsim_app.cohort.world import world_scene
 from fedsim_app.ctsim.measure import noise_power_spectrum
+from fedsim_app.sites import load_sites
 
 #: tissues of the table: name → (classes, published range of the mean, HU)
 TABLE = {

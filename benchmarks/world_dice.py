@@ -19,7 +19,8 @@ import time
 import numpy as np
 import torch
 
-from fedsim_app.cohort import load_sites, render_case, sample_case
+from fedsim_app.cohort import render_case, sample_case
+from fedsim_app.sites import load_sites
 
 
 def volumes(site, indices, size, world: bool):

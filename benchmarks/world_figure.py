@@ -24,7 +24,11 @@ import numpy as np
 
 SNIPPET = """
 import sys, numpy as np
-from fedsim_app.cohort import load_sites, render_case, sample_case
+from fedsim_app.cohort import render_case, sample_case
+try:
+    from fedsim_app.sites import load_sites
+except ImportError:  # code from before the one Site record
+    from fedsim_app.cohort import load_sites
 sites = load_sites()
 for key in "ABC":
     rec = sample_case(sites[key], 0, size=int(sys.argv[2]))

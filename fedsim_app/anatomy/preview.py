@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from fedsim_app.anatomy.meshes import HeartMeshes
-from fedsim_app.io.labels_core import DISPLAY_NAME
+from fedsim_app.io.colours import hex_colour
+from fedsim_app.io.labels_core import DISPLAY_NAME, STRUCTURES
 
-COLOURS = {
-    "lv_blood_pool": "#d62728",
-    "lv_myocardium": "#f2b8a0",
-    "rv": "#1f77b4",
-    "la": "#ff7f0e",
-    "ra": "#17becf",
-    "aorta": "#9b1c1c",
-    "pulmonary_artery": "#6a3d9a",
-}
+COLOURS = {name: hex_colour(name) for name in STRUCTURES}  # FedSim's one colour table
 # drawn back to front-ish; the epicardium is translucent so the cavity shows through
 _ALPHA = {"lv_myocardium": 0.35, "lv_blood_pool": 0.9}
 
@@ -95,17 +87,12 @@ def render_preview_png(
     handles = [Patch(color=COLOURS[n], label=DISPLAY_NAME[n]) for n in COLOURS]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.08, wspace=0.02, hspace=0.05)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
+    from fedsim_app.io.atomic import write_atomic
+
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from fedsim_app import __version__
 from fedsim_app.errors import FedSimError
@@ -43,13 +44,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args.func(args) or 0)
     except FedSimError as exc:
         print(f"fedsim {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fedsim {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(command: str):
+    """A warning reaches a user of the command as one ``note:`` line, without the
+    Python source line and category that ``warnings`` prints by default."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"fedsim {command}: note: {text}", file=file or sys.stderr)
+
+    return show
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,7 +27,8 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--population", default="atlas", help="SSM of this anatomy population")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--size", type=int, default=128, help="label grid voxels per axis")
+    s.add_argument("--size", type=int, default=128,
+                   help="label grid voxels per axis, 16 or more (default 128)")
     s.add_argument("--ssm", default=None, help="model .npz (overrides --population)")
     s.set_defaults(func=run_sample)
 
@@ -76,16 +77,22 @@ def run_build(args) -> int:
     return 0
 
 
-def _print_variance(model, n: int = 14) -> None:
+def _print_variance(model) -> None:
+    from fedsim_app.shape.params import N_MODES
+
     ratio = model.explained_variance_ratio()
     cum = 0.0
     print("mode  eigenvalue (mm²)  explained  cumulative")
-    for k in range(min(n, len(ratio))):
+    # numbered from 1, as the Explorer's sliders are (Mode 1 … Mode 14)
+    for k in range(min(N_MODES, len(ratio))):
         cum += ratio[k]
-        print(f"{k:4d}  {model.eigenvalues[k]:16.1f}  {100 * ratio[k]:8.2f}%  {100 * cum:9.2f}%")
+        print(f"{k + 1:4d}  {model.eigenvalues[k]:16.1f}  {100 * ratio[k]:8.2f}%  "
+              f"{100 * cum:9.2f}%")
 
 
 def run_info(args) -> int:
+    from fedsim_app.shape.params import N_MODES, N_PARAMS, N_RIGID
+
     model = _model(args.ssm)
     ratio = model.explained_variance_ratio()
     if args.json:
@@ -96,13 +103,20 @@ def run_info(args) -> int:
             "center_mm": [float(c) for c in model.center_mm],
             "eigenvalues": [float(e) for e in model.eigenvalues],
             "explained_variance_ratio": [float(r) for r in ratio],
+            "n_shape_modes": N_MODES,
+            "n_pose_params": N_RIGID,
             "ranges": model.ranges.to_dict(),
         }))
         return 0
+    spanned = int((model.eigenvalues > 0).sum())
     print(f"SSM: {model.n_vertices} vertices, {len(model.topology.faces)} faces, "
-          f"{len(model.topology.names)} structures, {int((model.eigenvalues > 0).sum())} modes")
+          f"{len(model.topology.names)} structures")
+    print(f"{N_PARAMS} parameters: {N_MODES} shape modes (Mode 1–{N_MODES}; the training "
+          f"shapes span {spanned}) and {N_RIGID} pose parameters (rotation x/y/z, "
+          "translation x/y/z, log-scale)")
     _print_variance(model)
-    print(f"14 modes explain {100 * ratio[:14].sum():.2f}% of the training variance")
+    print(f"{N_MODES} modes explain {100 * ratio[:N_MODES].sum():.2f}% of the training "
+          "variance")
     return 0
 
 
@@ -112,9 +126,11 @@ def run_sample(args) -> int:
     from fedsim_app.errors import FedSimError
     from fedsim_app.shape import ShapeSampler, default_grid, population_ssm, voxelize
     from fedsim_app.shape.export import write_json, write_labels, write_meshes
+    from fedsim_app.shape.grid_size import check_label_size
 
     if args.n < 1:
         raise FedSimError("--n must be at least 1")
+    check_label_size(args.size)
     model = _model(args.ssm) if args.ssm else population_ssm(args.population)
     out = Path(args.out)
     grid = default_grid(model, size=args.size)
@@ -131,6 +147,7 @@ def run_sample(args) -> int:
             "ssm": str(args.ssm) if args.ssm else None,
             "seed": args.seed,
             "index": k,
+            "label_codes": "internal",
             "sampler": sampler.to_dict(),
             "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm),
                      "origin_mm": list(grid.origin_mm)},

@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fedsim_app import __version__
-from fedsim_app.cohort.sites import SiteSpec
+from fedsim_app.cohort.contrast import load_contrast
 from fedsim_app.io.grid import Grid
 from fedsim_app.io.labels_core import LABEL_OF, STRUCTURES
+from fedsim_app.sites import Site
 
 #: Class codes of the rendered scene: torso tissues keep their ``anatomy.Tissue`` codes,
 #: heart structures get HEART_BASE + internal label code.
@@ -64,28 +65,28 @@ class CaseRecord:
         return Grid.centered(self.size, self.spacing_mm, tuple(self.torso["heart_center_mm"]))
 
 
-def case_id_for(site: SiteSpec, index: int) -> str:
+def case_id_for(site: Site, index: int) -> str:
     return f"site{site.key.lower()}_{index:03d}"
 
 
-def sample_case(site: SiteSpec, index: int, *, seed: int = 0, size: int = 128,
+def sample_case(site: Site, index: int, *, seed: int = 0, size: int = 128,
                 fidelity: str = "fast", n_cases: int | None = None) -> CaseRecord:
     """Draw case ``index`` of ``site``; the same arguments always give the same record."""
     from fedsim_app.anatomy import build_heart, sample_heart_params, sample_torso_params
     from fedsim_app.cohort.world import sample_world
-    from fedsim_app.ctsim.scanner import load_scanner
 
-    rng = np.random.default_rng([seed, site.dataset_id, index])
+    rng = np.random.default_rng([seed, site.dataset.id, index])
     heart_params = sample_heart_params(site.population, rng)
     heart = build_heart(heart_params)
     verts = heart.stacked_vertices()
     center = tuple(float(c) for c in (verts.min(0) + verts.max(0)) / 2)
     torso = sample_torso_params(rng, heart_params.age_years, heart_center_mm=center)
-    profile = load_scanner(site.scanner)
+    profile = site.scanner
+    contrast = load_contrast()[site.key]
     extent = float((verts.max(0) - verts.min(0)).max())
     fov = float(np.clip(extent * FOV_PER_HEART_EXTENT, MIN_FOV_MM, profile.fov_mm))
     # the world draws from its own stream, so the fields above keep their values
-    world = sample_world(np.random.default_rng([seed, site.dataset_id, index, 1]),
+    world = sample_world(np.random.default_rng([seed, site.dataset.id, index, 1]),
                          population=site.population, age_years=heart_params.age_years)
     return CaseRecord(
         site=site.key,
@@ -95,10 +96,10 @@ def sample_case(site: SiteSpec, index: int, *, seed: int = 0, size: int = 128,
         seed=seed,
         heart=heart_params.to_dict(),
         torso=torso.to_dict(),
-        iodine_left_mg_per_ml=float(rng.uniform(*site.iodine_left_mg_per_ml)),
-        iodine_right_mg_per_ml=float(rng.uniform(*site.iodine_right_mg_per_ml)),
+        iodine_left_mg_per_ml=float(rng.uniform(*contrast.iodine_left_mg_per_ml)),
+        iodine_right_mg_per_ml=float(rng.uniform(*contrast.iodine_right_mg_per_ml)),
         noise_seed=int(rng.integers(2**31 - 1)),
-        scanner=site.scanner,
+        scanner=site.scanner.name,
         size=int(size),
         spacing_mm=round(fov / size, 4),
         fidelity=fidelity,

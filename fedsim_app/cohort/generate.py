@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedsim_app.cohort.case import case_id_for, render_case, sample_case
-from fedsim_app.cohort.sites import SiteSpec, load_sites
 from fedsim_app.errors import FedSimError
-from fedsim_app.io._atomic import write_json_atomic
+from fedsim_app.io.atomic import write_json_atomic
+from fedsim_app.shape.grid_size import check_label_size
+from fedsim_app.sites import Site, load_sites
 
 SPLIT_FILE = "fedsim_split.json"
 DEFAULT_LABEL_CODES = "mmwhs"
@@ -31,7 +32,7 @@ class CohortSummary:
     seconds: float = 0.0
 
 
-def select_sites(keys: str | Iterable[str] | None) -> list[SiteSpec]:
+def select_sites(keys: str | Iterable[str] | None) -> list[Site]:
     """Sites by key (``"A,B"`` or ``["A", "B"]``); all shipped sites when ``None``."""
     sites = load_sites()
     if keys is None:
@@ -60,7 +61,7 @@ def generate_cohort(
     Parameters
     ----------
     sites : site keys (default: A, B and C)
-    cases : cases per site (default: each site's full Table 1 split: 20, 34, 34)
+    cases : cases per site, 1 or more (default: each site's full Table 1 split: 20, 34, 34)
     size : voxels per side of every case
     fidelity : ``"fast"`` (image-domain scanner model) or ``"physics"`` (diffct)
     progress : called after each case as ``progress(case_id, done, total, skipped)``
@@ -69,8 +70,10 @@ def generate_cohort(
 
     if fidelity not in ("fast", "physics"):
         raise FedSimError(f"--fidelity must be 'fast' or 'physics', not {fidelity!r}")
-    if size < 16:
-        raise FedSimError(f"--size {size} is too small to hold a heart; use 16 or more")
+    check_label_size(size)
+    if cases is not None and cases < 1:
+        raise FedSimError(f"--cases {cases}: give 1 or more cases per site, or leave "
+                          "--cases out for each site's full split")
     chosen = select_sites(sites)
     summary = CohortSummary(root=Path(out))
     plan = [(s, i) for s in chosen for i in range(cases or s.n_cases)]
@@ -79,8 +82,8 @@ def generate_cohort(
     for done, (site, index) in enumerate(plan, start=1):
         if site.key not in writers:
             writers[site.key] = DatasetWriter(
-                Path(out) / site.folder_name, site.dataset_name, label_codes=label_codes,
-                description=f"{site.title}; FedSim virtual cohort, scanner {site.scanner}")
+                Path(out) / site.dataset.folder, site.dataset.name, label_codes=label_codes,
+                description=f"{site.title}; FedSim virtual cohort, scanner {site.scanner.name}")
         writer = writers[site.key]
         n_site = cases or site.n_cases
         record = sample_case(site, index, seed=seed, size=size, fidelity=fidelity,

@@ -13,9 +13,9 @@ to float32 rounding (tests/ctsim/test_coarse.py).
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import cached_property
 
+from fedsim_app.ctsim._diffct import quiet_diffct
 from fedsim_app.ctsim.operator import CTOperator
 from fedsim_app.ctsim.scanner import ScannerProfile
 from fedsim_app.ctsim.simulate import mu_to_hu
@@ -44,7 +44,7 @@ def build_system_matrix(op: CTOperator, *, batch: int = 512):
 
     Column j is diffct's reconstruction of the j-th unit voxel.
     """
-    import diffct
+    diffct = quiet_diffct()
     import torch
 
     n = int(torch.tensor(op.volume_shape).prod())
@@ -61,7 +61,7 @@ def build_system_matrix(op: CTOperator, *, batch: int = 512):
 
 
 def _cache_file(op: CTOperator, kind: str = "coarse"):
-    import diffct
+    diffct = quiet_diffct()
 
     from fedsim_app.assets import cache_dir
 
@@ -81,11 +81,11 @@ def load_or_build(op: CTOperator, kind: str, build, *, use_cache: bool = True) -
             return data["tensors"]
     tensors = build(op)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"format_version": FORMAT_VERSION, "operator": repr(op),
-                    "tensors": {k: v.cpu() for k, v in tensors.items()}}, tmp)
-        os.replace(tmp, path)
+        from fedsim_app.io.atomic import write_atomic
+
+        payload = {"format_version": FORMAT_VERSION, "operator": repr(op),
+                   "tensors": {k: v.cpu() for k, v in tensors.items()}}
+        write_atomic(path, lambda tmp: torch.save(payload, tmp))
     return tensors
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from fedsim_app.ctsim._diffct import quiet_diffct
 from fedsim_app.ctsim.coarse import basis_projections
 from fedsim_app.ctsim.operator import CTOperator
 
@@ -33,7 +34,7 @@ def _sparse_columns(columns, n_rows: int):
 
 def build_noise_operators(op: CTOperator, *, batch: int = 256) -> dict:
     """Sparse P (R×N) and G' (N×R) of ``op`` as COO tensors in a dict (see module doc)."""
-    import diffct
+    diffct = quiet_diffct()
     import torch
 
     n = op.volume_shape[0] * op.volume_shape[1] * op.volume_shape[2]
@@ -127,7 +128,7 @@ class NoiseOperators:
 
     def fdk(self, sinogram):
         """diffct's FDK of (..., V, U, Vd) line integrals, through the sparse backprojector."""
-        import diffct
+        diffct = quiet_diffct()
 
         lead = sinogram.shape[:-3]
         w = sinogram.to(device=self.g.device, dtype=self.g.dtype) * self.cosine
@@ -149,7 +150,7 @@ class NoiseOperators:
 
 
 def load_or_build_noise_operators(op: CTOperator, *, use_cache: bool = True) -> NoiseOperators:
-    import diffct
+    diffct = quiet_diffct()
     import torch
 
     from fedsim_app.ctsim.coarse import load_or_build

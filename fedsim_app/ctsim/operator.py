@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from functools import cached_property
 
+from fedsim_app.ctsim._diffct import quiet_diffct
 from fedsim_app.ctsim.scanner import KERNEL_WINDOWS, ScannerProfile
 
 #: Ray-plane crossings per diffct work chunk (see `CTOperator._chunks`).
@@ -122,7 +123,7 @@ class CTOperator:
     @cached_property
     def trajectory(self):
         """diffct's circular trajectory tensors (src, det_centre, u, v), each (n_views, 3)."""
-        import diffct
+        diffct = quiet_diffct()
 
         return diffct.circular_trajectory_3d(self.n_views, self.sid_mm, self.sdd_mm,
                                              device=self.device, dtype=self.dtype)
@@ -150,7 +151,7 @@ class CTOperator:
 
     @cached_property
     def projector(self):
-        import diffct
+        diffct = quiet_diffct()
 
         return diffct.Projector(self.trajectory, self.volume_shape, self.detector_shape,
                                 beam="cone", detector_spacing=self.detector_pitch_mm,
@@ -160,7 +161,7 @@ class CTOperator:
     @cached_property
     def _batch_projector(self):
         """diffct's automatic (batch-aware, memory-bounded) plan, for large batches."""
-        import diffct
+        diffct = quiet_diffct()
 
         return diffct.Projector(self.trajectory, self.volume_shape, self.detector_shape,
                                 beam="cone", detector_spacing=self.detector_pitch_mm,
@@ -176,7 +177,7 @@ class CTOperator:
 
     @cached_property
     def angular_weights(self):
-        import diffct
+        diffct = quiet_diffct()
 
         rel = self.angles.double() - self.angles[0].double()
         return diffct.angular_integration_weights(rel).to(self.dtype)
@@ -211,7 +212,7 @@ class CTOperator:
 
     def fdk(self, sinogram):
         """diffct FDK reconstruction (1/mm) of line integrals; leading dims are looped."""
-        import diffct
+        diffct = quiet_diffct()
         import torch
 
         sinogram = sinogram.to(device=self.device, dtype=self.dtype)

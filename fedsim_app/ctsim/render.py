@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fedsim_app.ctsim._diffct import quiet_diffct
 from fedsim_app.ctsim.materials import mu_per_mm
 from fedsim_app.ctsim.operator import CTOperator
 from fedsim_app.ctsim.scanner import ScannerProfile
@@ -184,7 +185,7 @@ def _window(name: str, nf):
 
 def _filter_kernel(op: CTOperator, blur_mm: float) -> np.ndarray:
     """diffct's windowed ramp (on a delta, after the detector blur), per unit line integral."""
-    import diffct
+    diffct = quiet_diffct()
     import torch
 
     n = 4 * op.detector_shape[0] + 1

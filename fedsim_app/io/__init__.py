@@ -5,6 +5,13 @@ here, at the boundary; the rest of the engine sees canonical RAS volumes ``(z, y
 with internal label codes.
 """
 
+from fedsim_app.io.atomic import (
+    atomic_path,
+    write_atomic,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from fedsim_app.io.dataset import check_pair, load_case, read_label
 from fedsim_app.io.errors import (
     AffineMismatchError,
@@ -57,9 +64,10 @@ __all__ = [
     "EmptyLabelError", "ExtraLabelWarning", "Grid", "LabelCodesError", "LabelValueError",
     "LayoutError", "MissingFileError", "MissingImageError", "NonFiniteError", "NotNiftiError",
     "ObliqueAffineWarning", "ObliqueError", "Problem", "ShapeMismatchError", "SpacingError",
-    "TooLargeError", "UnwritableError", "ValidationReport", "Volume", "check_pair",
+    "TooLargeError", "UnwritableError", "ValidationReport", "Volume", "atomic_path", "check_pair",
     "code_set_from_mapping", "crop", "crop_to_heart", "detect_code_set", "detect_layout",
     "foreground_box", "from_internal", "get_code_set", "index_dataset", "load_case",
     "preprocess_case", "read_label", "read_nifti", "read_raw_header", "resample",
-    "resample_to_grid", "target_grid", "to_internal", "validate_path", "write_nifti",
+    "resample_to_grid", "target_grid", "to_internal", "validate_path", "write_atomic",
+    "write_bytes_atomic", "write_json_atomic", "write_nifti", "write_text_atomic",
 ]

@@ -14,7 +14,7 @@ from fedsim_app.io.errors import (
 )
 from fedsim_app.io.labels import CodeSet, detect_code_set, get_code_set, to_internal
 from fedsim_app.io.layouts import CaseFiles
-from fedsim_app.io.nifti import DEFAULT_MAX_VOXELS, read_nifti
+from fedsim_app.io.nifti import DEFAULT_MAX_VOXELS, read_nifti, recorded_label_codes
 from fedsim_app.io.volume import Volume
 
 # Image and label grids may differ by float32 header rounding, not by a voxel.
@@ -28,7 +28,8 @@ def read_label(path: str | Path, label_codes: str | Path | CodeSet | None = None
 
     Parameters
     ----------
-    label_codes : a code set name, a mapping .json, or None to detect it from the values
+    label_codes : a code set name, a mapping .json, or None: the set FedSim recorded in
+        the header when it wrote the file, else detected from the values
         (:func:`~fedsim_app.io.labels.detect_code_set` raises when ambiguous)
     allow_empty : accept a map with background only (otherwise EmptyLabelError)
     """
@@ -37,7 +38,9 @@ def read_label(path: str | Path, label_codes: str | Path | CodeSet | None = None
     if not allow_empty and not (values != 0).any():
         raise EmptyLabelError(vol.source_path, "label map holds background only",
                               "remove the case or supply its segmentation")
-    codes = detect_code_set(values, path=path) if label_codes is None else label_codes
+    codes = label_codes
+    if codes is None:
+        codes = recorded_label_codes(path) or detect_code_set(values, path=path)
     return vol.with_array(to_internal(vol.array, codes, path=path))
 
 

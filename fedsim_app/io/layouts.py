@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedsim_app.io.errors import LabelCodesError, LayoutError, MissingFileError, MissingImageError
-from fedsim_app.io.labels import CodeSet, code_set_from_mapping
+from fedsim_app.io.labels import CODE_SETS, CodeSet, code_set_from_mapping
 from fedsim_app.io.nifti import is_nifti_name
 
 LAYOUTS = ("pairs", "nnunet", "msd", "file")
@@ -123,10 +123,12 @@ def index_dataset(path: str | Path) -> DatasetIndex:
     if path.is_file() and layout != "file":
         path = path.parent
     if layout == "file":
-        is_label = "_label" in path.name or path.parent.name == "labelsTr"
+        recorded = _recorded_codes(path)  # a label map FedSim wrote says so in its header
+        is_label = ("_label" in path.name or path.parent.name == "labelsTr"
+                    or recorded is not None)
         case = CaseFiles(_strip_nifti(path.name), None if is_label else path,
                          path if is_label else None)
-        return DatasetIndex(path, layout, (case,))
+        return DatasetIndex(path, layout, (case,), label_codes=recorded)
     if layout == "pairs":
         return _index_pairs(path)
     data = read_dataset_json(path / "dataset.json") if (path / "dataset.json").is_file() else {}
@@ -141,6 +143,17 @@ def index_dataset(path: str | Path) -> DatasetIndex:
     if layout == "nnunet":
         return _index_nnunet(path, data, codes)
     return _index_msd(path, data, codes)
+
+
+def _recorded_codes(path: Path) -> str | None:
+    from fedsim_app.io.errors import DataError
+    from fedsim_app.io.nifti import recorded_label_codes
+
+    try:
+        name = recorded_label_codes(path)
+    except DataError:
+        return None  # an unreadable file is reported when it is read
+    return name if name in CODE_SETS else None
 
 
 def _codes_from_labels(labels, root: Path) -> CodeSet | None:
@@ -226,3 +239,34 @@ def _index_msd(root: Path, data: dict, codes) -> DatasetIndex:
             label = None
         cases.append(CaseFiles(_strip_nifti(Path(entry["image"]).name), image, label))
     return DatasetIndex(root, "msd", tuple(cases), tuple(problems), codes, data)
+
+
+def find_datasets(path: str | Path) -> list[Path]:
+    """The dataset at ``path``, or else the datasets one level below it.
+
+    A folder that is no dataset itself but holds dataset folders (what ``fedsim cohort
+    --out DIR`` writes: one nnU-Net dataset per site) gives those folders, sorted.
+
+    Raises
+    ------
+    MissingFileError, LayoutError
+        When ``path`` is neither a dataset nor a folder of datasets (the error of
+        ``path`` itself).
+    """
+    path = Path(path)
+    try:
+        detect_layout(path)
+        return [path]
+    except LayoutError:
+        if not path.is_dir():
+            raise
+        found = []
+        for child in sorted(p for p in path.iterdir() if p.is_dir()):
+            try:
+                detect_layout(child)
+            except (LayoutError, MissingFileError):
+                continue
+            found.append(child)
+        if not found:
+            raise
+        return found

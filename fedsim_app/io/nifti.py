@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedsim_app.io._atomic import write_atomic
+from fedsim_app.io.atomic import write_atomic
 from fedsim_app.io.errors import (
     CorruptFileError,
     DimensionError,
@@ -41,6 +41,12 @@ class RawHeader:
     version: int  # 1 or 2
     shape: tuple[int, ...]
     pixdim: tuple[float, ...]  # pixdim[1:1+ndim], unrepaired
+    descrip: str = ""  # the header's free-text description
+
+
+#: How FedSim records the code set of a label map it writes, in the header description,
+#: so that its own outputs read back without ``--label-codes``.
+LABEL_CODES_TAG = "FedSim label codes: "
 
 
 def is_nifti_name(path: str | Path) -> bool:
@@ -75,11 +81,13 @@ def read_raw_header(path: str | Path) -> RawHeader:
         if size == 348 and head[344:347] in (b"n+1", b"ni1"):
             dims = np.frombuffer(head[40:56], dtype=f"{endian}i2").astype(int)
             pix = np.frombuffer(head[76:108], dtype=f"{endian}f4").astype(float)
+            descrip = head[148:228]
             version = 1
             break
         if size == 540 and len(head) >= 540 and head[4:7] in (b"n+2", b"ni2"):
             dims = np.frombuffer(head[16:80], dtype=f"{endian}i8").astype(int)
             pix = np.frombuffer(head[104:168], dtype=f"{endian}f8").astype(float)
+            descrip = head[240:320]
             version = 2
             break
     else:
@@ -89,8 +97,17 @@ def read_raw_header(path: str | Path) -> RawHeader:
     if not 1 <= ndim <= 7:
         raise CorruptFileError(path, f"header declares {ndim} dimensions",
                                "the header is corrupt: export the volume again")
+    text = descrip.split(b"\0", 1)[0].decode("latin-1", "replace").strip()
     return RawHeader(version, tuple(int(d) for d in dims[1:1 + ndim]),
-                     tuple(float(p) for p in pix[1:1 + ndim]))
+                     tuple(float(p) for p in pix[1:1 + ndim]), text)
+
+
+def recorded_label_codes(path: str | Path) -> str | None:
+    """The code set FedSim recorded in a label file's header when it wrote it, else None."""
+    descrip = read_raw_header(path).descrip
+    if descrip.startswith(LABEL_CODES_TAG):
+        return descrip[len(LABEL_CODES_TAG):].strip() or None
+    return None
 
 
 def check_header(path: Path, header: RawHeader, max_voxels: int = DEFAULT_MAX_VOXELS) -> int:
@@ -192,7 +209,7 @@ def _as_integer_labels(path: Path, data: np.ndarray) -> np.ndarray:
 
 
 def write_nifti(volume: Volume, path: str | Path, *, orientation: str | None = None,
-                dtype=None) -> Path:
+                dtype=None, label_codes: str | None = None) -> Path:
     """Write ``volume`` atomically, affine included.
 
     Parameters
@@ -202,6 +219,9 @@ def write_nifti(volume: Volume, path: str | Path, *, orientation: str | None = N
     orientation : axis codes of the file (``"RAS"`` by default; ``"original"`` uses
         ``volume.orientation``, e.g. to give back an ``LAS`` file as it came)
     dtype : stored dtype; default float32 for images and the smallest integer type for labels
+    label_codes : name of the code set a label map's values are in (e.g. ``"internal"``);
+        recorded in the header description so :func:`~fedsim_app.io.read_label` reads the
+        file back without being told
 
     Examples
     --------
@@ -223,6 +243,8 @@ def write_nifti(volume: Volume, path: str | Path, *, orientation: str | None = N
     img.header.set_xyzt_units(xyz="mm")
     if volume.kind == "label":
         img.header.set_intent("label")
+        if label_codes:
+            img.header["descrip"] = f"{LABEL_CODES_TAG}{label_codes}"[:79].encode()
     return write_atomic(path, lambda tmp: nib.save(img, str(tmp)))
 
 

@@ -16,7 +16,7 @@ from fedsim_app.io.dataset import DEFAULT_AFFINE_TOL_MM, check_pair
 from fedsim_app.io.errors import DataError, EmptyLabelError, LabelCodesError
 from fedsim_app.io.labels import CodeSet, detect_code_set, get_code_set, to_internal
 from fedsim_app.io.layouts import index_dataset
-from fedsim_app.io.nifti import DEFAULT_MAX_VOXELS, read_nifti
+from fedsim_app.io.nifti import DEFAULT_MAX_VOXELS, read_nifti, recorded_label_codes
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,8 @@ def validate_path(path: str | Path, label_codes: str | Path | CodeSet | None = N
                 except Exception as exc:  # noqa: BLE001
                     problems.append(_problem(exc, file))
         if codes is None and spec is None and labels:
+            codes = _recorded_codes(index)
+        if codes is None and spec is None and labels:
             values = set()
             for vol in labels.values():
                 values |= {int(v) for v in np.unique(vol.array)}
@@ -134,3 +136,20 @@ def validate_path(path: str | Path, label_codes: str | Path | CodeSet | None = N
     return ValidationReport(str(path), index.layout, len(index.cases),
                             None if codes is None else codes.name, tuple(problems),
                             tuple(caught))
+
+
+def _recorded_codes(index) -> CodeSet | None:
+    """The code set FedSim recorded in every label header (its own outputs), else None."""
+    names = set()
+    for case in index.cases:
+        if case.label is not None:
+            try:
+                names.add(recorded_label_codes(case.label))
+            except Exception:  # noqa: BLE001 - unreadable files are reported elsewhere
+                names.add(None)
+    if len(names) != 1 or None in names:
+        return None
+    try:
+        return get_code_set(names.pop())
+    except Exception:  # noqa: BLE001 - a foreign description: fall back to detection
+        return None

@@ -22,7 +22,7 @@ import json
 import warnings
 from pathlib import Path
 
-from fedsim_app.io._atomic import check_writable, write_json_atomic
+from fedsim_app.io.atomic import check_writable, write_json_atomic
 from fedsim_app.io.dataset import check_pair
 from fedsim_app.io.labels import CODE_SETS, CodeSet, from_internal, get_code_set
 from fedsim_app.io.nifti import write_nifti
@@ -100,7 +100,8 @@ class DatasetWriter:
         self.record_path(case_id).unlink(missing_ok=True)
         labels_out = label.with_array(from_internal(label.array, self.codes), kind="label")
         write_nifti(image, self.image_path(case_id), orientation=self.orientation)
-        write_nifti(labels_out, self.label_path(case_id), orientation=self.orientation)
+        write_nifti(labels_out, self.label_path(case_id), orientation=self.orientation,
+                    label_codes=self.codes.name if self.codes.name in CODE_SETS else None)
         meta = {"format_version": FORMAT_VERSION, "case_id": case_id,
                 "image": self.image_path(case_id).relative_to(self.root).as_posix(),
                 "label": self.label_path(case_id).relative_to(self.root).as_posix(),

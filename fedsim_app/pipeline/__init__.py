@@ -4,11 +4,12 @@
 
     from fedsim_app.pipeline import FedSimModel, SampleState
     model = FedSimModel("interactive")
-    result = model.render(SampleState(site="site_a"))   # labels, μ map, coarse and full CT
+    result = model.render(SampleState(site="A"))   # labels, μ map, coarse CT, CT slices
 
-Until a material generator is trained, the material map is the atlas material (Fix-Mat);
-until an enhancer is trained, the full CT is the simulator's own render. Both are named
-in ``SampleResult.material_source`` / ``ct_source``.
+It runs the model's chain (``fedsim_app.models.generator``) with stage caching. Without a
+material generator the material map is the atlas material (Fix-Mat); without a site
+enhancer the CT is the coarse CT upsampled. Both are named in
+``SampleResult.material_source`` / ``ct_source``.
 """
 
 from fedsim_app.pipeline.config import (

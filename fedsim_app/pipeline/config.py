@@ -12,25 +12,21 @@ from fedsim_app.shape.params import N_PARAMS
 
 @dataclass(frozen=True)
 class PipelinePreset:
-    """Resolutions of one pipeline run.
+    """Resolutions of one pipeline run (the chain's :class:`ChainConfig`).
 
     Parameters
     ----------
     name : preset name
-    label_size : voxels per axis of the label volume, material map and full CT
-    coarse_size : voxels per axis of the coarse material map and coarse CT; must divide
-        ``label_size`` (the coarse map is the block mean of the full one)
+    label_size : voxels per axis of the label volume and the CT slices
+    coarse_size : voxels per axis of the material map and coarse CT; must divide
+        ``label_size`` (the atlas material map is the block mean over the labels)
     fov_mm : field of view of every volume, about the mean heart's centre
-    age_years : body age of the torso around the (adult atlas) heart
-    noise : add the scanner's quantum noise to the full CT
     """
 
     name: str
     label_size: int
     coarse_size: int = 16
     fov_mm: float = 208.0
-    age_years: float = 45.0
-    noise: bool = True
 
     def __post_init__(self) -> None:
         if self.label_size < self.coarse_size or self.label_size % self.coarse_size:
@@ -41,6 +37,13 @@ class PipelinePreset:
     def block(self) -> int:
         """Label voxels per coarse voxel along each axis."""
         return self.label_size // self.coarse_size
+
+    def chain_config(self):
+        """The chain's configuration (:class:`fedsim_app.models.generator.ChainConfig`)."""
+        from fedsim_app.models.generator import ChainConfig
+
+        return ChainConfig(label_size=self.label_size, coarse_size=self.coarse_size,
+                           fov_mm=self.fov_mm)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,14 +74,14 @@ def get_preset(name: str) -> PipelinePreset:
 class SampleState:
     """What the pipeline renders: 21 shape parameters in [-1, 1], a seed and a site.
 
-    ``seed`` draws the torso around the heart and the scanner noise; ``site`` names a
-    scanner profile (``fedsim_app.ctsim.list_scanners()``). A latent ``z`` will map to
-    ``params`` once a shape generator is trained.
+    ``site`` is a site key (``fedsim_app.sites``, e.g. ``"A"``): the model renders
+    through that site's scanner and enhancer. ``seed`` is the draw behind
+    :meth:`random` (and the latent of the generators, once they are trained).
     """
 
     params: tuple[float, ...] = (0.0,) * N_PARAMS
     seed: int = 0
-    site: str = "site_a"
+    site: str = "A"
 
     def __post_init__(self) -> None:
         p = tuple(float(np.clip(v, -1.0, 1.0)) for v in np.asarray(self.params, float).ravel())
@@ -86,6 +89,7 @@ class SampleState:
             raise FedSimError(f"need {N_PARAMS} shape parameters, got {len(p)}")
         object.__setattr__(self, "params", p)
         object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "site", str(self.site).strip().upper())
 
     def replace(self, **changes) -> SampleState:
         d = asdict(self)
@@ -100,10 +104,9 @@ class SampleState:
         return cls(tuple(d["params"]), int(d["seed"]), str(d["site"]))
 
     @classmethod
-    def random(cls, seed: int, site: str = "site_a", scale: float = 1.0) -> SampleState:
-        """Parameters drawn uniformly in ``[-scale, scale]`` with ``seed``; rigid ones
-        at a third of that, so random hearts stay in the field of view."""
-        rng = np.random.default_rng(seed)
-        p = rng.uniform(-scale, scale, N_PARAMS)
-        p[14:] /= 3.0
-        return cls(tuple(p), seed, site)
+    def random(cls, seed: int, site: str = "A") -> SampleState:
+        """Parameters drawn from the shape model's prior with ``seed``
+        (:class:`fedsim_app.shape.ShapeSampler`, the one sampler of shape parameters)."""
+        from fedsim_app.shape.sampling import ShapeSampler
+
+        return cls(tuple(ShapeSampler().sample(int(seed))[0]), seed, site)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +10,9 @@ from fedsim_app.errors import FedSimError
 
 #: file name → (SampleResult attribute, Volume kind, grid attribute)
 VOLUMES = {
-    "image.nii.gz": ("full_ct_hu", "image", "grid"),
+    "image.nii.gz": ("ct_hu", "image", "grid"),
     "labels.nii.gz": ("labels", "label", "grid"),
-    "material_mu_per_mm.nii.gz": ("material_mu_per_mm", "image", "grid"),
+    "material_mu_per_mm.nii.gz": ("material_mu_per_mm", "image", "coarse_grid"),
     "coarse_ct.nii.gz": ("coarse_ct_hu", "image", "coarse_grid"),
 }
 
@@ -22,14 +20,14 @@ VOLUMES = {
 def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     """Write ``result`` into ``out_dir``; returns ``{what: path}``.
 
-    ``image.nii.gz`` (full CT, HU), ``labels.nii.gz`` (internal codes),
-    ``material_mu_per_mm.nii.gz``, ``coarse_ct.nii.gz`` (all with their affines),
+    ``image.nii.gz`` (the CT, HU), ``labels.nii.gz`` (internal codes),
+    ``material_mu_per_mm.nii.gz`` and ``coarse_ct.nii.gz`` (16³), all with their affines,
     ``meshes/<structure>.ply`` (world RAS+ mm) and ``params.json`` (the record).
     Every file is written atomically.
     """
     import trimesh
 
-    from fedsim_app.io import Volume, write_nifti
+    from fedsim_app.io import Volume, write_atomic, write_json_atomic, write_nifti
 
     out = Path(out_dir)
     try:
@@ -39,18 +37,14 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for name, (attr, kind, grid_attr) in VOLUMES.items():
         vol = Volume(np.asarray(getattr(result, attr)), getattr(result, grid_attr), kind=kind)
-        written[name] = write_nifti(vol, out / name)
+        written[name] = write_nifti(vol, out / name,
+                                    label_codes="internal" if kind == "label" else None)
     for name, (verts, faces) in result.meshes.items():
-        path = out / "meshes" / f"{name}.ply"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        trimesh.Trimesh(vertices=verts, faces=faces, process=False).export(tmp, file_type="ply")
-        os.replace(tmp, path)
+        mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
+        path = write_atomic(out / "meshes" / f"{name}.ply",
+                            lambda tmp, m=mesh: m.export(tmp, file_type="ply"))
         written[f"meshes/{name}.ply"] = path
-    path = out / "params.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     record = result.record()
-    record["files"] = sorted(written)
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
-    written["params.json"] = path
+    record["files"] = sorted([*written, "params.json"])
+    written["params.json"] = write_json_atomic(out / "params.json", record)
     return written

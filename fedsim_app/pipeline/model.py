@@ -1,13 +1,13 @@
-"""``FedSimModel``: a parameter state and a site → one result record, stage by stage.
+"""``FedSimModel``: a parameter state and a site → one result record, through the chain.
 
-Stages and what each depends on (its cache key)::
+The model is :class:`fedsim_app.models.generator.Generator` (one per site); this class
+caches its stages for interactive use. Stages and what each depends on (its cache key)::
 
-    shape    params            → vertices, meshes, labels      (SSM loaded once)
-    scene    params, seed      → torso + heart classes
-    material params, seed, site → μ map (Fix-Mat) and its coarse block mean
-    sensor   params, seed, site → coarse CT, full CT
+    shape    params        → vertices, meshes, labels      (SSM loaded once)
+    material params, site  → material map and μ (16³)
+    sensor   params, site  → coarse CT (16³), CT slices (enhanced, or the coarse CT upsampled)
 
-So a site switch reruns only material and sensor stages, and a slider move never
+So a site switch reruns only the material and sensor stages, and a slider move never
 reloads the SSM. ``stage_counts`` counts real computations (tests read it).
 """
 
@@ -20,40 +20,36 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedsim_app.io.grid import Grid
-from fedsim_app.pipeline import stages
 from fedsim_app.pipeline.config import DEFAULT_PRESET, PipelinePreset, SampleState, get_preset
 
 
 @dataclass(frozen=True)
 class SampleResult:
-    """One rendered sample. Arrays are (z, y, x) on ``grid`` (full) or ``coarse_grid``.
+    """One rendered sample. Arrays are (z, y, x) numpy on ``grid`` or ``coarse_grid``.
 
     Attributes
     ----------
     state : what was rendered
-    grid, coarse_grid : the full-resolution and coarse volumes' grids (mm, RAS+)
+    grid, coarse_grid : the label grid and the coarse grid (same field of view; mm, RAS+)
     meshes : ``{structure: (vertices (V, 3) world xyz mm, faces (F, 3))}``
-    labels : uint8 internal heart labels 0..7
-    scene : uint8 scene classes (torso tissues, 20 + heart label)
-    material_mu_per_mm : float32 μ map at the site's effective energy
-    coarse_material_mu_per_mm : float32 block mean of the μ map
-    coarse_ct_hu, full_ct_hu : float32 HU
-    material_source, ct_source : how the material map and the full CT were made
-        (Fix-Mat and the simulator's render until those generators are trained)
+    labels : uint8 internal heart labels 0..7 on ``grid``
+    material_mu_per_mm : float32 μ map on ``coarse_grid`` at the site's effective energy
+    coarse_ct_hu : float32 coarse CT on ``coarse_grid``
+    ct_hu : float32 CT on ``grid``: the site enhancer's slices, or the coarse CT upsampled
+    material_source, ct_source : how the material map and the CT were made
     seconds : wall time of each stage computed for this result (cached ones absent)
     """
 
     state: SampleState
     preset: PipelinePreset
+    site: dict
     grid: Grid
     coarse_grid: Grid
     meshes: dict
     labels: np.ndarray
-    scene: np.ndarray
     material_mu_per_mm: np.ndarray
-    coarse_material_mu_per_mm: np.ndarray
     coarse_ct_hu: np.ndarray
-    full_ct_hu: np.ndarray
+    ct_hu: np.ndarray
     material_source: str
     ct_source: str
     energy_keV: float
@@ -64,17 +60,19 @@ class SampleResult:
         from fedsim_app import __version__
         from fedsim_app.shape import PARAM_NAMES
 
+        def grid_dict(g: Grid) -> dict:
+            return {"shape": list(g.shape), "spacing_mm": list(g.spacing_mm),
+                    "origin_mm": list(g.origin_mm)}
+
         return {
-            "format_version": 1,
+            "format_version": 2,
             "fedsim_version": __version__,
             "state": self.state.to_dict(),
             "params_named": dict(zip(PARAM_NAMES, self.state.params, strict=True)),
             "preset": self.preset.to_dict(),
-            "grid": {"shape": list(self.grid.shape), "spacing_mm": list(self.grid.spacing_mm),
-                     "origin_mm": list(self.grid.origin_mm)},
-            "coarse_grid": {"shape": list(self.coarse_grid.shape),
-                            "spacing_mm": list(self.coarse_grid.spacing_mm),
-                            "origin_mm": list(self.coarse_grid.origin_mm)},
+            "site": self.site,
+            "grid": grid_dict(self.grid),
+            "coarse_grid": grid_dict(self.coarse_grid),
             "energy_keV": self.energy_keV,
             "material_source": self.material_source,
             "ct_source": self.ct_source,
@@ -108,23 +106,34 @@ class FedSimModel:
     preset : a :class:`PipelinePreset` or its name (default ``interactive``)
     ssm_path : an SSM file (default: the shipped atlas SSM)
     cache_size : results kept per stage
+    enhancers : ``{site key: enhancer module}`` (``fedsim_app.models.enhancer``); a site
+        without one shows its coarse CT upsampled
+    device : torch device (default: ``fedsim_app.device.default_device()``)
+    threads : torch CPU threads while rendering (0 leaves torch's setting). One sample's
+        tensors are small (a 4096² matrix-vector product, a 64³ gather): with two threads
+        on a busy 2-core machine the material and sensor stages took 3-20 times longer
+        than with one (31 vs 1.4 ms, 67 vs 21-29 ms, measured 2026-12-02 under load).
 
     Examples
     --------
     >>> model = FedSimModel("interactive")                     # doctest: +SKIP
-    >>> result = model.render(SampleState(site="site_b"))      # doctest: +SKIP
-    >>> result.full_ct_hu.shape                                # doctest: +SKIP
+    >>> result = model.render(SampleState(site="B"))           # doctest: +SKIP
+    >>> result.ct_hu.shape                                     # doctest: +SKIP
     (64, 64, 64)
     """
 
     def __init__(self, preset: PipelinePreset | str = DEFAULT_PRESET, *,
-                 ssm_path: str | None = None, cache_size: int = 4):
+                 ssm_path: str | None = None, cache_size: int = 4,
+                 enhancers: dict | None = None, device=None, threads: int = 1):
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
         self.ssm_path = ssm_path
+        self.enhancers = dict(enhancers or {})
+        self.device = device
+        self.threads = int(threads)
         self.stage_counts: Counter = Counter()
         self._ssm = None
-        self._cache = {k: _LRU(cache_size) for k in ("shape", "scene", "material", "sensor")}
-        self._sites: dict[str, dict] = {}
+        self._cache = {k: _LRU(cache_size) for k in ("shape", "material", "sensor")}
+        self._generators: dict = {}
 
     # -- fixed parts ------------------------------------------------------------------
     @property
@@ -137,6 +146,19 @@ class FedSimModel:
             self._ssm = load_atlas_ssm(self.ssm_path)
         return self._ssm
 
+    def generator(self, site: str):
+        """The chain of a site (built once per site key)."""
+        from fedsim_app.models.generator import Generator
+        from fedsim_app.sites import get_site
+
+        record = get_site(site)
+        if record.key not in self._generators:
+            self.stage_counts["site"] += 1
+            self._generators[record.key] = Generator(
+                record, ssm=self.ssm, config=self.preset.chain_config(),
+                enhancer=self.enhancers.get(record.key), device=self.device)
+        return self._generators[record.key]
+
     @property
     def grid(self) -> Grid:
         from fedsim_app.shape import default_grid
@@ -145,41 +167,18 @@ class FedSimModel:
 
     @property
     def coarse_grid(self) -> Grid:
-        g, b = self.grid, self.preset.block
-        centre = g.index_to_world(np.array(g.shape) / 2 - 0.5)
-        return Grid.centered(self.preset.coarse_size, tuple(s * b for s in g.spacing_mm),
-                             tuple(float(c) for c in centre))
+        from fedsim_app.models.generator import coarse_grid_of
 
-    def site(self, name: str) -> dict:
-        """Profile, material table and coarse renderer of a site (built once)."""
-        if name not in self._sites:
-            from fedsim_app.ctsim import load_scanner
+        return coarse_grid_of(self.grid, self.preset.coarse_size)
 
-            self.stage_counts["site"] += 1
-            profile = load_scanner(name)
-            self._sites[name] = {"profile": profile, "lut": stages.atlas_material_lut(profile),
-                                 "coarse": stages.CoarseRenderer(
-                                     profile, self.preset.coarse_size,
-                                     self.coarse_grid.spacing_mm[0]),
-                                 "full": _LRU(2)}
-        return self._sites[name]
-
-    def site_ready(self, name: str) -> bool:
+    def site_ready(self, site: str) -> bool:
         """Whether the site's coarse simulator has its fast (matrix) path."""
-        return self.site(name)["coarse"].matrix_ready
+        return self.generator(site).scanner.matrix_ready
 
-    def prepare_site(self, name: str) -> None:
+    def prepare_site(self, site: str) -> None:
         """Build the site's coarse system matrix (slow the first time; run it in a worker).
         Until then coarse CTs of this site take diffct's direct path (about a second)."""
-        self.site(name)["coarse"].build()
-
-    def full_renderer(self, site: str, seed: int) -> stages.FullRenderer:
-        entry = self.site(site)
-        found = entry["full"].hit(seed)
-        if found is None:
-            found = entry["full"].put(seed, stages.FullRenderer(
-                entry["profile"], self.grid, seed, noise=self.preset.noise))
-        return found
+        self.generator(site).scanner.build()
 
     # -- stages -------------------------------------------------------------------------
     def _stage(self, name: str, key, compute, seconds: dict):
@@ -193,51 +192,63 @@ class FedSimModel:
         return self._cache[name].put(key, value)
 
     def shape_stage(self, state: SampleState, seconds: dict | None = None) -> dict:
-        """Vertices, meshes and labels of the 21 parameters."""
-        from fedsim_app.shape import voxelize
+        """Vertices, meshes and labels of the 21 parameters (site-independent)."""
+        import torch
+
+        from fedsim_app.models.shape_stage import hard_labels, meshes_of
 
         def compute():
-            verts = self.ssm.decode(np.asarray(state.params))
-            return {"vertices": verts, "meshes": stages.meshes_of(self.ssm, verts),
-                    "labels": voxelize(self.ssm, verts, self.grid)}
+            verts = self.ssm.decode(np.asarray(state.params))  # (V, 3)
+            labels = hard_labels(self.ssm, torch.from_numpy(verts)[None], self.grid)[0]
+            return {"vertices": verts, "meshes": meshes_of(self.ssm, verts),
+                    "labels": labels.numpy().astype(np.uint8), "labels_t": labels}
 
         return self._stage("shape", state.params, compute, {} if seconds is None else seconds)
 
     def render(self, state: SampleState) -> SampleResult:
         """Render ``state`` (cached stages are reused)."""
+        from fedsim_app.shape.soft import torch_threads
+
+        with torch_threads(self.threads):
+            return self._render(state)
+
+    def _render(self, state: SampleState) -> SampleResult:
+        import torch
+
         seconds: dict = {}
         shape = self.shape_stage(state, seconds)
-        key_scene = (state.params, state.seed)
-        key_site = (*key_scene, state.site)
-        site = self.site(state.site)
-
-        def scene():
-            torso = stages.torso_params(self.preset, self.grid, state.seed)
-            return stages.build_scene(shape["labels"], torso, self.grid)
-
-        scene_classes = self._stage("scene", key_scene, scene, seconds)
+        gen = self.generator(state.site)
+        key = (state.params, state.seed, gen.site.key)
 
         def material():
-            mu = site["lut"][scene_classes]
-            return mu, stages.block_mean(mu, self.preset.block)
+            labels = shape["labels_t"].to(gen.device)[None]  # (1, n, n, n)
+            with torch.no_grad():
+                mat, source = gen.material(labels)
+                return gen.mu(mat), source
 
-        mu, mu_coarse = self._stage("material", key_site, material, seconds)
+        mu, material_source = self._stage("material", key, material, seconds)
 
         def sensor():
-            return site["coarse"](mu_coarse), self.full_renderer(state.site, state.seed)(mu)
+            labels = shape["labels_t"].to(gen.device)[None]
+            with torch.no_grad():
+                coarse = gen.coarse_ct(mu)
+                ct, source = gen.enhance(coarse, labels)
+            return _numpy(coarse[0]), _numpy(ct[0]), source
 
-        coarse_hu, full_hu = self._stage("sensor", key_site, sensor, seconds)
-        energy = float(site["profile"].effective_energy_keV)
+        coarse_hu, ct_hu, ct_source = self._stage("sensor", key, sensor, seconds)
         return SampleResult(
-            state=state, preset=self.preset, grid=self.grid, coarse_grid=self.coarse_grid,
-            meshes=shape["meshes"], labels=shape["labels"], scene=scene_classes,
-            material_mu_per_mm=mu, coarse_material_mu_per_mm=mu_coarse,
-            coarse_ct_hu=coarse_hu, full_ct_hu=full_hu,
-            material_source=stages.FIX_MAT.format(energy=energy),
-            ct_source=stages.SIMULATOR_CT, energy_keV=energy, seconds=seconds)
+            state=state, preset=self.preset, site=gen.site.to_dict(), grid=gen.grid,
+            coarse_grid=gen.coarse_grid, meshes=shape["meshes"], labels=shape["labels"],
+            material_mu_per_mm=_numpy(mu[0]), coarse_ct_hu=coarse_hu, ct_hu=ct_hu,
+            material_source=material_source, ct_source=ct_source,
+            energy_keV=gen.site.effective_energy_keV, seconds=seconds)
 
     def fit(self, labels: np.ndarray, grid: Grid, **fit_kwargs):
         """Fit the SSM to a label map (``shape.fit_labels``); returns its ``FitResult``."""
         from fedsim_app.shape import FitConfig, fit_labels
 
         return fit_labels(self.ssm, labels, grid, FitConfig(**fit_kwargs))
+
+
+def _numpy(t) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)

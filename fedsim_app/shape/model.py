@@ -176,7 +176,7 @@ class ShapeModel:
             "ranges": np.array([r.mode_sd, r.rotation_rad, r.translation_mm, r.log_scale]),
             "size_mm": np.array(self.size_mm),
         }
-        from fedsim_app.io._atomic import write_atomic
+        from fedsim_app.io.atomic import write_atomic
 
         return write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
@@ -212,9 +212,16 @@ class ShapeModel:
                     ranges=ParamRanges(*(float(x) for x in r)),
                     size_mm=float(z["size_mm"]),
                 )
-        except (KeyError, ValueError, OSError) as exc:
+        except KeyError as exc:
             raise FedSimError(
-                f"{path}: not a FedSim shape model ({exc}) — rebuild it with `fedsim ssm build`"
+                f"{path}: not a FedSim shape model (no {exc} array in it) — point --ssm to "
+                "a model `fedsim ssm build` wrote, or rebuild it with `fedsim ssm build`"
+            ) from exc
+        except (ValueError, OSError) as exc:
+            # numpy's own text here advises unpickling, which FedSim never does
+            raise FedSimError(
+                f"{path}: not a FedSim shape model (not a .npz archive of arrays) — point "
+                "--ssm to a model `fedsim ssm build` wrote, or rebuild it with `fedsim ssm build`"
             ) from exc
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QGridLayout, QLabel, QSlider, QWidget
+from qtpy.QtWidgets import QGridLayout, QLabel, QSlider, QToolButton, QWidget
 
 STEPS = 100  # slider ticks per unit: 0.01 resolution on [-1, 1]
+MODES_GROUP = "Shape modes"
+POSE_GROUP = "Pose and size"
 
 
 def parameter_labels(ssm) -> list[str]:
@@ -23,38 +25,78 @@ def parameter_labels(ssm) -> list[str]:
 
 
 class ParameterSliders(QWidget):
-    """21 labelled sliders; ``changed`` fires on user moves, not on :meth:`set_values`."""
+    """21 labelled sliders in two collapsible groups (shape modes, pose and size);
+    ``changed`` fires on user moves, not on :meth:`set_values`.
+
+    On a 1080-pixel screen the dock cannot show all 21 rows beside the 3D view; folding a
+    group (its header is a button) brings the other one into view without scrolling.
+    """
 
     changed = Signal()
 
     def __init__(self, labels: list[str], parent=None):
         super().__init__(parent)
+        # one grid for both groups, so their sliders line up; a folded group hides its
+        # rows' widgets and the grid gives those rows no height
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setVerticalSpacing(1)
+        layout.setColumnStretch(1, 1)
         self.sliders: list[QSlider] = []
         self._values: list[QLabel] = []
-        for row, text in enumerate(labels):
-            if row == 14:
-                layout.addWidget(QLabel("<b>Pose and size</b>"), row + 1, 0, 1, 3)
-            grid_row = row + (2 if row >= 14 else 1)
-            slider = QSlider(Qt.Horizontal)
-            slider.setRange(-STEPS, STEPS)
-            slider.setObjectName(f"param_{row}")
-            slider.setMinimumWidth(80)
-            value = QLabel("+0.00")
-            # fixed width: a new value must not re-layout the dock (and repaint its 3D view)
-            value.setFixedWidth(value.fontMetrics().horizontalAdvance("+0.00") + 14)
-            slider.valueChanged.connect(lambda v, lab=value: self._moved(v, lab))
-            name = QLabel(text)
-            name.setToolTip(text)
-            layout.addWidget(name, grid_row, 0)
-            layout.addWidget(slider, grid_row, 1)
-            layout.addWidget(value, grid_row, 2)
-            self.sliders.append(slider)
-            self._values.append(value)
-        layout.addWidget(QLabel("<b>Shape modes</b>"), 0, 0, 1, 3)
-        layout.setColumnStretch(1, 1)
+        #: group name → (header button, the widgets of its rows)
+        self.groups: dict[str, tuple[QToolButton, list[QWidget]]] = {}
+        row = 0
+        for title, texts in ((MODES_GROUP, labels[:14]), (POSE_GROUP, labels[14:])):
+            header = QToolButton()
+            header.setText(title)
+            header.setCheckable(True)
+            header.setChecked(True)
+            header.setArrowType(Qt.DownArrow)
+            header.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+            header.setAutoRaise(True)
+            header.setToolTip(f"fold or open the {title.lower()} sliders")
+            header.setStyleSheet("QToolButton { font-weight: bold; }")
+            layout.addWidget(header, row, 0, 1, 3)
+            row += 1
+            widgets: list[QWidget] = []
+            for text in texts:
+                widgets += self._add_row(layout, row, text)
+                row += 1
+            header.toggled.connect(lambda on, h=header, ws=widgets: self._fold(h, ws, on))
+            self.groups[title] = (header, widgets)
+        layout.setRowStretch(row, 1)
+
+    def _add_row(self, grid: QGridLayout, row: int, text: str) -> list[QWidget]:
+        slider = QSlider(Qt.Horizontal)
+        slider.setRange(-STEPS, STEPS)
+        slider.setObjectName(f"param_{len(self.sliders)}")
+        slider.setMinimumWidth(80)
+        value = QLabel("+0.00")
+        # fixed width: a new value must not re-layout the dock (and repaint its 3D view)
+        value.setFixedWidth(value.fontMetrics().horizontalAdvance("+0.00") + 14)
+        slider.valueChanged.connect(lambda v, lab=value: self._moved(v, lab))
+        name = QLabel(text)
+        name.setToolTip(text)
+        grid.addWidget(name, row, 0)
+        grid.addWidget(slider, row, 1)
+        grid.addWidget(value, row, 2)
+        self.sliders.append(slider)
+        self._values.append(value)
+        return [name, slider, value]
+
+    @staticmethod
+    def _fold(header: QToolButton, widgets: list[QWidget], expanded: bool) -> None:
+        for w in widgets:
+            w.setVisible(expanded)
+        header.setArrowType(Qt.DownArrow if expanded else Qt.RightArrow)
+
+    def expanded(self, group: str) -> bool:
+        return self.groups[group][0].isChecked()
+
+    def set_expanded(self, group: str, expanded: bool) -> None:
+        """Open or fold ``group`` (:data:`MODES_GROUP` or :data:`POSE_GROUP`)."""
+        self.groups[group][0].setChecked(expanded)
 
     def _moved(self, v: int, label: QLabel) -> None:
         label.setText(f"{v / STEPS:+.2f}")

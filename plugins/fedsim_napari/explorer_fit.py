@@ -13,7 +13,8 @@ def labels_and_grid(viewer, name: str) -> tuple[np.ndarray, Grid]:
     Raises ValueError with what to do when the layer cannot be fitted.
     """
     if not name or name not in viewer.layers:
-        raise ValueError("open a Labels layer first (File > Open, e.g. an MM-WHS label file)")
+        raise ValueError("open a Labels layer first (File > Open, e.g. an MM-WHS label "
+                         "file); the Explorer's own labels layer is not a fit target")
     layer = viewer.layers[name]
     data = np.asarray(layer.data)
     if data.ndim != 3:

@@ -1,6 +1,7 @@
 """What the Explorer shows in the viewer: four linked 2D layers in napari's grid.
 
-The 2D views (labels, material map, coarse CT, full CT) are napari layers in grid mode,
+The 2D views (labels, material map 16³, coarse CT 16³, CT slices: the site enhancer's, or
+the coarse CT upsampled where the site has none) are napari layers in grid mode,
 so they share one slice position and camera; every layer carries its grid's scale and
 translate, so positions are mm. The meshes live in a vispy canvas of their own
 (:mod:`fedsim_napari.explorer_mesh`), since napari's grid shares one 2D/3D display mode.
@@ -10,27 +11,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedsim_app.ctsim.window import CT_WINDOW_HU
+from fedsim_app.io.colours import STRUCTURE_COLOURS, rgb255
 from fedsim_app.io.labels_core import LABEL_OF, STRUCTURES
 
-#: One colour per structure (RGB 0..1), shared by the labels layer, meshes and legend.
-STRUCTURE_COLORS: dict[str, tuple[float, float, float]] = {
-    "lv_blood_pool": (0.90, 0.20, 0.20),
-    "lv_myocardium": (0.98, 0.78, 0.25),
-    "rv": (0.25, 0.45, 0.95),
-    "la": (0.85, 0.35, 0.85),
-    "ra": (0.30, 0.80, 0.90),
-    "aorta": (0.98, 0.55, 0.15),
-    "pulmonary_artery": (0.35, 0.80, 0.35),
-}
+#: RGB 0..1 per structure for the labels layer, meshes and legend: FedSim's one table,
+#: which the preview PNGs use too.
+STRUCTURE_COLORS = STRUCTURE_COLOURS
 LAYER_NAMES = {
     "labels": "Labels (SSM shape)",
-    "material": "Material μ/mm (Fix-Mat atlas)",
+    "material": "Material μ/mm 16³",
     "coarse": "Coarse CT 16³ (HU)",
-    "full": "Full CT (simulator, no enhancer)",
+    "ct": "CT slices (HU)",
 }
 LAYER_SOURCES = {"labels": "labels", "material": "material_mu_per_mm",
-                 "coarse": "coarse_ct_hu", "full": "full_ct_hu"}
-CT_WINDOW_HU = (-250.0, 550.0)  # cardiac soft-tissue window: blood, myocardium and fat apart
+                 "coarse": "coarse_ct_hu", "ct": "ct_hu"}
+
+
+def ct_layer_name(result) -> str:
+    """Name of the CT layer: it says whether a site enhancer made the slices."""
+    from fedsim_app.models.enhance import NO_ENHANCER
+
+    what = "coarse CT upsampled, no enhancer" if result.ct_source == NO_ENHANCER else "enhanced"
+    return f"CT slices ({what})"
 
 
 def label_colormap():
@@ -47,7 +50,7 @@ def legend_html() -> str:
 
     cells = []
     for n in STRUCTURES:
-        r, g, b = (int(255 * c) for c in STRUCTURE_COLORS[n])
+        r, g, b = rgb255(n)
         cells.append(f"<span style='color:rgb({r},{g},{b})'>■</span>&nbsp;{DISPLAY_NAME[n]}")
     return " &nbsp; ".join(cells)
 
@@ -68,12 +71,12 @@ class SliceLayers:
                                              colormap=label_colormap(), opacity=0.9, **g)
         self.layers["material"] = v.add_image(
             result.material_mu_per_mm.copy(), name=LAYER_NAMES["material"], colormap="magma",
-            contrast_limits=(0.0, mu_max), **g)
+            contrast_limits=(0.0, mu_max), interpolation2d="nearest", **cg)
         self.layers["coarse"] = v.add_image(
             result.coarse_ct_hu.copy(), name=LAYER_NAMES["coarse"], colormap="gray",
             contrast_limits=CT_WINDOW_HU, interpolation2d="nearest", **cg)
-        self.layers["full"] = v.add_image(result.full_ct_hu.copy(), name=LAYER_NAMES["full"],
-                                          colormap="gray", contrast_limits=CT_WINDOW_HU, **g)
+        self.layers["ct"] = v.add_image(result.ct_hu.copy(), name=ct_layer_name(result),
+                                        colormap="gray", contrast_limits=CT_WINDOW_HU, **g)
         for layer in self.layers.values():
             layer.units = "mm"
         grid = v.canvas.grid if hasattr(v, "canvas") else v.grid  # napari >= 0.9 moved it
@@ -84,8 +87,8 @@ class SliceLayers:
         scale_bar = v.canvas.overlays.scale_bar if hasattr(v, "canvas") else v.scale_bar
         scale_bar.visible = True  # reads the layers' units: mm
         text = v.canvas.overlays.text if hasattr(v, "canvas") else v.text_overlay
-        text.text = ("labels │ material μ (Fix-Mat)\n"
-                     "coarse CT 16³ │ full CT (simulator)")
+        text.text = ("labels │ material μ 16³\n"
+                     "coarse CT 16³ │ CT slices")
         text.position = "top_left"
         text.font_size = 9
         text.color = (0.8, 0.8, 0.8, 1.0)
@@ -123,6 +126,9 @@ class SliceLayers:
                 layer = self.layers[key]
                 np.copyto(layer.data, getattr(result, attr))
                 layer.refresh(extent=False, highlight=False, thumbnail=False)
+        name = ct_layer_name(result)
+        if self.layers["ct"].name != name:  # another site, with or without an enhancer
+            self.layers["ct"].name = name
 
     def refresh_thumbnails(self) -> None:
         """Update the layer-list thumbnails (deferred while sliders move)."""

@@ -43,14 +43,21 @@ PAINT_DELAY_MS = 1
 PAINT_FALLBACK_MS = 250
 
 
+#: What the fit selector says while no label file is open: the Explorer's own labels
+#: layer is listed in napari's layer list but is never offered as a fit target.
+FIT_PLACEHOLDER = "open a label file to fit"
+
+
 class ExplorerWidget(QWidget):
-    """Sliders → shape, material map, coarse and full CT, and meshes, all live.
+    """Sliders → shape, material map, coarse CT, CT slices and meshes, all live.
 
     Parameters
     ----------
     napari_viewer : the viewer whose grid shows the 2D views
     preset : pipeline preset name (``interactive`` by default; ``paper`` is 128³)
-    site : scanner profile shown first
+    site : key of the site shown first (``fedsim_app.sites``)
+    enhancers : ``{site key: enhancer module}``; a site without one shows its coarse CT
+        upsampled
 
     Signals
     -------
@@ -65,14 +72,14 @@ class ExplorerWidget(QWidget):
     build_coarse_in_background = True
     displayed = Signal(float)
 
-    def __init__(self, napari_viewer, preset: str = DEFAULT_PRESET, site: str = "site_a",
-                 parent=None):
+    def __init__(self, napari_viewer, preset: str = DEFAULT_PRESET, site: str = "A",
+                 parent=None, *, enhancers: dict | None = None):
         super().__init__(parent)
-        from fedsim_app.ctsim import list_scanners
+        from fedsim_app.sites import load_sites
 
         self.setObjectName("FedSimExplorer")
         self.viewer = napari_viewer
-        self.model = FedSimModel(preset)
+        self.model = FedSimModel(preset, enhancers=enhancers)
         self.result = None
         self.latencies_ms: list[float] = []
         self.last_failure = None
@@ -103,17 +110,23 @@ class ExplorerWidget(QWidget):
             f"{p.name}: {p.label_size}³ labels, {p.coarse_size}³ material"
             for p in PRESETS.values()))
         self.site = QComboBox()
-        self.site.addItems(list_scanners())
-        self.site.setCurrentText(site)
+        for i, (key, record) in enumerate(load_sites().items()):
+            self.site.addItem(key)
+            self.site.setItemData(i, f"{record.title}; scanner {record.scanner.name}",
+                                  Qt.ToolTipRole)
+        self.site.setCurrentText(site.upper())
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("seed of 'Random sample': it names the drawn shape parameters "
+                             "(the model renders the parameters through the site's chain)")
         self.sliders = ParameterSliders(parameter_labels(self.model.ssm))
         self.random_button = QPushButton("Random sample")
         self.reset_button = QPushButton("Reset to mean")
         self.fit_layer = QComboBox()
-        self.fit_layer.setPlaceholderText("no Labels layer open")
-        self.fit_layer.setToolTip("a Labels layer to fit the shape model to (e.g. an MM-WHS "
-                                  "label file opened with File > Open)")
+        self.fit_layer.setPlaceholderText(FIT_PLACEHOLDER)
+        self.fit_layer.setToolTip("a Labels layer to fit the shape model to: open a label "
+                                  "file (e.g. MM-WHS) with File > Open. The Explorer's own "
+                                  "labels layer is what it shows, not a fit target.")
         self.fit_button = QPushButton("Fit to labels layer")
         self.export_button = QPushButton("Export current sample…")
         self.provenance = QLabel()
@@ -158,6 +171,7 @@ class ExplorerWidget(QWidget):
         fit = QHBoxLayout()
         fit.addWidget(self.fit_layer, 1)
         fit.addWidget(self.fit_button)
+        self.fit_button.setMinimumWidth(self.fit_button.sizeHint().width())  # never cut
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.sliders)
@@ -206,7 +220,7 @@ class ExplorerWidget(QWidget):
         """Switch resolution preset (``interactive`` 64³, ``paper`` 128³): a new model."""
         if name == self.model.preset.name:
             return
-        self.model = FedSimModel(name)
+        self.model = FedSimModel(name, enhancers=self.model.enhancers)
         self.request()
 
     def random_sample(self) -> None:
@@ -290,17 +304,23 @@ class ExplorerWidget(QWidget):
 
     def _show_status(self, result, ready_ms: float) -> None:
         """Provenance and timing of ``result`` (before the paint, so in the same one)."""
-        provenance = (f"<b>Material</b>: Fix-Mat atlas, {result.energy_keV:.1f} keV · "
-                      "<b>Full CT</b>: simulator render, no enhancer yet")
+        from fedsim_app.models.enhance import NO_ENHANCER
+
+        material = "Fix-Mat atlas" if result.material_source.startswith("Fix-Mat") \
+            else "generated"
+        ct = ("coarse CT upsampled, no enhancer" if result.ct_source == NO_ENHANCER
+              else "site enhancer")
+        provenance = (f"<b>Material</b>: {material}, {result.energy_keV:.1f} keV · "
+                      f"<b>CT</b>: {ct}")
         if self.provenance.text() != provenance:
             self.provenance.setText(provenance)
             self.provenance.setToolTip(f"Material map: {result.material_source}.\n"
-                                       f"Full CT: {result.ct_source}.")
+                                       f"CT slices: {result.ct_source}.")
         stages = ", ".join(f"{k} {1000 * v:.0f}" for k, v in result.seconds.items())
         g = result.grid
         self.status.setText(
             f"{g.shape[0]}³ × {g.spacing_mm[0]:.2f} mm ({result.preset.name}) · "
-            f"{result.state.site} · ready {ready_ms:.0f} ms after the change")
+            f"site {result.state.site} · ready {ready_ms:.0f} ms after the change")
         self.status.setToolTip(f"stage times (ms): {stages or 'all cached'}")
 
     def _prepare_site(self, site: str) -> None:
@@ -312,11 +332,11 @@ class ExplorerWidget(QWidget):
                 or self.model.site_ready(site)):
             return
         self._preparing.add(site)
-        show_info(f"FedSim Explorer: building the coarse CT simulator of {site} once (a few "
+        show_info(f"FedSim Explorer: building the coarse CT simulator of site {site} once (a few "
                   "minutes on a CPU, then cached). Until then its coarse CT takes the "
                   "direct diffct path, about a second per update.")
         worker = create_worker(self.model.prepare_site, site, _start_thread=False)
-        worker.returned.connect(lambda _: show_info(f"FedSim Explorer: {site} is ready."))
+        worker.returned.connect(lambda _: show_info(f"FedSim Explorer: site {site} is ready."))
         keep_alive(worker)
         worker.start()
 

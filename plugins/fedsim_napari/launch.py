@@ -1,11 +1,25 @@
 """Start napari with the FedSim Explorer docked (site A, mean shape).
 
-The FedSim status dock stays available from the Plugins menu.
+``python -m fedsim_napari`` (what ``make run`` starts) opens the window fitted to the
+screen; ``--screenshot PNG`` saves it once the first sample is shown and quits, which is
+how the GUI runs on a headless machine under ``xvfb-run``. The FedSim status dock stays
+available from the Plugins menu.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
+
+PROG = "python -m fedsim_napari"
+HEADLESS_HINT = (
+    'on a machine without a screen, run it under a virtual X server, e.g.\n'
+    '  xvfb-run -a -s "-screen 0 1920x1080x24" python -m fedsim_napari --screenshot shot.png\n'
+    "(it saves the window as a PNG and quits); everything else FedSim does runs without a "
+    "display through the `fedsim` command (see `fedsim --help`)"
+)
 
 
 def open_viewer(show: bool = True, preset: str | None = None):
@@ -16,7 +30,7 @@ def open_viewer(show: bool = True, preset: str | None = None):
     from fedsim_napari.explorer_widget import ExplorerWidget
 
     viewer = napari.Viewer(title="FedSim", show=show)
-    widget = ExplorerWidget(viewer, preset=preset or DEFAULT_PRESET, site="site_a")
+    widget = ExplorerWidget(viewer, preset=preset or DEFAULT_PRESET, site="A")
     dock = viewer.window.add_dock_widget(widget, name="FedSim Explorer", area="right")
     give_views_room(viewer, dock)
     return viewer, [widget]
@@ -32,14 +46,68 @@ def give_views_room(viewer, explorer_dock) -> None:
     window.resizeDocks([explorer_dock, *left], [430, 240, 240], Qt.Horizontal)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fedsim_napari")
-    parser.add_argument("--screenshot", help="save a window screenshot to this PNG and quit")
+def fit_to_screen(viewer) -> None:
+    """Give the window its screen's whole free area, and ask a window manager to maximise.
+
+    Without a window manager (Xvfb, a bare X server) maximising does nothing and napari
+    opens at about 1089×643, where the views are a few hundred pixels wide and most sliders
+    are hidden; setting the geometry works with or without one.
+    """
+    from qtpy.QtWidgets import QApplication
+
+    window = viewer.window._qt_window
+    screen = window.screen() or QApplication.primaryScreen()
+    if screen is None:
+        return
+    window.setGeometry(screen.availableGeometry())
+    window.showMaximized()
+
+
+def display_problem(environ=None) -> str | None:
+    """Why Qt could not open a window here (Linux without a reachable X or Wayland display),
+    or None. Checked before Qt starts, since Qt aborts the process without a display."""
+    env = os.environ if environ is None else environ
+    if not sys.platform.startswith("linux"):
+        return None
+    if env.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal", "vnc", "eglfs"):
+        return None
+    if env.get("WAYLAND_DISPLAY"):
+        return None
+    display = env.get("DISPLAY", "")
+    if not display:
+        return "no display to open the napari window on (DISPLAY is not set)"
+    host, _, number = display.rpartition(":")
+    number = number.split(".")[0]
+    local = host in ("", "unix") and number.isdigit()
+    if local and not Path(f"/tmp/.X11-unix/X{number}").exists():
+        return f"no X server is running on display {display}"
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Open napari with the FedSim Explorer docked (site A, mean shape).",
+        epilog="Headless: " + HEADLESS_HINT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--screenshot", metavar="PNG",
+                        help="save the window to this PNG once the first sample is shown, "
+                        "then quit")
     parser.add_argument("--preset", choices=("interactive", "paper"), default=None,
                         help="resolution preset of the Explorer (default: interactive, 64³)")
     parser.add_argument("--random", type=int, default=None, metavar="SEED",
                         help="start on the random sample of this seed instead of the mean")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problem = display_problem()
+    if problem:
+        print(f"{PROG}: {problem}; the FedSim Explorer needs a display.\n{HEADLESS_HINT}",
+              file=sys.stderr)
+        return 2
     import warnings
 
     import napari
@@ -48,10 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message="napari support for the PyQt5 backend")
 
     viewer, (explorer,) = open_viewer(show=True, preset=args.preset)
+    fit_to_screen(viewer)
     if args.random is not None:
         from fedsim_app.pipeline import SampleState
 
-        explorer.set_state(SampleState.random(args.random, "site_a"))
+        explorer.set_state(SampleState.random(args.random, "A"))
     if args.screenshot:
         from qtpy.QtCore import QTimer
 
@@ -61,7 +130,6 @@ def main(argv: list[str] | None = None) -> None:
                 return
             from qtpy.QtWidgets import QApplication
 
-            viewer.window._qt_window.resize(1600, 1000)
             QApplication.processEvents()
             viewer.reset_view()
             _close_toasts()
@@ -71,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
 
         QTimer.singleShot(2500, _shoot)
     napari.run()
+    return 0
 
 
 def _close_toasts() -> None:

@@ -24,7 +24,9 @@ from fedsim_app.io import (
     to_internal,
     write_nifti,
 )
+from fedsim_app.io.labels import CODE_SETS
 from fedsim_app.io.labels_core import DISPLAY_NAME, NAME_OF
+from fedsim_app.io.nifti import recorded_label_codes
 
 MAX_LABEL_VALUES = 64  # more distinct whole numbers than this is an image, not a label map
 
@@ -66,7 +68,10 @@ def layer_data_from_file(path) -> tuple:
     if _looks_like_labels(vol.array):
         raw = vol.array.astype(np.int32)
         try:
-            codes = detect_code_set(np.unique(raw), path=path)
+            # a label map FedSim wrote names its code set in the header
+            recorded = recorded_label_codes(path)
+            codes = (get_code_set(recorded) if recorded in CODE_SETS
+                     else detect_code_set(np.unique(raw), path=path))
         except LabelCodesError:
             codes = None  # ambiguous or custom codes: show the values as they are
         if codes is not None and codes.name != "internal":
@@ -95,7 +100,13 @@ def _looks_like_labels(array: np.ndarray) -> bool:
 
 
 def _window(array: np.ndarray) -> tuple[float, float]:
+    """FedSim's CT window for an image in HU (air near -1000 present), else its 1-99 %
+    range (an MR image, or CT stored in other units)."""
+    from fedsim_app.ctsim.window import CT_WINDOW_HU
+
     lo, hi = np.percentile(array[:: 2, :: 2, :: 2], [1, 99])
+    if -1100 <= lo <= -700 and hi > 0:
+        return CT_WINDOW_HU
     return (float(lo), float(hi if hi > lo else lo + 1))
 
 
@@ -117,7 +128,9 @@ def _write(path: str, data: np.ndarray, attributes: dict, kind: str) -> Path:
     vol = Volume(data, grid, kind=kind, orientation=meta.get("orientation", "RAS"))
     if not str(path).lower().endswith((".nii", ".nii.gz")):
         path = f"{path}.nii.gz"
-    return write_nifti(vol, path, orientation="original")
+    codes = meta.get("label_codes") if kind == "label" else None
+    return write_nifti(vol, path, orientation="original",
+                       label_codes=codes if isinstance(codes, str) else None)
 
 
 def grid_from_layer(shape, scale, translate) -> Grid:

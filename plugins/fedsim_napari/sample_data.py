@@ -7,9 +7,9 @@ FedSim status dock lists it; later opens read the cache.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
+
+from fedsim_app.ctsim.window import CT_WINDOW_HU
 
 SAMPLE_SIZE = 64  # voxels per axis: seconds to generate on a CPU
 
@@ -23,8 +23,9 @@ def sample_dir(site_key: str) -> Path:
 def ensure_sample(site_key: str, size: int | None = None) -> tuple[Path, Path]:
     """Paths of the cached image and label NIfTI of site ``site_key`` (made if missing,
     ``size``³ voxels, default :data:`SAMPLE_SIZE`)."""
-    from fedsim_app.cohort import load_sites, render_case, sample_case
-    from fedsim_app.io import write_nifti
+    from fedsim_app.cohort import render_case, sample_case
+    from fedsim_app.io import write_json_atomic, write_nifti
+    from fedsim_app.sites import load_sites
 
     folder = sample_dir(site_key)
     image, label = folder / "image.nii.gz", folder / "label.nii.gz"
@@ -34,10 +35,8 @@ def ensure_sample(site_key: str, size: int | None = None) -> tuple[Path, Path]:
     record = sample_case(site, 0, size=size or SAMPLE_SIZE)
     image_vol, label_vol = render_case(record)
     folder.mkdir(parents=True, exist_ok=True)
-    write_nifti(label_vol, label)
-    tmp = folder / f".record.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record.to_dict(), indent=2))
-    os.replace(tmp, folder / "record.json")
+    write_nifti(label_vol, label, label_codes="internal")
+    write_json_atomic(folder / "record.json", record.to_dict())
     write_nifti(image_vol, image)  # written last: its presence marks a complete sample
     return image, label
 
@@ -65,7 +64,7 @@ def sample_layers(site_key: str) -> list[tuple]:
     common = {"units": "mm", "axis_labels": ("z", "y", "x")}
     return [
         (image.array, {"name": f"{name} CT", "colormap": "gray",
-                       "contrast_limits": (-250.0, 550.0), **image.grid.napari_kwargs(),
+                       "contrast_limits": CT_WINDOW_HU, **image.grid.napari_kwargs(),
                        **common}, "image"),
         (label.array, {"name": f"{name} labels", "colormap": label_colormap(), "opacity": 0.6,
                        **label.grid.napari_kwargs(), **common}, "labels"),

@@ -119,12 +119,14 @@ def test_single_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("what", ["missing", "not-a-dataset"])
-def test_unusable_path_is_one_problem_not_a_traceback(tmp_path, capsys, what):
+def test_unusable_path_is_one_line_exit_2(tmp_path, capsys, what):
+    """A path that holds no dataset is input that cannot be used (exit 2, as everywhere)."""
     target = tmp_path / "nope" if what == "missing" else tmp_path
     if what != "missing":
         (tmp_path / "readme.txt").write_text("x")
     code, out, err = run(capsys, target)
-    assert code == 1 and str(target) in out and "Traceback" not in out + err
+    assert code == 2 and str(target) in err and "Traceback" not in out + err
+    assert err.count("\n") == 1
 
 
 def test_nnunet_written_dataset_validates(tmp_path, capsys):

@@ -9,13 +9,13 @@ from fedsim_app.cli import main
 from fedsim_app.cohort import (
     CaseRecord,
     generate_cohort,
-    load_sites,
     render_case,
     sample_case,
     scene_classes,
 )
 from fedsim_app.errors import FedSimError
 from fedsim_app.io import index_dataset, load_case, read_nifti
+from fedsim_app.sites import load_sites
 
 SIZE = 32
 
@@ -31,7 +31,7 @@ def test_sites_mirror_table_1(sites):
     assert dict(sites["A"].split) == {"train": 12, "val": 4, "test": 4}
     assert dict(sites["B"].split) == {"train": 20, "val": 7, "test": 7}
     assert {sites[k].population for k in "ABC"} == {"adult", "chd-l", "chd-m"}
-    assert len({sites[k].scanner for k in "ABC"}) == 3
+    assert len({sites[k].scanner.name for k in "ABC"}) == 3
 
 
 def test_record_replays_bit_for_bit(sites):

@@ -8,7 +8,7 @@ import pytest
 from fedsim_app.anatomy.chest import WorldTissue as W
 from fedsim_app.anatomy.fields import random_field, smooth
 from fedsim_app.anatomy.tubes import polyline_segments, tube_occupancy
-from fedsim_app.cohort import CaseRecord, load_sites, render_case, sample_case, scene_classes
+from fedsim_app.cohort import CaseRecord, render_case, sample_case, scene_classes
 from fedsim_app.cohort.world import render_world, world_hu, world_scene
 from fedsim_app.ctsim.materials import hu_of
 from fedsim_app.ctsim.measure import noise_power_spectrum
@@ -17,6 +17,7 @@ from fedsim_app.ctsim.render import central_path_length, noise_sigma_hu, render_
 from fedsim_app.ctsim.scanner import load_scanner
 from fedsim_app.ctsim.simulate import water_mu_per_mm
 from fedsim_app.io.grid import Grid
+from fedsim_app.sites import load_sites
 
 SIZE = 48
 

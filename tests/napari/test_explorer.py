@@ -34,11 +34,13 @@ def test_opens_through_manifest_with_mm_layers(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = _open(viewer, qtbot)
     r = widget.result
-    assert set(widget.slices.layers) == {"labels", "material", "coarse", "full"}
+    assert set(widget.slices.layers) == {"labels", "material", "coarse", "ct"}
     assert viewer.canvas.grid.enabled
-    for key, grid in (("labels", r.grid), ("full", r.grid), ("coarse", r.coarse_grid)):
+    for key, grid in (("labels", r.grid), ("ct", r.grid), ("coarse", r.coarse_grid),
+                      ("material", r.coarse_grid)):
         np.testing.assert_allclose(widget.slices.layers[key].scale, grid.spacing_mm)
-    assert r.state.site == "site_a" and not any(r.state.params)  # site A, mean shape
+    assert r.state.site == "A" and not any(r.state.params)  # site A, mean shape
+    assert widget.slices.layers["ct"].name == "CT slices (coarse CT upsampled, no enhancer)"
     assert len(widget.sliders.sliders) == 21
     texts = [lab.text() for lab in widget.sliders.findChildren(type(widget.status))]
     assert any(t.startswith("Mode 1 (") and t.endswith("%)") for t in texts)
@@ -54,7 +56,7 @@ def test_slider_changes_the_right_layers(make_napari_viewer, qtbot):
     qtbot.wait(100)
     before = {k: _data(widget, k) for k in widget.slices.layers}
     shots = {}
-    for key in ("labels", "full"):  # what the canvas shows of each layer alone
+    for key in ("labels", "ct"):  # what the canvas shows of each layer alone
         for other in widget.slices.layers.values():
             other.visible = other is widget.slices.layers[key]
         shots[key] = viewer.screenshot(canvas_only=True, flash=False)
@@ -62,7 +64,7 @@ def test_slider_changes_the_right_layers(make_napari_viewer, qtbot):
         layer.visible = True
     widget.sliders.sliders[0].setValue(90)  # first shape mode
     _wait(widget, qtbot)
-    for key in ("labels", "material", "full"):
+    for key in ("labels", "material", "coarse", "ct"):
         assert not np.array_equal(before[key], _data(widget, key)), key
     # layers are updated in place: the drawn pixels must follow the data
     for key, shot in shots.items():
@@ -72,13 +74,12 @@ def test_slider_changes_the_right_layers(make_napari_viewer, qtbot):
         assert np.abs(after.astype(int) - shot.astype(int)).sum() > 1000, key
     for layer in widget.slices.layers.values():
         layer.visible = True
-    # seed changes the torso and the noise, never the heart labels
-    labels = _data(widget, "labels")
-    full = _data(widget, "full")
+    # the seed only names random draws: the model renders parameters and site alone
+    labels, ct = _data(widget, "labels"), _data(widget, "ct")
     widget.seed.setValue(3)
     _wait(widget, qtbot)
     np.testing.assert_array_equal(labels, _data(widget, "labels"))
-    assert not np.array_equal(full, _data(widget, "full"))
+    np.testing.assert_array_equal(ct, _data(widget, "ct"))
 
 
 def test_rapid_moves_end_on_the_last_state(make_napari_viewer, qtbot):
@@ -98,13 +99,13 @@ def test_rapid_moves_end_on_the_last_state(make_napari_viewer, qtbot):
 def test_site_switch_changes_ct_not_labels(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = _open(viewer, qtbot)
-    labels, full, coarse = (_data(widget, k) for k in ("labels", "full", "coarse"))
+    labels, ct, coarse = (_data(widget, k) for k in ("labels", "ct", "coarse"))
     shape_runs = widget.model.stage_counts["shape"]
-    widget.site.setCurrentText("site_b")
+    widget.site.setCurrentText("B")
     _wait(widget, qtbot, timeout=120_000)
     np.testing.assert_array_equal(labels, _data(widget, "labels"))
     assert widget.model.stage_counts["shape"] == shape_runs
-    assert abs(full.std() - _data(widget, "full").std()) > 1.0
+    assert np.abs(ct - _data(widget, "ct")).max() > 1.0
     assert abs(coarse.mean() - _data(widget, "coarse").mean()) > 1.0
 
 
@@ -193,3 +194,31 @@ def test_hiding_the_dock_never_leaves_the_canvas_frozen(make_napari_viewer, qtbo
     widget.hide()
     assert views.updatesEnabled()
 
+
+
+def test_enhanced_ct_is_shown_and_named(make_napari_viewer, qtbot):
+    import torch
+
+    from fedsim_napari.explorer_widget import ExplorerWidget
+
+    class Brighter(torch.nn.Module):  # stand-in site enhancer: +100 HU in the heart
+        def forward(self, coarse_up, labels, k_frac):
+            return coarse_up + 0.1 * (labels > 0)[:, None]
+
+    viewer = make_napari_viewer()
+    widget = ExplorerWidget(viewer, enhancers={"B": Brighter()})
+    viewer.window.add_dock_widget(widget, name="FedSim Explorer", area="right")
+    _wait(widget, qtbot)
+    assert widget.slices.layers["ct"].name == "CT slices (coarse CT upsampled, no enhancer)"
+    widget.site.setCurrentText("B")
+    _wait(widget, qtbot, timeout=120_000)
+    assert widget.slices.layers["ct"].name == "CT slices (enhanced)"
+    assert "site enhancer" in widget.provenance.text()
+    assert "Brighter" in widget.provenance.toolTip()
+    from fedsim_app.models.enhance import upsample_coarse
+
+    coarse = torch.from_numpy(_data(widget, "coarse"))[None]
+    plain = upsample_coarse(coarse, widget.result.grid.shape)[0].numpy()
+    heart = _data(widget, "labels") > 0
+    np.testing.assert_allclose(_data(widget, "ct")[heart], plain[heart] + 100.0, atol=0.1)
+    np.testing.assert_allclose(_data(widget, "ct")[~heart], plain[~heart], atol=0.1)

@@ -36,6 +36,18 @@ def test_image_layer_in_mm(tmp_path):
     np.testing.assert_allclose(arr[:, :, 0], data[-1].T)
 
 
+def test_ct_in_hu_opens_in_fedsims_ct_window(tmp_path):
+    from fedsim_app.ctsim.window import CT_WINDOW_HU
+
+    rng = np.random.default_rng(1)
+    ct = np.where(rng.random((16, 16, 16)) < 0.3, -1000.0, 40.0).astype(np.float32)
+    _, kwargs, _ = nifti_io.layer_data_from_file(_save(tmp_path / "ct.nii.gz", ct, np.eye(4)))
+    assert kwargs["contrast_limits"] == CT_WINDOW_HU
+    mr = rng.uniform(0, 800, (16, 16, 16)).astype(np.float32)  # not HU: its own range
+    _, kwargs, _ = nifti_io.layer_data_from_file(_save(tmp_path / "mr.nii.gz", mr, np.eye(4)))
+    assert kwargs["contrast_limits"][0] >= 0 and kwargs["contrast_limits"][1] <= 800
+
+
 def test_mmwhs_labels_open_as_internal_and_write_back_as_mmwhs(tmp_path):
     lab = np.zeros((10, 12, 8), np.int16)
     lab[2:5, 3:7, 2:6] = 500
@@ -88,3 +100,19 @@ def test_viewer_open_uses_fedsim_reader(make_napari_viewer, tmp_path):
     assert layers[0].__class__.__name__ == "Labels"
     assert set(np.unique(layers[0].data)) == {0, 6}
     np.testing.assert_allclose(layers[0].scale, (1.2, 1.2, 1.2))
+
+
+def test_fedsim_consecutive_labels_open_in_internal_codes(tmp_path):
+    """Values 1..7 fit several code sets; the header FedSim wrote says which (issue 16)."""
+    from fedsim_app.io import Grid, Volume, from_internal, write_nifti
+
+    internal = np.zeros((6, 7, 8), np.uint8)
+    for code in range(1, 8):
+        internal[0, 0, code] = code
+    vol = Volume(from_internal(internal, "mmwhs-consecutive"), Grid((6, 7, 8), (1.0,) * 3,
+                 (0.0,) * 3), kind="label")
+    path = write_nifti(vol, tmp_path / "case.nii.gz", label_codes="mmwhs-consecutive")
+    data, kwargs, kind = nifti_io.layer_data_from_file(path)
+    assert kind == "labels"
+    np.testing.assert_array_equal(data, internal)
+    assert kwargs["metadata"]["fedsim"]["label_codes"] == "mmwhs-consecutive"

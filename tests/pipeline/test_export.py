@@ -19,8 +19,9 @@ def test_export_round_trip(tmp_path):
     np.testing.assert_array_equal(labels.array, r.labels)
     np.testing.assert_allclose(labels.grid.affine, r.grid.affine, atol=1e-4)
     image = read_nifti(files["image.nii.gz"])
-    np.testing.assert_allclose(image.array, r.full_ct_hu, atol=1e-3)
+    np.testing.assert_allclose(image.array, r.ct_hu, atol=1e-3)
     coarse = read_nifti(files["coarse_ct.nii.gz"])
+    assert coarse.array.shape == read_nifti(files["material_mu_per_mm.nii.gz"]).array.shape
     assert coarse.array.shape == (16, 16, 16)
     np.testing.assert_allclose(coarse.grid.spacing_mm, r.coarse_grid.spacing_mm, rtol=1e-5)
     mesh = trimesh.load(files["meshes/lv_myocardium.ply"], process=False)

@@ -1,7 +1,14 @@
 """Atomic file writes: write a temporary sibling, then ``os.replace`` it into place.
 
 An interrupted run therefore leaves either the old file or the new one, never half a
-file. Temporary names start with a dot so dataset scanners skip them.
+file. Temporary names start with a dot so dataset scanners skip them. This is FedSim's one
+way of writing a file (volumes, records, meshes, previews, checkpoints, caches).
+
+Examples
+--------
+>>> import torch                                                       # doctest: +SKIP
+>>> write_atomic("run/ckpt.pt", lambda tmp: torch.save(state, tmp))    # doctest: +SKIP
+>>> write_text_atomic("run/notes.txt", "done\n")                       # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -55,10 +62,19 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     return Path(path)
 
 
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8), atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data``, atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
 def write_json_atomic(path: str | Path, obj) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
-    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def check_writable(folder: str | Path) -> Path:
