@@ -119,14 +119,15 @@ def build_mediastinum(classes: np.ndarray, cavity: np.ndarray, labels: np.ndarra
     z = z1[:, None, None]
     y = y1[None, :, None]
     x = x1[None, None, :]
-    # superior and posterior mediastinum: a column between sternum and spine above the
-    # heart's middle, and a strip in front of the spine for the aorta and oesophagus
+    # superior and posterior mediastinum: a column between sternum and spine from just
+    # below the top of the LV and LA up, and a strip in front of the spine for the aorta
+    # and oesophagus
     col_w = 0.12 * p.half_width_mm + 6 * s
     front = p.body_center_xy_mm[1] + p.half_depth_mm
     col_c, col_d = 0.5 * (front + sy), 0.5 * (front - sy)
-    ventricles = np.argwhere((labels == LV) | (labels == LA))
-    z_top = grid.index_to_world(ventricles[ventricles[:, 0].argmax()].astype(float))[2] \
-        if ventricles.size else hz
+    chambers = np.argwhere((labels == LV) | (labels == LA))
+    z_top = grid.index_to_world(chambers[chambers[:, 0].argmax()].astype(float))[2] \
+        if chambers.size else hz
     # wider at the back (round the arch and descending aorta) than behind the sternum
     taper = col_w * (0.55 + 0.45 * np.clip((front - y) / (front - sy), 0, 1))
     med |= ((((x - (bx - 0.05 * p.half_width_mm)) / taper) ** 2 + ((y - col_c) / col_d) ** 2
