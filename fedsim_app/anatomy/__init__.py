@@ -4,6 +4,11 @@ Sample a record, then build deterministically::
 
     from fedsim_app.anatomy import build_heart, sample_heart_params
     heart = build_heart(sample_heart_params("chd-m", 7))
+
+The cohort's world around a voxelised heart (unlabelled background) lives in
+``anatomy.chest`` (wall, skeleton, abdomen), ``anatomy.mediastinum`` (vessels, airways,
+lungs), ``anatomy.tubes`` (trees and tubes with partial volume) and ``anatomy.fields``
+(correlated random fields for texture).
 """
 
 from fedsim_app.anatomy.heart import build_heart

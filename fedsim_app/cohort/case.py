@@ -8,7 +8,7 @@ record replays bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class CaseRecord:
     spacing_mm: float
     fidelity: str
     fedsim_version: str = __version__
+    #: the world around the heart (`cohort.world.sample_world`); empty in records written
+    #: before it existed, which replay in the plain torso they were made with
+    world: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +73,7 @@ def sample_case(site: Site, index: int, *, seed: int = 0, size: int = 128,
                 fidelity: str = "fast", n_cases: int | None = None) -> CaseRecord:
     """Draw case ``index`` of ``site``; the same arguments always give the same record."""
     from fedsim_app.anatomy import build_heart, sample_heart_params, sample_torso_params
+    from fedsim_app.cohort.world import sample_world
 
     rng = np.random.default_rng([seed, site.dataset.id, index])
     heart_params = sample_heart_params(site.population, rng)
@@ -81,6 +85,9 @@ def sample_case(site: Site, index: int, *, seed: int = 0, size: int = 128,
     contrast = load_contrast()[site.key]
     extent = float((verts.max(0) - verts.min(0)).max())
     fov = float(np.clip(extent * FOV_PER_HEART_EXTENT, MIN_FOV_MM, profile.fov_mm))
+    # the world draws from its own stream, so the fields above keep their values
+    world = sample_world(np.random.default_rng([seed, site.dataset.id, index, 1]),
+                         population=site.population, age_years=heart_params.age_years)
     return CaseRecord(
         site=site.key,
         case_id=case_id_for(site, index),
@@ -96,6 +103,7 @@ def sample_case(site: Site, index: int, *, seed: int = 0, size: int = 128,
         size=int(size),
         spacing_mm=round(fov / size, 4),
         fidelity=fidelity,
+        world=world,
     )
 
 
@@ -149,6 +157,16 @@ def render_case(record: CaseRecord, *, fidelity: str | None = None):
     from fedsim_app.ctsim.scanner import load_scanner
     from fedsim_app.io import Volume
 
+    if record.world:
+        from fedsim_app.anatomy import HeartParams, build_heart
+        from fedsim_app.cohort.world import render_world
+        from fedsim_app.shape.voxelize import voxelize_meshes
+
+        heart = build_heart(HeartParams.from_dict(record.heart))
+        labels = voxelize_meshes({n: (heart.vertices[n], heart.faces[n]) for n in heart.names},
+                                 record.grid)
+        hu = render_world(record, labels, fidelity)
+        return Volume(hu, record.grid), Volume(labels, record.grid, kind="label")
     labels, scene, _ = scene_classes(record)
     profile = load_scanner(record.scanner)
     generator = torch.Generator().manual_seed(record.noise_seed)

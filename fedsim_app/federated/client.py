@@ -1,0 +1,246 @@
+"""One site of the federation: the shared generators arrive, the local parts stay.
+
+Shared: G_shape and G_material (their weights come from the server every round; their
+gradients are all a site sends). Local: the latents, the enhancer, the discriminator,
+their optimisers, the latents' prior and the training generator — saved in the site's own
+state folder after every round and never put in a message.
+
+The steps are the single-site trainer's (:class:`~fedsim_app.train.steps.GLOSteps`); a
+site only hands them optimisers over its local parameters, so the shared generators'
+gradients are left in ``.grad`` for the server instead of being applied here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from fedsim_app.errors import FedSimError
+from fedsim_app.federated.protocol import SHARED_MODULES, RoundTask, SiteUpdate
+from fedsim_app.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from fedsim_app.train.config import TrainConfig
+from fedsim_app.train.data import load_site_data
+from fedsim_app.train.glo import build_nets
+from fedsim_app.train.latents import Latents, fit_normal, sample_normal
+from fedsim_app.train.schedule import set_rates
+from fedsim_app.train.session import site_chain
+from fedsim_app.train.steps import GLOSteps
+
+LOCAL_STATE = "local.pt"
+PREVIOUS_STATE = "local.prev.pt"
+
+
+def shared_parameters(nets) -> dict[str, torch.nn.Parameter]:
+    """``{"g_shape.<name>": p, "g_material.<name>": p}``: the federation's parameters."""
+    return {f"{m}.{k}": p for m in SHARED_MODULES
+            for k, p in getattr(nets, m).named_parameters()}
+
+
+class FedClient:
+    """One hospital's side of the federation.
+
+    Parameters
+    ----------
+    site : the :class:`~fedsim_app.sites.Site` (its scanner renders the coarse CT)
+    cfg : the run's configuration (the server's)
+    data_dir : this site's dataset folder, the only data it reads
+    n_labelled : labelled training volumes of this site
+    state_dir : where this site keeps its local state between rounds
+    build_matrix : build (or load from the cache) the coarse scanner's system matrix, as
+        ``fedsim train`` does: each step is then one matmul instead of a projection and
+        FDK, but the first build for a scanner takes minutes
+    """
+
+    def __init__(self, site, cfg: TrainConfig, data_dir: str | Path, n_labelled: int,
+                 state_dir: str | Path, *, build_matrix: bool = True):
+        self.site, self.cfg = site, cfg
+        self.state_dir = Path(state_dir)
+        self.chain = site_chain(site, cfg)
+        if build_matrix and cfg.coarse_matrix:
+            self.chain.scanner.build()
+        self.data = load_site_data(data_dir, self.chain.grid, n_labelled=n_labelled)
+        self._fresh()
+        self._dirty = False
+        if (self.state_dir / LOCAL_STATE).is_file():
+            self._load(self.state_dir / LOCAL_STATE)
+
+    @property
+    def key(self) -> str:
+        return self.site.key
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return self.data.n_labelled, self.data.n_unlabelled
+
+    # -- local parts -----------------------------------------------------------------------
+    def _fresh(self) -> None:
+        self.nets = build_nets(self.cfg, self.data.n_labelled)
+        self.rng = torch.Generator().manual_seed(self.cfg.seed + 1)
+        self.steps = GLOSteps(self.cfg, self.chain, self.nets, self.data, self.rng)
+        self.shared = shared_parameters(self.nets)
+        self.prior: dict | None = None
+        self.round_done = -1
+        self._build_optimizers()
+
+    def _build_optimizers(self) -> None:
+        """Adam over the local parameters only; the groups and rates are the single-site
+        trainer's with the shared generators' group left to the server."""
+        c, n = self.cfg, self.nets
+        gan_betas = (0.0, 0.9)
+        self.opt = {
+            "shape_material": torch.optim.Adam(n.z_lab.parameters(), lr=c.lr_phase1),
+            "enhancer": torch.optim.Adam(n.enhancer.parameters(), lr=c.lr_gan, betas=gan_betas),
+            "disc": torch.optim.Adam(n.disc.parameters(), lr=c.lr_gan, betas=gan_betas),
+        }
+        if n.z_unl is not None:
+            self.opt["labelled"] = torch.optim.Adam(
+                [{"params": n.z_lab.parameters(), "lr": c.lr_labelled},
+                 {"params": n.enhancer.parameters(), "lr": c.lr_labelled_gan}])
+            self.opt["unlabelled"] = torch.optim.Adam(
+                [{"params": n.z_unl.parameters(), "lr": c.lr_unlabelled},
+                 {"params": n.enhancer.parameters(), "lr": c.lr_unlabelled_gan}])
+        self.base_rates = {k: [g["lr"] for g in o.param_groups] for k, o in self.opt.items()}
+
+    def _start_phase3(self) -> None:
+        """The site's prior over its own latents, its unlabelled latents, D frozen."""
+        mean, cov = fit_normal(self.nets.z_lab.codes)
+        self.prior = {"mean": mean, "cov": cov}
+        self.nets.z_unl = Latents(self.data.n_unlabelled, self.cfg.latent_dim)
+        with torch.no_grad():
+            self.nets.z_unl.codes.copy_(sample_normal(mean, cov, self.data.n_unlabelled,
+                                                      seed=self.cfg.seed + 2))
+        self._freeze_disc()
+        self._build_optimizers()
+
+    def _freeze_disc(self) -> None:
+        self.nets.disc.requires_grad_(False)
+        self.nets.disc.eval()
+
+    def local_modules(self) -> dict[str, torch.nn.Module]:
+        return {k: m for k, m in self.nets.modules().items() if k not in SHARED_MODULES}
+
+    # -- shared parts ----------------------------------------------------------------------
+    def set_shared(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load the server's shared weights (names and shapes must match exactly)."""
+        if set(weights) != set(self.shared):
+            odd = sorted(set(weights) ^ set(self.shared))
+            raise FedSimError(f"site {self.key}: the server's weights do not match this "
+                              f"site's generators ({', '.join(odd[:3])}); use the same "
+                              "FedSim version and preset on server and sites")
+        with torch.no_grad():
+            for k, p in self.shared.items():
+                p.copy_(weights[k])
+
+    # -- one round -------------------------------------------------------------------------
+    def train_round(self, task: RoundTask, weights: dict[str, torch.Tensor]) -> SiteUpdate:
+        """Take this round's step on the site's data with the server's ``weights``.
+
+        Returns the gradients of the shared parameters (empty on local-only rounds) and
+        the step's losses. The local state is saved before returning.
+        """
+        self._position_for(task.round)
+        self._dirty = True  # until the step finished and the state is saved
+        self.set_shared(weights)
+        for p in self.shared.values():
+            p.grad = None
+        metrics = self._run_step(task)
+        grads = {}
+        if task.shared and metrics:
+            grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
+                     for k, p in self.shared.items()}
+        self.round_done = task.round
+        self.save()
+        self._dirty = False
+        return SiteUpdate(self.key, task.round, grads, metrics)
+
+    def _run_step(self, task: RoundTask) -> dict[str, float]:
+        s, d, st = task.step, self.data, self.steps
+
+        def rated(name):
+            set_rates(self.opt[name], self.base_rates[name], task.lr_factor)
+            return self.opt[name]
+
+        if task.kind == "shape_material":
+            return st.run_shape_material_step(torch.tensor([s % d.n_labelled]),
+                                              rated("shape_material"))
+        if task.kind == "gan":
+            idx = torch.tensor([s % d.n_labelled])
+            losses = st.run_discriminator_step(idx, rated("disc"))
+            losses.update(st.run_generator_step(idx, rated("enhancer")))
+            return losses
+        if self.nets.z_unl is None:
+            self._start_phase3()
+        if task.kind == "labelled":
+            return st.run_labelled_step(torch.tensor([(s // 2) % d.n_labelled]),
+                                        rated("labelled"))
+        if not d.n_unlabelled:
+            return {}  # a site without unlabelled volumes sits this round out
+        losses = st.update_latents(torch.tensor([(s // 2) % d.n_unlabelled]),
+                                   rated("unlabelled"))
+        return {f"u_{k}": v for k, v in losses.items()}
+
+    def _position_for(self, r: int) -> None:
+        """Bring the local state to the one round ``r`` must start from.
+
+        A site that missed rounds (dropped out) continues from its own last round. A
+        round the server repeats (it restarted before recording it) starts again from
+        the state saved before this site's last round.
+        """
+        if self._dirty:  # the last round failed half-way: back to the saved state
+            self._reload(self.state_dir / LOCAL_STATE)
+        if self.round_done < r:
+            return
+        prev = self.state_dir / PREVIOUS_STATE
+        if self.round_done == r:
+            self._reload(prev)
+        if self.round_done >= r:
+            raise FedSimError(
+                f"site {self.key}: its local state is at round {self.round_done + 1}, the "
+                f"server asks for round {r + 1} — resume the server from its latest "
+                f"checkpoint, or start this site afresh (delete {self.state_dir})")
+
+    # -- local state -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"site": self.key, "case_ids": list(self.data.case_ids),
+                "n_labelled": self.data.n_labelled, "round_done": self.round_done,
+                "models": {k: m.state_dict() for k, m in self.local_modules().items()},
+                "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
+                "prior": self.prior, "rng": self.rng.get_state()}
+
+    def save(self) -> Path:
+        """Write the local state atomically, keeping the one before it."""
+        path = self.state_dir / LOCAL_STATE
+        if path.is_file():
+            os.replace(path, self.state_dir / PREVIOUS_STATE)
+        return save_checkpoint(path, self.state_dict())
+
+    def _reload(self, path: Path) -> None:
+        self._fresh()
+        if path.is_file():
+            self._load(path)
+        self._dirty = False
+
+    def _load(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        if state.get("site") != self.key or state["case_ids"] != list(self.data.case_ids) \
+                or state["n_labelled"] != self.data.n_labelled:
+            raise CheckpointError(f"{path}: local state of another site or other training "
+                                  f"cases than site {self.key}'s; point the site at its own "
+                                  "state folder, or delete it to start this site afresh")
+        if "z_unl" in state["models"]:
+            self.nets.z_unl = Latents(self.data.n_unlabelled, self.cfg.latent_dim)
+            self._freeze_disc()
+            self._build_optimizers()
+        for k, m in self.local_modules().items():
+            m.load_state_dict(state["models"][k])
+        for k, o in self.opt.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.prior = state["prior"]
+        self.round_done = int(state["round_done"])
+        self.rng.set_state(state["rng"])

@@ -1,0 +1,202 @@
+"""What sites and server exchange: the round plan, a site's update, and its validation.
+
+A round is one step of the GLO schedule on every site (the paper's appendix §5: one
+gradient step per client, averaged at the server). Phase 1 rounds train shape and
+material, phase 2 rounds train each site's enhancer and discriminator (local only: no
+gradient leaves the site), phase 3 rounds alternate labelled and unlabelled steps.
+
+A site sends exactly one :class:`SiteUpdate` per round: the gradients of the shared
+parameters (``g_shape.*``, ``g_material.*``) and scalar losses. Nothing else leaves it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from fedsim_app.errors import FedSimError
+from fedsim_app.train.schedule import lr_factor
+
+SHARED_MODULES = ("g_shape", "g_material")
+#: the step kinds whose losses reach the shared generators
+SHARED_KINDS = ("shape_material", "labelled", "unlabelled")
+KINDS = (*SHARED_KINDS, "gan")
+
+
+class UpdateRejected(FedSimError):
+    """A site's update that must not reach the average (the message names the site)."""
+
+
+@dataclass(frozen=True)
+class RoundTask:
+    """What the server asks of every site in round ``round`` (0-based)."""
+
+    round: int
+    phase: int
+    step: int  # the step within the phase
+    total: int  # rounds of this phase
+    kind: str
+    lr_factor: float
+
+    @property
+    def shared(self) -> bool:
+        return self.kind in SHARED_KINDS
+
+    def to_dict(self) -> dict:
+        return {"round": self.round, "phase": self.phase, "step": self.step,
+                "total": self.total, "kind": self.kind, "lr_factor": self.lr_factor}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RoundTask:
+        return cls(int(d["round"]), int(d["phase"]), int(d["step"]), int(d["total"]),
+                   str(d["kind"]), float(d["lr_factor"]))
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """Rounds per phase and the rate schedule within each phase."""
+
+    phase_rounds: tuple[int, int, int]
+    constant_fraction: float = 0.5
+
+    @property
+    def total(self) -> int:
+        return sum(self.phase_rounds)
+
+    def task(self, r: int) -> RoundTask:
+        """The task of round ``r`` (0 ≤ r < total)."""
+        if not 0 <= r < self.total:
+            raise ValueError(f"round {r} outside the plan's 0..{self.total - 1}")
+        start = 0
+        for phase, n in enumerate(self.phase_rounds, start=1):
+            if r < start + n:
+                s = r - start
+                kind = {1: "shape_material", 2: "gan"}.get(
+                    phase, "labelled" if s % 2 == 0 else "unlabelled")
+                return RoundTask(r, phase, s, n, kind,
+                                 lr_factor(s, n, self.constant_fraction))
+            start += n
+        raise AssertionError("unreachable")
+
+    def to_dict(self) -> dict:
+        return {"phase_rounds": list(self.phase_rounds),
+                "constant_fraction": self.constant_fraction}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RoundPlan:
+        return cls(tuple(int(n) for n in d["phase_rounds"]), float(d["constant_fraction"]))
+
+
+def plan_rounds(cfg, sizes: list[tuple[int, int]], rounds: int | None = None) -> RoundPlan:
+    """The plan for sites of ``sizes`` ``[(n_labelled, n_unlabelled), ...]``.
+
+    Without ``rounds`` each phase has as many rounds as the largest site's single-site
+    run has steps (so one site alone trains exactly as ``fedsim train``); with ``rounds``
+    that many rounds are shared out over the phases in the same proportions (largest
+    remainder), each phase with steps getting at least one when ``rounds`` allows.
+    """
+    n_lab = max(s[0] for s in sizes)
+    n_unl = max(s[1] for s in sizes)
+    full = (cfg.phase1_epochs * n_lab, cfg.phase2_epochs * n_lab,
+            cfg.phase3_epochs * 2 * n_unl)
+    if rounds is None:
+        return RoundPlan(full, cfg.constant_fraction)
+    if rounds < 1:
+        raise FedSimError(f"--rounds must be 1 or more, got {rounds}")
+    total = sum(full)
+    exact = [rounds * n / total for n in full]
+    share = [math.floor(x) for x in exact]
+    for i in sorted(range(3), key=lambda i: exact[i] - share[i], reverse=True):
+        if sum(share) == rounds:
+            break
+        share[i] += 1
+    # a phase that has work keeps at least one round, taken from the largest
+    for i in range(3):
+        if full[i] and not share[i] and rounds >= sum(1 for n in full if n):
+            j = max(range(3), key=lambda k: share[k])
+            share[j] -= 1
+            share[i] += 1
+    return RoundPlan(tuple(share), cfg.constant_fraction)
+
+
+@dataclass
+class SiteUpdate:
+    """One site's answer to one round: shared-parameter gradients and scalar losses."""
+
+    site: str
+    round: int
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_payload(self) -> dict:
+        """The plain dict that goes over the wire (tensors, numbers, strings only)."""
+        return {"site": self.site, "round": self.round,
+                "grads": {k: v.detach().cpu().contiguous() for k, v in self.grads.items()},
+                "metrics": {k: float(v) for k, v in self.metrics.items()}}
+
+    @classmethod
+    def from_payload(cls, d: dict) -> SiteUpdate:
+        return cls(str(d["site"]), int(d["round"]), dict(d["grads"]), dict(d["metrics"]))
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        torch.save(self.to_payload(), buf)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SiteUpdate:
+        return cls.from_payload(torch.load(io.BytesIO(data), weights_only=True))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the gradients sent (4 per float32 value; the metrics are a few)."""
+        return sum(v.numel() * v.element_size() for v in self.grads.values())
+
+
+def tensor_spec(named: dict[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """``{name: (shape, dtype)}`` of the shared parameters, what every update must match."""
+    return {k: (tuple(v.shape), v.dtype) for k, v in named.items()}
+
+
+def validate_update(update: SiteUpdate, spec: dict, task: RoundTask) -> None:
+    """Refuse an update that must not reach the average.
+
+    Raises
+    ------
+    UpdateRejected
+        naming the site and the problem: another round, an unexpected or missing
+        tensor, a wrong shape or dtype, NaN/Inf values, a gradient on a local-only round,
+        or a metric that is not a finite number.
+    """
+    who = f"site {update.site}"
+    if update.round != task.round:
+        raise UpdateRejected(f"{who}: update for round {update.round}, expected round "
+                             f"{task.round}")
+    for k, v in update.metrics.items():
+        if not isinstance(k, str) or not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise UpdateRejected(f"{who}: metric {k!r} is not a number ({type(v).__name__})")
+    if not update.grads:
+        return
+    if not task.shared:
+        raise UpdateRejected(f"{who}: sent gradients in a local-only ({task.kind}) round")
+    unexpected = sorted(set(update.grads) - set(spec))
+    if unexpected:
+        raise UpdateRejected(f"{who}: unexpected tensor(s) {', '.join(unexpected)}; only "
+                             "the shared generators' gradients may be sent")
+    missing = sorted(set(spec) - set(update.grads))
+    if missing:
+        raise UpdateRejected(f"{who}: missing gradient(s) {', '.join(missing[:3])}"
+                             f"{' …' if len(missing) > 3 else ''}")
+    for k, v in update.grads.items():
+        shape, dtype = spec[k]
+        if not isinstance(v, torch.Tensor):
+            raise UpdateRejected(f"{who}: {k} is a {type(v).__name__}, not a tensor")
+        if tuple(v.shape) != shape:
+            raise UpdateRejected(f"{who}: {k} has shape {tuple(v.shape)}, expected {shape}")
+        if v.dtype != dtype:
+            raise UpdateRejected(f"{who}: {k} has dtype {v.dtype}, expected {dtype}")
+        if not torch.isfinite(v).all():
+            raise UpdateRejected(f"{who}: {k} holds NaN or Inf values")

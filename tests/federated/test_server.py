@@ -1,0 +1,145 @@
+"""The server alone: plans, update validation, averaging, minimum sites, checkpoints."""
+
+import json
+
+import pytest
+import torch
+
+from fedsim_app.federated.protocol import RoundPlan, SiteUpdate, plan_rounds
+from fedsim_app.federated.server import FedServer, RoundFailed
+from fedsim_app.train.checkpoint import CheckpointError
+
+
+@pytest.fixture
+def server(fed_cfg, tmp_path):
+    return FedServer(fed_cfg, RoundPlan((2, 1, 2)), ["A", "B", "C"], tmp_path, min_sites=2)
+
+
+def _grads(server, value=1.0):
+    return {k: torch.full(shape, value, dtype=dtype) for k, (shape, dtype) in
+            server.spec.items()}
+
+
+def test_plan_full_and_scaled(fed_cfg):
+    fed_cfg = fed_cfg.replace(phase2_epochs=1)
+    plan = plan_rounds(fed_cfg, [(2, 2), (3, 1)])
+    assert plan.phase_rounds == (3, 3, 4)  # epochs · the largest site's volumes
+    assert [plan.task(r).kind for r in range(plan.total)] == (
+        ["shape_material"] * 3 + ["gan"] * 3 + ["labelled", "unlabelled"] * 2)
+    assert plan.task(9).step == 3 and plan.task(9).total == 4
+    scaled = plan_rounds(fed_cfg, [(2, 2)], rounds=3)
+    assert scaled.phase_rounds == (1, 1, 1)
+    assert plan_rounds(fed_cfg, [(2, 2)], rounds=12).total == 12
+
+
+def test_average_of_accepted_updates_and_one_adam_step(server):
+    task = server.next_task()
+    before = server.weights()
+    ups = [SiteUpdate("A", 0, _grads(server, 1.0), {"iou": 0.5}),
+           SiteUpdate("B", 0, _grads(server, 3.0), {"iou": 0.4})]
+    res = server.aggregate(task, ups)
+    assert res.accepted == ["A", "B"] and res.missing == ["C"]
+    # Adam's first step moves every weight by -lr·sign(mean gradient) (≈, eps aside)
+    lr = server.cfg.lr_phase1
+    for k, w in server.weights().items():
+        assert torch.allclose(before[k] - w, torch.full_like(w, lr), atol=1e-6)
+    assert server.round == 1
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("nan", "NaN or Inf"), ("inf", "NaN or Inf"), ("name", "unexpected tensor"),
+    ("shape", "has shape"), ("dtype", "has dtype"), ("extra", "unexpected tensor"),
+    ("missing", "missing gradient"), ("round", "expected round"),
+    ("metric", "metric"),
+])
+def test_bad_update_rejected_with_site_named_and_not_averaged(server, bad, words):
+    task = server.next_task()
+    g = _grads(server, 5.0)
+    name = next(iter(g))
+    metrics = {"iou": 0.1}
+    rnd = 0
+    if bad == "nan":
+        g[name][0] = float("nan")
+    elif bad == "inf":
+        g[name][..., 0] = float("inf")
+    elif bad == "name":
+        g["g_shape.secret"] = g.pop(name)
+    elif bad == "shape":
+        g[name] = g[name].reshape(-1)[:-1]
+    elif bad == "dtype":
+        g[name] = g[name].double()
+    elif bad == "extra":
+        g["z_lab.codes"] = torch.zeros(2, 32)
+    elif bad == "missing":
+        del g[name]
+    elif bad == "round":
+        rnd = 7
+    elif bad == "metric":
+        metrics = {"latents": torch.zeros(3)}
+    ups = [SiteUpdate("A", 0, _grads(server, 1.0)), SiteUpdate("B", 0, _grads(server, 1.0)),
+           SiteUpdate("C", rnd, g, metrics)]
+    twin = FedServer(server.cfg, server.plan, server.sites, None, min_sites=2)
+    res = server.aggregate(task, ups)
+    assert list(res.rejected) == ["C"] and "site C" in res.rejected["C"]
+    assert words in res.rejected["C"]
+    # the same as a round with A and B alone
+    twin.aggregate(task, ups[:2])
+    for k, w in server.weights().items():
+        assert torch.equal(w, twin.weights()[k])
+
+
+def test_too_few_sites_fails_the_round_and_changes_nothing(server):
+    task = server.next_task()
+    before = server.weights()
+    with pytest.raises(RoundFailed, match="1 usable update.*2 needed.*site C: no answer"):
+        server.aggregate(task, [SiteUpdate("A", 0, _grads(server)),
+                                SiteUpdate("B", 0, {k: v * float("nan") for k, v in
+                                                    _grads(server).items()})])
+    assert server.round == 0
+    assert all(torch.equal(before[k], w) for k, w in server.weights().items())
+
+
+def test_local_only_round_takes_no_gradients(server):
+    for _ in range(2):
+        server.aggregate(server.next_task(), [SiteUpdate(s, server.round, _grads(server))
+                                              for s in "AB"])
+    task = server.next_task()
+    assert task.kind == "gan"
+    before = server.weights()
+    res = server.aggregate(task, [SiteUpdate("A", 2, {}, {"d": 1.0}),
+                                  SiteUpdate("B", 2, _grads(server), {"d": 1.0}),
+                                  SiteUpdate("C", 2, {}, {"d": 2.0})])
+    assert "local-only" in res.rejected["B"] and res.accepted == ["A", "C"]
+    assert all(torch.equal(before[k], w) for k, w in server.weights().items())
+
+
+def test_checkpoint_resume_and_log(server, tmp_path):
+    for _ in range(2):
+        server.aggregate(server.next_task(), [SiteUpdate(s, server.round, _grads(server, 2.0))
+                                              for s in "ABC"])
+    # a third round whose log line was written but whose checkpoint was not
+    saved = (tmp_path / "server.pt").read_bytes()
+    server.aggregate(server.next_task(), [SiteUpdate(s, 2, {}) for s in "ABC"])
+    (tmp_path / "server.pt").write_bytes(saved)
+    back = FedServer.resume(tmp_path)
+    assert back.round == 2 and back.min_sites == 2
+    lines = (tmp_path / "rounds.jsonl").read_text().splitlines()
+    assert [json.loads(line)["round"] for line in lines] == [0, 1]
+    # the resumed optimiser state continues exactly as the original would
+    up = [SiteUpdate(s, 3, _grads(server, 1.0)) for s in "ABC"]
+    back.aggregate(back.next_task(), [SiteUpdate(s, 2, {}) for s in "ABC"])
+    back.aggregate(back.next_task(), up)
+    server.aggregate(server.next_task(), up)
+    for k, w in server.weights().items():
+        assert torch.equal(w, back.weights()[k])
+
+
+def test_resume_refuses_missing_and_foreign_files(tmp_path):
+    with pytest.raises(CheckpointError, match="no federated run"):
+        FedServer.resume(tmp_path)
+    torch.save({"format": "something-else"}, tmp_path / "server.pt")
+    with pytest.raises(CheckpointError, match="not a FedSim federated server"):
+        FedServer.resume(tmp_path)
+    (tmp_path / "server.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        FedServer.resume(tmp_path)
