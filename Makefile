@@ -55,8 +55,17 @@ lint: setup
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# The default trained model: the embedded cohort (seed 0, 64³), then the `cpu` preset on
+# each site with seed 0, bundled in float16 (fixed seeds: the same bundle on a rerun).
+MODEL_SITES ?= A B C
+
 assets: setup
 	$(VENV)/bin/fedsim ssm build --out assets/ssm/atlas_ssm.npz
+	$(VENV)/bin/fedsim cohort --out build/cohort --size 64 --seed 0
+	for s in $(MODEL_SITES); do $(VENV)/bin/fedsim train --site $$s --cohort build/cohort \
+	  --preset cpu --seed 0 --out build/runs/$$s || exit 1; done
+	$(PY) -m fedsim_app.train.model_io assets/checkpoints/default.pt \
+	  $(foreach s,$(MODEL_SITES),build/runs/$(s)/checkpoint.pt)
 
 screenshot: setup
 	xvfb-run -a -s "-screen 0 1920x1080x24" $(PY) -m fedsim_napari --screenshot docs/images/napari.png

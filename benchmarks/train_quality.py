@@ -1,0 +1,64 @@
+"""Quality of a trained model, per site, on the cohort's held-out test split.
+
+Run: .venv/bin/python benchmarks/train_quality.py [--checkpoint PATH|default]
+         [--cohort ROOT] [--sites A,B,C]
+
+PATH is a run's checkpoint.pt (one site) or a bundle (``make assets`` writes
+assets/checkpoints/default.pt, which ``default`` names). The cohort must be the one the
+model was trained on (``fedsim cohort --out ROOT``; ``make assets`` writes build/cohort).
+Prints one line per site, then the worst site's figures as the last line:
+``shape_iou=… mat_hu_err=… enh_hu_err=… noise_ratio=… c2st=… c2st_coarse=…``
+(definitions in fedsim_app/train/quality.py; targets in issue 9: shape IoU ≥ 0.85,
+material ≤ 40 HU, enhancer ≤ 30 HU, noise ratio within 25 %, C2ST ≤ 0.75 with the
+coarse CT ≥ 0.95).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from fedsim_app.assets import asset_path
+from fedsim_app.sites import get_site
+from fedsim_app.train.data import load_site_data
+from fedsim_app.train.model_io import load_site_models
+from fedsim_app.train.quality import evaluate_site, worst
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--cohort", default="build/cohort")
+    ap.add_argument("--sites", default=None, help="keys to evaluate (default: all in PATH)")
+    args = ap.parse_args()
+    default = asset_path("checkpoints", "default.pt", must_exist=False)
+    path = default if args.checkpoint == "default" else Path(args.checkpoint)
+    if not path.is_file():
+        # `make bench` runs every benchmark: no trained model yet is a skip, not a failure
+        print(f"skipped: {path}: no checkpoint (train one with `fedsim train` or "
+              "`make assets`)")
+        return 0 if args.checkpoint == "default" else 2
+    models = load_site_models(path)
+    keys = args.sites.split(",") if args.sites else list(models)
+    results = []
+    for key in keys:
+        model = models[key]
+        chain = model.chain()
+        folder = Path(args.cohort) / get_site(key).dataset.folder
+        t0 = time.perf_counter()
+        train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled)
+        if train.case_ids != model.case_ids:
+            print(f"site {key}: the cohort at {folder} is not the one the model was trained "
+                  "on (other training cases)", file=sys.stderr)
+            return 2
+        test = load_site_data(folder, chain.grid, n_labelled=0, subset="test")
+        q = evaluate_site(model, train, test)
+        results.append(q)
+        print(f"site {key} ({len(test.case_ids)} test volumes, "
+              f"{time.perf_counter() - t0:.0f} s): {q.line()}", flush=True)
+    print(worst(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

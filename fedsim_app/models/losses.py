@@ -1,0 +1,126 @@
+"""Losses of the model: hinge adversarial, discriminator feature matching, L1, soft IoU,
+and an optional VGG perceptual term that needs weights on disk (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def hinge_d_loss(real_logits, fake_logits) -> torch.Tensor:
+    """Discriminator hinge loss, averaged over scales:
+    ``mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))``."""
+    terms = [F.relu(1 - r).mean() + F.relu(1 + f).mean()
+             for r, f in zip(real_logits, fake_logits, strict=True)]
+    return torch.stack(terms).mean()
+
+
+def hinge_g_loss(fake_logits) -> torch.Tensor:
+    """Generator hinge loss ``-mean(D(fake))``, averaged over scales."""
+    return torch.stack([-f.mean() for f in fake_logits]).mean()
+
+
+def feature_matching_loss(real_features, fake_features) -> torch.Tensor:
+    """Mean L1 between the discriminator's intermediate features of real and fake slices
+    (real features are targets: no gradient flows into them)."""
+    terms = [F.l1_loss(f, r.detach())
+             for rs, fs in zip(real_features, fake_features, strict=True)
+             for r, f in zip(rs, fs, strict=True)]
+    return torch.stack(terms).mean()
+
+
+def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of a generated slice and its paired real slice."""
+    return F.l1_loss(fake, real)
+
+
+def soft_iou(probs: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Per-class soft IoU ``Σ p·t / Σ (p + t - p·t)``.
+
+    Parameters
+    ----------
+    probs : (B, C, ...) class probabilities
+    target : (B, ...) integer labels in 0..C-1, or (B, C, ...) one-hot/probabilities
+
+    Returns
+    -------
+    (B, C) IoU of each class of each item (1 where both are empty).
+    """
+    if target.ndim == probs.ndim - 1:
+        target = F.one_hot(target.long(), probs.shape[1]).movedim(-1, 1).to(probs.dtype)
+    dims = tuple(range(2, probs.ndim))
+    inter = (probs * target).sum(dims)
+    union = (probs + target - probs * target).sum(dims)
+    return (inter + eps) / (union + eps)
+
+
+def soft_iou_loss(probs: torch.Tensor, target: torch.Tensor, *,
+                  ignore_background: bool = True) -> torch.Tensor:
+    """``1 - mean IoU`` over classes (foreground only by default) and items."""
+    iou = soft_iou(probs, target)
+    if ignore_background:
+        iou = iou[:, 1:]
+    return 1 - iou.mean()
+
+
+# VGG-19 convolution widths up to relu5_1 ("M" = max pool), in torchvision's layer order so
+# that a torchvision state dict (keys "features.<i>.weight") loads into it unchanged.
+_VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)
+_TAPS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+_TAP_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)  # as in pix2pixHD / SPADE
+
+
+class VGGPerceptualLoss(nn.Module):
+    """GauGAN's VGG-19 feature loss, from weights the user has on disk.
+
+    Parameters
+    ----------
+    weights_path : a torch state dict of torchvision's ``vgg19().features`` or of the
+        whole ``vgg19()`` (keys ``features.N.weight``); loaded with ``weights_only=True``
+    """
+
+    def __init__(self, weights_path: str | Path):
+        super().__init__()
+        layers: list[nn.Module] = []
+        n_in = 3
+        for spec in _VGG19:
+            if spec == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(n_in, spec, 3, padding=1), nn.ReLU()]
+                n_in = spec
+        self.features = nn.Sequential(*layers)
+        path = Path(weights_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"VGG weights {path} not found: point --vgg-weights to a "
+                                    "local torchvision vgg19 state dict, or leave it out")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k.removeprefix("features."): v for k, v in state.items()
+                 if k.startswith("features.") or k[0].isdigit()}
+        try:
+            self.features.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: not a VGG-19 features state dict ({exc})") from None
+        self.requires_grad_(False)
+        self.eval()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1))
+
+    def _taps(self, x: torch.Tensor):
+        # hu/1000 in about [-1, 1] → a grey image in [0, 1], repeated to 3 channels
+        x = ((x.clamp(-1, 1) + 1) / 2).expand(-1, 3, -1, -1)
+        x = (x - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in _TAPS:
+                out.append(x)
+        return out
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        terms = [w * F.l1_loss(f, r.detach()) for w, f, r in
+                 zip(_TAP_WEIGHTS, self._taps(fake), self._taps(real), strict=True)]
+        return torch.stack(terms).sum()

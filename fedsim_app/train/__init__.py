@@ -1,0 +1,2 @@
+"""GLO training of the model for one site: configuration, latents, data, steps, the
+three phases and checkpoints."""

@@ -1,0 +1,161 @@
+"""Training configuration: one frozen dataclass, named presets, TOML overrides.
+
+Presets name the resolutions and the amount of work:
+
+- ``paper``: 128³ labels, 16³ material, 128² slices, 30 + 30 epochs (a GPU's job);
+- ``cpu``: 32³ labels and slices, small networks: a 2-core CPU trains a site in minutes;
+- ``smoke``: 16³, tiny networks, a handful of steps: seconds, for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from fedsim_app.errors import FedSimError
+
+
+class ConfigError(FedSimError):
+    """A training configuration that cannot be used."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on (saved as ``config.toml`` in the run folder).
+
+    Rates follow the paper's appendix for phase 3 (labelled: 1e-4 latents/generators,
+    1e-5 GAN; unlabelled: 1e-3 / 1e-4; constant for the first half of the epochs, then a
+    linear decay to 0). Phases 1 and 2 rates are not given by the paper; ours are Adam's
+    usual 1e-3 for GLO latents/generators and GauGAN's 2e-4 (betas 0, 0.9) for the GAN.
+    """
+
+    preset: str = "paper"
+    seed: int = 0
+    # grids
+    label_size: int = 128  # labels, slices and the real volume are resampled to this³
+    material_size: int = 16
+    latent_dim: int = 32
+    # networks
+    enhancer_width: int = 64
+    enhancer_down: int = 2
+    spade_hidden: int = 64
+    disc_channels: int = 64
+    disc_scales: int = 2
+    disc_layers: int = 2  # per scale; scale i has (i + 1)·disc_layers stride-2 layers
+    # work per phase (epochs = passes over the phase's volumes)
+    phase1_epochs: int = 60
+    phase2_epochs: int = 60
+    phase3_epochs: int = 60
+    slices_per_step: int = 0  # enhancer slices per volume and step; 0 = every slice
+    shape_grad: str = "soft"  # "soft" (soft-occupancy autograd) or "fd" (finite differences)
+    fd_step: float = 1e-2
+    # rates
+    lr_phase1: float = 1e-3
+    lr_gan: float = 2e-4
+    lr_labelled: float = 1e-4
+    lr_labelled_gan: float = 1e-5
+    lr_unlabelled: float = 1e-3
+    lr_unlabelled_gan: float = 1e-4
+    constant_fraction: float = 0.5  # share of a phase's epochs at the full rate
+    # loss weights
+    w_iou: float = 1.0
+    w_mse: float = 1.0
+    w_l1: float = 10.0
+    w_fm: float = 10.0
+    w_adv: float = 1.0
+    w_vgg: float = 10.0
+    vgg_weights: str = ""  # local VGG-19 state dict; empty = no perceptual term
+    # build the coarse scanner's system matrix (minutes once per scanner, then cached):
+    # each coarse CT is then a matmul; off, every one runs diffct (tests, one-off runs)
+    coarse_matrix: bool = True
+    # run folder housekeeping
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of each phase
+    sample_every: int = 0  # steps between sample grid refreshes; 0 = end of each phase
+
+    def __post_init__(self) -> None:
+        if self.shape_grad not in ("soft", "fd"):
+            raise ConfigError(f"shape_grad must be 'soft' or 'fd', got {self.shape_grad!r}")
+        if self.label_size % (2 ** self.enhancer_down):
+            raise ConfigError(f"label_size {self.label_size} must be divisible by "
+                              f"2**enhancer_down = {2 ** self.enhancer_down}")
+        deepest = self.disc_layers * self.disc_scales  # stride-2 layers of the last scale
+        if self.label_size >> deepest < 4:
+            raise ConfigError(f"a {self.label_size}² slice is too small for {self.disc_scales} "
+                              f"discriminator scale(s) of {self.disc_layers} layer(s): the "
+                              "deepest must leave 4 or more pixels; lower disc_layers or "
+                              "disc_scales")
+        if self.material_size % 16:
+            raise ConfigError(f"material_size must be a multiple of 16, got "
+                              f"{self.material_size}")
+        if not 0 <= self.constant_fraction <= 1:
+            raise ConfigError(f"constant_fraction must lie in [0, 1], got "
+                              f"{self.constant_fraction}")
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        lines = []
+        for k, v in self.to_dict().items():
+            val = f'"{v}"' if isinstance(v, str) else repr(v).lower() if isinstance(
+                v, bool) else repr(v)
+            lines.append(f"{k} = {val}")
+        return "\n".join(lines) + "\n"
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "paper": TrainConfig(),
+    "cpu": TrainConfig(
+        preset="cpu", label_size=32, enhancer_width=24, enhancer_down=2, spade_hidden=16,
+        disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=40, phase2_epochs=40,
+        phase3_epochs=10, slices_per_step=8, lr_phase1=3e-3),
+    "smoke": TrainConfig(
+        preset="smoke", label_size=16, enhancer_width=8, enhancer_down=1, spade_hidden=8,
+        disc_channels=8, disc_scales=1, disc_layers=2, phase1_epochs=2, phase2_epochs=2,
+        phase3_epochs=2, slices_per_step=4),
+}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A named preset, with field overrides."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return from_dict({**PRESETS[name].to_dict(), **overrides})
+
+
+def from_dict(d: dict) -> TrainConfig:
+    """A config from a flat dict; unknown keys are refused (a typo is not a default)."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(known)}")
+    out = {}
+    for k, v in d.items():
+        typ = type(getattr(TrainConfig(), k))
+        if typ is bool and not isinstance(v, bool):
+            raise ConfigError(f"setting {k} = {v!r} must be true or false")
+        try:
+            out[k] = typ(v) if not isinstance(v, typ) else v
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {k} = {v!r} is not a {typ.__name__}") from None
+    return TrainConfig(**out)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """A config from TOML: ``preset = "cpu"`` picks the base, other keys override it."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read training config ({exc})") from None
+    base = data.get("preset", "paper")
+    try:
+        return preset(base, **data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

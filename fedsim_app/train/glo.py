@@ -1,0 +1,252 @@
+"""GLO training of one site, one visible loop per phase.
+
+Phase 1 fits latents, G_shape and G_material on the labelled volumes; phase 2 trains the
+site enhancer and its discriminator on them; phase 3 fits a normal to the latents, draws
+latents for the unlabelled volumes and alternates labelled and unlabelled steps with the
+discriminator frozen, two Adam optimisers at the appendix's rates. Every step's state
+(networks, optimisers, latents, RNG, position) goes into the checkpoint, so a resumed run
+continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from fedsim_app.models.discriminator import SliceDiscriminator
+from fedsim_app.models.enhancer import SiteEnhancer
+from fedsim_app.models.g_material import MaterialGenerator
+from fedsim_app.models.g_shape import ShapeGenerator
+from fedsim_app.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from fedsim_app.train.config import TrainConfig
+from fedsim_app.train.data import SiteData
+from fedsim_app.train.latents import Latents, fit_normal, sample_normal
+from fedsim_app.train.runlog import RunLog
+from fedsim_app.train.samples import write_samples
+from fedsim_app.train.schedule import lr_factor, set_rates
+from fedsim_app.train.steps import GLOSteps, Nets
+
+DONE = 4  # the phase number of a finished run
+CHECKPOINT = "checkpoint.pt"
+
+
+class Interrupted(Exception):
+    """Training stopped at a step boundary on request; a checkpoint was written."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"interrupted; checkpoint written to {path}")
+        self.path = path
+
+
+def build_nets(cfg: TrainConfig, n_labelled: int) -> Nets:
+    """The networks and the labelled latents, initialised from ``cfg.seed``."""
+    torch.manual_seed(cfg.seed)
+    return Nets(
+        g_shape=ShapeGenerator(cfg.latent_dim),
+        g_material=MaterialGenerator(cfg.latent_dim, cfg.material_size),
+        enhancer=SiteEnhancer(8, width=cfg.enhancer_width, n_down=cfg.enhancer_down,
+                              spade_hidden=cfg.spade_hidden),
+        disc=SliceDiscriminator(8, channels=cfg.disc_channels, num_d=cfg.disc_scales,
+                                num_layers_d=cfg.disc_layers, slice_size=cfg.label_size),
+        z_lab=Latents(n_labelled, cfg.latent_dim, seed=cfg.seed),
+    )
+
+
+class Trainer:
+    """One site's GLO run in a run folder.
+
+    Parameters
+    ----------
+    cfg : the configuration
+    data : the site's training volumes on ``chain.grid``
+    chain : the site's :class:`~fedsim_app.models.generator.Generator`
+    run_dir : where the config, metrics, PNGs and ``checkpoint.pt`` go
+    progress : called as ``progress(phase, step, total, losses)`` after each step
+    """
+
+    def __init__(self, cfg: TrainConfig, data: SiteData, chain, run_dir: str | Path, *,
+                 progress: Callable | None = None, vgg=None):
+        self.cfg, self.data, self.chain = cfg, data, chain
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.nets = build_nets(cfg, data.n_labelled)
+        self.rng = torch.Generator().manual_seed(cfg.seed + 1)
+        self.steps = GLOSteps(cfg, chain, self.nets, data, self.rng, vgg)
+        self.phase, self.step = 1, 0
+        self.prior: dict | None = None
+        self.stop_requested = False
+        self.stop_after: int | None = None  # total steps before stopping (tests)
+        self.steps_done = 0
+        self.seconds = {1: 0.0, 2: 0.0, 3: 0.0}
+        self.log = RunLog(self.run_dir)
+        self._build_optimizers()
+
+    # -- optimisers ------------------------------------------------------------------------
+    def _build_optimizers(self) -> None:
+        c, n = self.cfg, self.nets
+        gan_betas = (0.0, 0.9)  # GauGAN's
+        self.opt = {
+            "phase1": torch.optim.Adam(
+                [{"params": n.z_lab.parameters(), "lr": c.lr_phase1},
+                 {"params": n.generator_parameters(), "lr": c.lr_phase1}]),
+            "enhancer": torch.optim.Adam(n.enhancer.parameters(), lr=c.lr_gan, betas=gan_betas),
+            "disc": torch.optim.Adam(n.disc.parameters(), lr=c.lr_gan, betas=gan_betas),
+        }
+        if n.z_unl is not None:
+            self.opt["labelled"] = torch.optim.Adam(
+                [{"params": n.z_lab.parameters(), "lr": c.lr_labelled},
+                 {"params": n.generator_parameters(), "lr": c.lr_labelled},
+                 {"params": n.enhancer.parameters(), "lr": c.lr_labelled_gan}])
+            self.opt["unlabelled"] = torch.optim.Adam(
+                [{"params": n.z_unl.parameters(), "lr": c.lr_unlabelled},
+                 {"params": n.generator_parameters(), "lr": c.lr_unlabelled},
+                 {"params": n.enhancer.parameters(), "lr": c.lr_unlabelled_gan}])
+        self.base_rates = {k: [g["lr"] for g in o.param_groups] for k, o in self.opt.items()}
+
+    def start_phase3(self) -> None:
+        """Fit N(μ, Σ) to the labelled latents, draw the unlabelled ones, freeze D."""
+        mean, cov = fit_normal(self.nets.z_lab.codes)
+        self.prior = {"mean": mean, "cov": cov}
+        self.nets.z_unl = Latents(self.data.n_unlabelled, self.cfg.latent_dim)
+        with torch.no_grad():
+            self.nets.z_unl.codes.copy_(sample_normal(mean, cov, self.data.n_unlabelled,
+                                                      seed=self.cfg.seed + 2))
+        self._freeze_disc()
+        self._build_optimizers()
+
+    def _freeze_disc(self) -> None:
+        self.nets.disc.requires_grad_(False)
+        self.nets.disc.eval()
+
+    # -- the loops ---------------------------------------------------------------------------
+    def totals(self) -> dict[int, int]:
+        n_lab, n_unl, c = self.data.n_labelled, self.data.n_unlabelled, self.cfg
+        return {1: c.phase1_epochs * n_lab, 2: c.phase2_epochs * n_lab,
+                3: c.phase3_epochs * 2 * n_unl}
+
+    def run(self) -> None:
+        """Train from the current position to the end (raises :class:`Interrupted`)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.toml").write_text(self.cfg.to_toml())
+        if self.phase == 1:
+            self.run_phase1()
+        if self.phase == 2:
+            self.run_phase2()
+        if self.phase == 3:
+            self.run_phase3()
+
+    def run_phase1(self) -> None:
+        total = self.totals()[1]
+        self._t_last = time.perf_counter()
+        for s in range(self.step, total):
+            set_rates(self.opt["phase1"], self.base_rates["phase1"],
+                      lr_factor(s, total, self.cfg.constant_fraction))
+            idx = torch.tensor([s % self.data.n_labelled])
+            losses = self.steps.run_shape_material_step(idx, self.opt["phase1"])
+            self._after_step(1, s, total, losses)
+        self._end_phase(1)
+
+    def run_phase2(self) -> None:
+        total = self.totals()[2]
+        self._t_last = time.perf_counter()
+        for s in range(self.step, total):
+            f = lr_factor(s, total, self.cfg.constant_fraction)
+            set_rates(self.opt["disc"], self.base_rates["disc"], f)
+            set_rates(self.opt["enhancer"], self.base_rates["enhancer"], f)
+            idx = torch.tensor([s % self.data.n_labelled])
+            losses = self.steps.run_discriminator_step(idx, self.opt["disc"])
+            losses.update(self.steps.run_generator_step(idx, self.opt["enhancer"]))
+            self._after_step(2, s, total, losses)
+        self._end_phase(2)
+
+    def run_phase3(self) -> None:
+        total = self.totals()[3]
+        self._t_last = time.perf_counter()
+        if self.step == 0 and self.nets.z_unl is None and total:
+            self.start_phase3()
+        for s in range(self.step, total):
+            f = lr_factor(s, total, self.cfg.constant_fraction)
+            if s % 2 == 0:
+                set_rates(self.opt["labelled"], self.base_rates["labelled"], f)
+                idx = torch.tensor([(s // 2) % self.data.n_labelled])
+                losses = self.steps.run_labelled_step(idx, self.opt["labelled"])
+            else:
+                set_rates(self.opt["unlabelled"], self.base_rates["unlabelled"], f)
+                idx = torch.tensor([(s // 2) % self.data.n_unlabelled])
+                losses = {f"u_{k}": v for k, v in
+                          self.steps.update_latents(idx, self.opt["unlabelled"]).items()}
+            self._after_step(3, s, total, losses)
+        self._end_phase(3)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _after_step(self, phase: int, s: int, total: int, losses: dict) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] += now - self._t_last
+        self._t_last = now
+        self.step = s + 1
+        self.steps_done += 1
+        self.log.log({"phase": phase, "step": s, **losses})
+        if self.progress is not None:
+            self.progress(phase, s + 1, total, losses)
+        c = self.cfg
+        if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+            self.save()
+        if c.sample_every and self.step % c.sample_every == 0:
+            self.write_samples()
+        if self.stop_requested or (self.stop_after is not None
+                                   and self.steps_done >= self.stop_after):
+            raise Interrupted(self.save())
+
+    def _end_phase(self, phase: int) -> None:
+        self.phase, self.step = phase + 1, 0
+        self.save()
+        self.log.flush()
+        self.write_samples()
+
+    def write_samples(self) -> Path:
+        return write_samples(self.run_dir / "samples.png", self.steps)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "config": self.cfg.to_dict(), "site": self.chain.site.key,
+            "case_ids": list(self.data.case_ids), "n_labelled": self.data.n_labelled,
+            "grid": {"shape": list(self.data.grid.shape),
+                     "spacing_mm": list(self.data.grid.spacing_mm),
+                     "origin_mm": list(self.data.grid.origin_mm)},
+            "phase": self.phase, "step": self.step,
+            "models": {k: m.state_dict() for k, m in self.nets.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
+            "prior": self.prior, "rng": rng_state(self.rng),
+            "seconds": {str(k): v for k, v in self.seconds.items()},
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        return save_checkpoint(self.run_dir / CHECKPOINT if path is None else path,
+                               self.state_dict())
+
+    def load(self, path: str | Path) -> None:
+        """Continue from a checkpoint of this run (same config and data)."""
+        state = load_checkpoint(path)
+        if state["case_ids"] != list(self.data.case_ids) or \
+                state["n_labelled"] != self.data.n_labelled:
+            from fedsim_app.train.checkpoint import CheckpointError
+
+            raise CheckpointError(f"{path}: written for other training cases; resume with "
+                                  "the same --data/--site and --labels, or start a new run")
+        if "z_unl" in state["models"]:
+            self.nets.z_unl = Latents(self.data.n_unlabelled, self.cfg.latent_dim)
+            self._freeze_disc()
+            self._build_optimizers()
+        for k, m in self.nets.modules().items():
+            m.load_state_dict(state["models"][k])
+        for k, o in self.opt.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.prior = state["prior"]
+        self.phase, self.step = int(state["phase"]), int(state["step"])
+        self.seconds = {int(k): float(v) for k, v in state["seconds"].items()}
+        restore_rng(state["rng"], self.rng)
+        self.log.truncate(self.phase, self.step)

@@ -1,0 +1,110 @@
+"""A trained site model from a checkpoint or a bundle: networks, latents and the chain.
+
+A *bundle* holds several sites' generator parts (no optimiser, no discriminator) in one
+file, optionally in float16: the default checkpoint that ``make assets`` writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fedsim_app.errors import FedSimError
+from fedsim_app.io.atomic import atomic_path
+from fedsim_app.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
+from fedsim_app.train.config import TrainConfig, from_dict
+from fedsim_app.train.glo import build_nets
+from fedsim_app.train.latents import Latents
+from fedsim_app.train.steps import Nets
+
+BUNDLE_FORMAT = "fedsim-model-bundle"
+BUNDLE_PARTS = ("g_shape", "g_material", "enhancer", "z_lab", "z_unl")
+
+
+@dataclass
+class SiteModel:
+    """One site's trained parts and where they came from."""
+
+    site: str
+    config: TrainConfig
+    nets: Nets
+    case_ids: tuple[str, ...]
+    n_labelled: int
+    prior: dict | None
+    source: str
+
+    def chain(self):
+        from fedsim_app.train.session import site_chain
+
+        return site_chain(self.site, self.config, with_nets=self.nets)
+
+
+def _site_model(entry: dict, source: str) -> SiteModel:
+    cfg = from_dict(entry["config"])
+    nets = build_nets(cfg, int(entry["n_labelled"]))
+    models = entry["models"]
+    if "z_unl" in models:
+        nets.z_unl = Latents(len(models["z_unl"]["codes"]), cfg.latent_dim)
+    for name, module in nets.modules().items():
+        if name in models:
+            module.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                    for k, v in models[name].items()})
+    for module in nets.modules().values():
+        module.eval()
+    return SiteModel(entry["site"], cfg, nets, tuple(entry["case_ids"]),
+                     int(entry["n_labelled"]), entry.get("prior"), source)
+
+
+def load_site_models(path: str | Path) -> dict[str, SiteModel]:
+    """``{site key: SiteModel}`` of a training checkpoint (one site) or a bundle."""
+    path = Path(path)
+    data = load_checkpoint(path) if not _is_bundle(path) else _load_bundle(path)
+    if data.get("format") == BUNDLE_FORMAT:
+        return {k: _site_model(v, f"{path}#{k}") for k, v in data["sites"].items()}
+    return {data["site"]: _site_model(data, str(path))}
+
+
+def _is_bundle(path: Path) -> bool:
+    try:
+        head = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - load_checkpoint names the problem
+        return False
+    return isinstance(head, dict) and head.get("format") == BUNDLE_FORMAT
+
+
+def _load_bundle(path: Path) -> dict:
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: bundle format version {data.get('format_version')}, "
+                              f"this FedSim reads {FORMAT_VERSION} — rebuild it (make assets)")
+    return data
+
+
+def write_bundle(checkpoints: list[str | Path], out: str | Path, *, half: bool = True
+                 ) -> Path:
+    """Bundle the generator parts of finished training checkpoints into one file."""
+    sites = {}
+    for ck in checkpoints:
+        state = load_checkpoint(ck)
+        if state["phase"] != 4:
+            raise FedSimError(f"{ck}: training is not finished (phase {state['phase']}); "
+                              "resume it first")
+        models = {k: {n: (t.half() if half and t.is_floating_point() else t)
+                      for n, t in state["models"][k].items()}
+                  for k in BUNDLE_PARTS if k in state["models"]}
+        sites[state["site"]] = {k: state[k] for k in ("config", "site", "case_ids",
+                                                      "n_labelled", "prior", "seconds")}
+        sites[state["site"]]["models"] = models
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        torch.save({"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
+                    "sites": sites}, tmp)
+    return out
+
+
+if __name__ == "__main__":  # python -m fedsim_app.train.model_io OUT CK1 [CK2 ...]
+    import sys
+
+    print(write_bundle(sys.argv[2:], sys.argv[1]))

@@ -1,0 +1,197 @@
+"""What a trained site model shows: shape fit, material and enhancer HU, noise, C2ST.
+
+Definitions (all on the site's grids at the model's resolution):
+
+- ``shape_iou`` / ``shape_dice``: hard labels of G_shape(z) of each labelled training
+  volume against its ground truth: binary (whole heart) IoU and mean per-structure Dice,
+  averaged over the volumes.
+- For each held-out test volume a latent is fitted (generators frozen, coarse MSE), then:
+  ``mat_hu_err``: per structure, |mean HU of the model's coarse CT − mean HU of the real
+  volume reduced to the coarse grid| (structure = nearest label on the coarse grid),
+  averaged over volumes; the worst structure.
+  ``enh_hu_err``: the same on the label grid for the enhanced CT given the ground-truth
+  labels and the model's coarse CT.
+  ``noise_ratio``: noise SD of the enhanced CT / that of the real CT, the noise SD being
+  the SD of ``x − box₃(x)`` inside the eroded LV blood pool.
+- ``c2st`` / ``c2st_coarse``: a small CNN learns to tell real slices from enhanced ones
+  (resp. coarse CT upsampled) of the labelled training volumes; its accuracy on the test
+  volumes' slices (0.5 = indistinguishable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedsim_app.models.generator import coarse_target, enhance, upsample_coarse
+from fedsim_app.models.shape_stage import decode, hard_labels
+
+HU = 1000.0
+
+
+@dataclass(frozen=True)
+class SiteQuality:
+    site: str
+    shape_iou: float
+    shape_dice: float
+    mat_hu_err: float
+    enh_hu_err: float
+    noise_ratio: float
+    c2st: float
+    c2st_coarse: float
+
+    def line(self) -> str:
+        d = asdict(self)
+        return " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in d.items())
+
+
+def shape_scores(chain, g_shape, z, labels) -> tuple[float, float]:
+    """(binary IoU, mean per-structure Dice) of G_shape(z) (B, 32) against labels."""
+    with torch.no_grad():
+        pred = hard_labels(chain.ssm, decode(chain.ssm, g_shape(z)), chain.grid)
+    fg_p, fg_t = pred > 0, labels > 0
+    iou = ((fg_p & fg_t).sum((1, 2, 3)) / (fg_p | fg_t).sum((1, 2, 3)).clamp_min(1)).mean()
+    dice = []
+    for c in range(1, 8):
+        p, t = pred == c, labels == c
+        denom = (p.sum((1, 2, 3)) + t.sum((1, 2, 3))).float()
+        dice.append(torch.where(denom > 0, 2 * (p & t).sum((1, 2, 3)) / denom.clamp_min(1),
+                                torch.ones_like(denom)))
+    return float(iou), float(torch.stack(dice).mean())
+
+
+def fit_latents(chain, g_material, images, init, *, n_iter: int = 150, lr: float = 0.05):
+    """Latents (B, 32) whose coarse CT best matches ``images`` (B, n, n, n) hu/1000
+    reduced to the coarse grid (generators frozen)."""
+    target = coarse_target(images * HU, chain.config.coarse_size)
+    z = init.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    for _ in range(n_iter):
+        opt.zero_grad()
+        loss = F.mse_loss(chain.coarse_ct(chain.mu(g_material(z))) / HU, target / HU)
+        loss.backward()
+        opt.step()
+    return z.detach()
+
+
+def structure_means(volume, labels) -> dict[int, float]:
+    return {c: float(volume[labels == c].mean()) for c in range(1, 8) if (labels == c).any()}
+
+
+def worst_structure_error(pairs) -> float:
+    """``pairs``: [(model volume, real volume, labels)]; mean over volumes of each
+    structure's |Δ mean|, then the worst structure."""
+    errs: dict[int, list[float]] = {}
+    for model, real, labels in pairs:
+        a, b = structure_means(model, labels), structure_means(real, labels)
+        for c in a:
+            errs.setdefault(c, []).append(abs(a[c] - b[c]))
+    return max(sum(v) / len(v) for v in errs.values())
+
+
+def noise_sd(volume, labels, structure: int = 1) -> float:
+    """SD of the high-pass residual ``x − box₃(x)`` in the eroded ``structure``."""
+    x = volume[None, None]
+    resid = x - F.avg_pool3d(x, 3, stride=1, padding=1, count_include_pad=False)
+    mask = (labels == structure).float()[None, None]
+    eroded = -F.max_pool3d(-mask, 3, stride=1, padding=1)  # min filter
+    sel = eroded[0, 0] > 0.5
+    if sel.sum() < 8:
+        sel = mask[0, 0] > 0.5
+    return float(resid[0, 0][sel].std())
+
+
+class SliceClassifier(nn.Module):
+    """The two-sample test's small CNN: slice (N, 1, H, W) → logit (N,)."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        layers, n_in = [], 1
+        for w in (width, 2 * width, 4 * width):
+            layers += [nn.Conv2d(n_in, w, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            n_in = w
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(n_in, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean((2, 3)))[:, 0]
+
+
+def c2st_accuracy(real_train, fake_train, real_test, fake_test, *, seed: int = 0,
+                  n_iter: int = 300, batch: int = 64) -> float:
+    """Held-out accuracy of a classifier trained on (real_train vs fake_train) slices."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = SliceClassifier()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.cat([real_train, fake_train]).clamp(-1, 2)
+    y = torch.cat([torch.ones(len(real_train)), torch.zeros(len(fake_train))])
+    for _ in range(n_iter):
+        idx = torch.randint(0, len(x), (batch,), generator=g)
+        opt.zero_grad()
+        F.binary_cross_entropy_with_logits(net(x[idx]), y[idx]).backward()
+        opt.step()
+    with torch.no_grad():
+        xt = torch.cat([real_test, fake_test]).clamp(-1, 2)
+        yt = torch.cat([torch.ones(len(real_test)), torch.zeros(len(fake_test))])
+        return float(((net(xt) > 0).float() == yt).float().mean())
+
+
+def _as_slices(vols):  # (B, K, H, W) → (B·K, 1, H, W)
+    return vols.reshape(-1, 1, *vols.shape[-2:])
+
+
+@torch.no_grad()
+def _enhanced(chain, z_coarse, labels, seed):
+    torch.manual_seed(seed)  # the enhancer's noise draw
+    coarse = chain.coarse_ct(chain.mu(chain.g_material(z_coarse)))
+    return coarse, enhance(coarse, labels, chain.enhancer) / HU
+
+
+def evaluate_site(model, train, test, *, seed: int = 0) -> SiteQuality:
+    """Quality of a :class:`~fedsim_app.train.model_io.SiteModel` on its training data
+    ``train`` and held-out ``test`` (:class:`~fedsim_app.train.data.SiteData`)."""
+    chain = model.chain()
+    nets = model.nets
+    n_lab = model.n_labelled
+    iou, dice = shape_scores(chain, nets.g_shape, nets.z_lab.codes, train.labels[:n_lab])
+    mean = (model.prior or {}).get("mean")
+    init = (mean if mean is not None else nets.z_lab.codes.mean(0)).expand(len(test.images),
+                                                                           -1)
+    z_test = fit_latents(chain, nets.g_material, test.images, init)
+    coarse, enhanced = _enhanced(chain, z_test, test.labels, seed)
+    coarse_real = coarse_target(test.images * HU, chain.config.coarse_size)
+    s = chain.config.coarse_size
+    coarse_labels = F.interpolate(test.labels[:, None].float(), size=(s,) * 3,
+                                  mode="nearest")[:, 0].long()
+    mat_err = worst_structure_error(zip(coarse, coarse_real, coarse_labels, strict=True))
+    enh_err = worst_structure_error(zip(enhanced * HU, test.images * HU, test.labels,
+                                        strict=True))
+    noise_fake = sum(noise_sd(v, lab) for v, lab in zip(enhanced, test.labels, strict=True))
+    noise_real = sum(noise_sd(v, lab) for v, lab in zip(test.images, test.labels,
+                                                         strict=True))
+    # the classifier learns on the labelled training volumes, is scored on the test ones
+    coarse_tr, enhanced_tr = _enhanced(chain, nets.z_lab.codes, train.labels[:n_lab], seed + 1)
+    shape = tuple(train.labels.shape[1:])
+    real_tr, real_te = _as_slices(train.images[:n_lab]), _as_slices(test.images)
+    c2st = c2st_accuracy(real_tr, _as_slices(enhanced_tr), real_te, _as_slices(enhanced),
+                         seed=seed)
+    c2st_coarse = c2st_accuracy(real_tr, _as_slices(upsample_coarse(coarse_tr, shape) / HU),
+                                real_te, _as_slices(upsample_coarse(coarse, shape) / HU),
+                                seed=seed)
+    return SiteQuality(model.site, iou, dice, mat_err, enh_err, noise_fake / noise_real,
+                       c2st, c2st_coarse)
+
+
+def worst(results: list[SiteQuality]) -> str:
+    """The benchmark's last line: the worst site's value of each figure."""
+    return (f"shape_iou={min(r.shape_iou for r in results):.3f} "
+            f"mat_hu_err={max(r.mat_hu_err for r in results):.1f} "
+            f"enh_hu_err={max(r.enh_hu_err for r in results):.1f} "
+            f"noise_ratio={max(results, key=lambda r: abs(r.noise_ratio - 1)).noise_ratio:.3f} "
+            f"c2st={max(r.c2st for r in results):.3f} "
+            f"c2st_coarse={min(r.c2st_coarse for r in results):.3f}")

@@ -1,0 +1,53 @@
+"""Set up one site's training run: the site's chain on the preset's grid, its data, the
+trainer (fresh or resumed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fedsim_app.train.config import TrainConfig
+from fedsim_app.train.data import load_site_data
+from fedsim_app.train.glo import CHECKPOINT, Trainer
+
+
+def site_chain(site, cfg: TrainConfig, *, with_nets=None):
+    """The site's :class:`~fedsim_app.models.generator.Generator` at the preset's sizes
+    (CPU), optionally with trained networks (``Nets``) plugged in."""
+    from fedsim_app.models.generator import ChainConfig, Generator
+
+    kwargs = {}
+    if with_nets is not None:
+        kwargs = {"g_shape": with_nets.g_shape, "g_material": with_nets.g_material,
+                  "enhancer": with_nets.enhancer}
+    return Generator(site, config=ChainConfig(label_size=cfg.label_size,
+                                              coarse_size=cfg.material_size),
+                     device="cpu", **kwargs)
+
+
+def make_trainer(data_dir: str | Path, site, n_labelled: int, cfg: TrainConfig,
+                 out: str | Path, *, resume: bool = False, progress=None) -> Trainer:
+    """A :class:`Trainer` for ``data_dir`` under ``site``'s scanner, writing to ``out``.
+
+    With ``resume``, continues from ``out/checkpoint.pt`` (its config is the run's).
+    """
+    out = Path(out)
+    if resume:
+        from fedsim_app.train.checkpoint import load_checkpoint
+        from fedsim_app.train.config import from_dict
+
+        cfg = from_dict(load_checkpoint(out / CHECKPOINT)["config"])
+    chain = site_chain(site, cfg)
+    # the coarse scanner's system matrix (built once per scanner and grid, then cached on
+    # disk) makes each coarse CT one matmul instead of a diffct project + FDK
+    if cfg.coarse_matrix:
+        chain.scanner.build()
+    data = load_site_data(data_dir, chain.grid, n_labelled=n_labelled)
+    vgg = None
+    if cfg.vgg_weights:
+        from fedsim_app.models.losses import VGGPerceptualLoss
+
+        vgg = VGGPerceptualLoss(cfg.vgg_weights)
+    trainer = Trainer(cfg, data, chain, out, progress=progress, vgg=vgg)
+    if resume:
+        trainer.load(out / CHECKPOINT)
+    return trainer

@@ -1,0 +1,212 @@
+"""The named training steps of GLO, each one optimiser update on one volume.
+
+Every step reads its volume by index, computes its losses through the one chain
+(:mod:`fedsim_app.models.generator`'s public stages) and updates the optimiser it is
+given; the schedule (which step, which rate) is :mod:`fedsim_app.train.glo`'s business.
+Image tensors are in ``hu / 1000``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedsim_app.models.generator import coarse_target, enhancer_conditioning
+from fedsim_app.models.losses import (
+    feature_matching_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    l1_loss,
+    soft_iou,
+    soft_iou_loss,
+)
+from fedsim_app.models.shape_stage import decode, hard_labels, soft_label_probs
+from fedsim_app.train.config import TrainConfig
+from fedsim_app.train.data import SiteData
+from fedsim_app.train.latents import Latents
+from fedsim_app.train.shape_grad import finite_difference_loss
+
+HU_SCALE = 1000.0
+
+
+@dataclass
+class Nets:
+    """Everything that learns: the four networks and the latent codes."""
+
+    g_shape: nn.Module
+    g_material: nn.Module
+    enhancer: nn.Module
+    disc: nn.Module
+    z_lab: Latents
+    z_unl: Latents | None = None
+
+    def modules(self) -> dict[str, nn.Module]:
+        out = {"g_shape": self.g_shape, "g_material": self.g_material,
+               "enhancer": self.enhancer, "disc": self.disc, "z_lab": self.z_lab}
+        if self.z_unl is not None:
+            out["z_unl"] = self.z_unl
+        return out
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return [*self.g_shape.parameters(), *self.g_material.parameters()]
+
+
+def _item(losses: dict) -> dict[str, float]:
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+class GLOSteps:
+    """The steps of one site's training.
+
+    Parameters
+    ----------
+    cfg : the run's configuration
+    chain : the site's :class:`~fedsim_app.models.generator.Generator` (its grid, SSM,
+        material mapping and coarse scanner; the networks come from ``nets``)
+    nets : the learning parts
+    data : the site's volumes on ``chain.grid``
+    rng : the training generator (slice picks, enhancer noise), saved in checkpoints
+    vgg : optional perceptual loss module
+    """
+
+    def __init__(self, cfg: TrainConfig, chain, nets: Nets, data: SiteData,
+                 rng: torch.Generator, vgg: nn.Module | None = None):
+        self.cfg, self.chain, self.nets, self.data, self.rng, self.vgg = (
+            cfg, chain, nets, data, rng, vgg)
+        # the real volumes reduced to the coarse grid, the material loss's targets
+        self.coarse_real = coarse_target(data.images * HU_SCALE, cfg.material_size) / HU_SCALE
+
+    # -- losses ------------------------------------------------------------------------
+    def pick_slices(self) -> torch.Tensor:
+        """Axial slice indices of one enhancer step (drawn from the training generator)."""
+        k = self.data.images.shape[1]
+        n = self.cfg.slices_per_step
+        if n <= 0 or n >= k:
+            return torch.arange(k)
+        return torch.randperm(k, generator=self.rng)[:n].sort().values
+
+    def _hard_iou_items(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        labels = hard_labels(self.chain.ssm, decode(self.chain.ssm, params), self.chain.grid)
+        onehot = F.one_hot(labels, 8).movedim(-1, 1).to(params.dtype)  # (B, 8, n, n, n)
+        return 1 - soft_iou(onehot, target)[:, 1:].mean(1)
+
+    def shape_loss(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """IoU loss of the SSM's labels of ``params`` (B, 21) against ``target`` labels."""
+        if self.cfg.shape_grad == "fd":
+            return finite_difference_loss(
+                params, lambda p: self._hard_iou_items(p, target), self.cfg.fd_step).mean()
+        probs = soft_label_probs(self.chain.ssm, params, self.chain.grid,
+                                 self.chain.config.soft)  # (B, 8, n, n, n)
+        return soft_iou_loss(probs, target)
+
+    def coarse_of(self, z: torch.Tensor) -> torch.Tensor:
+        """The model's coarse CT (B, s, s, s) in HU from latents (B, 32)."""
+        return self.chain.coarse_ct(self.chain.mu(self.nets.g_material(z)))
+
+    def shape_material_losses(self, idx: torch.Tensor):
+        """``({"iou", "mse"}, coarse_hu)`` of labelled volumes ``idx``."""
+        z = self.nets.z_lab(idx)
+        iou = self.shape_loss(self.nets.g_shape(z), self.data.labels[idx])
+        coarse = self.coarse_of(z)
+        mse = F.mse_loss(coarse / HU_SCALE, self.coarse_real[idx])
+        return {"iou": iou, "mse": mse}, coarse
+
+    def enhancer_inputs(self, coarse_hu, hard, probs, slices):
+        """Conditioning rows of volumes (B, K, H, W): hard labels, or soft ``probs``
+        (B, 8, K, H, W) in their place when given (gradient to the shape)."""
+        coarse_up, lab, k_frac = enhancer_conditioning(coarse_hu, hard, slices)
+        if probs is not None:
+            h, w = hard.shape[-2:]
+            lab = probs[:, :, slices].transpose(1, 2).reshape(-1, probs.shape[1], h, w)
+        return coarse_up, lab, k_frac
+
+    def enhancer_losses(self, coarse_hu, real_idx, hard, probs=None) -> dict:
+        """Generator losses of the enhancer on random slices of volumes ``real_idx``:
+        hinge adversarial, feature matching, L1 to the real slice (and VGG if set)."""
+        slices = self.pick_slices()
+        coarse_up, lab, k_frac = self.enhancer_inputs(coarse_hu, hard, probs, slices)
+        h, w = hard.shape[-2:]
+        real = self.data.images[real_idx][:, slices].reshape(-1, 1, h, w)  # (N, 1, H, W)
+        fake = self.nets.enhancer(coarse_up, lab, k_frac, generator=self.rng)
+        fake_logits, fake_feats = self.nets.disc(fake, lab)
+        with torch.no_grad():
+            _, real_feats = self.nets.disc(real, lab)
+        losses = {"g_adv": hinge_g_loss(fake_logits),
+                  "fm": feature_matching_loss(real_feats, fake_feats),
+                  "l1": l1_loss(fake, real)}
+        if self.vgg is not None:
+            losses["vgg"] = self.vgg(fake, real)
+        return losses
+
+    def weighted(self, losses: dict) -> torch.Tensor:
+        c = self.cfg
+        w = {"iou": c.w_iou, "mse": c.w_mse, "g_adv": c.w_adv, "fm": c.w_fm, "l1": c.w_l1,
+             "vgg": c.w_vgg}
+        return sum(w[k] * v for k, v in losses.items())
+
+    # -- steps ---------------------------------------------------------------------------
+    def run_shape_material_step(self, idx: torch.Tensor, opt) -> dict[str, float]:
+        """Phase 1: IoU + coarse MSE on labelled volumes; updates z, G_shape, G_material."""
+        opt.zero_grad(set_to_none=True)
+        losses, _ = self.shape_material_losses(idx)
+        self.weighted(losses).backward()
+        opt.step()
+        return _item(losses)
+
+    def run_generator_step(self, idx: torch.Tensor, opt) -> dict[str, float]:
+        """Phase 2: the enhancer on ground-truth label slices and the model's coarse CT
+        (held fixed), the real slices as targets; updates the enhancer."""
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            coarse = self.coarse_of(self.nets.z_lab(idx))
+        losses = self.enhancer_losses(coarse, idx, self.data.labels[idx])
+        self.weighted(losses).backward()
+        opt.step()
+        return _item(losses)
+
+    def run_discriminator_step(self, idx: torch.Tensor, opt) -> dict[str, float]:
+        """Phase 2: hinge loss of the discriminator, real slices against enhanced ones."""
+        opt.zero_grad(set_to_none=True)
+        hard = self.data.labels[idx]
+        h, w = hard.shape[-2:]
+        slices = self.pick_slices()
+        with torch.no_grad():
+            coarse = self.coarse_of(self.nets.z_lab(idx))
+            coarse_up, lab, k_frac = enhancer_conditioning(coarse, hard, slices)
+            fake = self.nets.enhancer(coarse_up, lab, k_frac, generator=self.rng)
+        real = self.data.images[idx][:, slices].reshape(-1, 1, h, w)
+        real_logits, _ = self.nets.disc(real, lab)
+        fake_logits, _ = self.nets.disc(fake, lab)
+        loss = hinge_d_loss(real_logits, fake_logits)
+        loss.backward()
+        opt.step()
+        return {"d": float(loss.detach())}
+
+    def run_labelled_step(self, idx: torch.Tensor, opt) -> dict[str, float]:
+        """Phase 3, labelled: shape and material losses plus the enhancer's losses on
+        ground-truth labels, the coarse CT now carrying gradient to z and G_material."""
+        opt.zero_grad(set_to_none=True)
+        losses, coarse = self.shape_material_losses(idx)
+        losses.update(self.enhancer_losses(coarse, idx, self.data.labels[idx]))
+        self.weighted(losses).backward()
+        opt.step()
+        return _item(losses)
+
+    def update_latents(self, idx: torch.Tensor, opt) -> dict[str, float]:
+        """Phase 3, unlabelled: the full chain from the volume's latent (generated soft
+        labels and coarse CT into the enhancer) against its real slices; updates the
+        unlabelled latents, G_shape, G_material and the enhancer."""
+        opt.zero_grad(set_to_none=True)
+        z = self.nets.z_unl(idx)
+        params = self.nets.g_shape(z)
+        hard = hard_labels(self.chain.ssm, decode(self.chain.ssm, params), self.chain.grid)
+        probs = soft_label_probs(self.chain.ssm, params, self.chain.grid,
+                                 self.chain.config.soft)
+        coarse = self.coarse_of(z)
+        losses = self.enhancer_losses(coarse, idx + self.data.n_labelled, hard, probs)
+        self.weighted(losses).backward()
+        opt.step()
+        return _item(losses)

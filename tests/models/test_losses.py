@@ -1,0 +1,63 @@
+"""Loss values on cases with a known answer."""
+
+import pytest
+import torch
+
+from fedsim_app.models.losses import (
+    VGGPerceptualLoss,
+    feature_matching_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    l1_loss,
+    soft_iou,
+    soft_iou_loss,
+)
+
+
+def test_hinge_losses_analytic():
+    real = [torch.full((1, 1, 2, 2), 2.0), torch.full((1, 1, 1, 1), 0.5)]
+    fake = [torch.full((1, 1, 2, 2), -2.0), torch.full((1, 1, 1, 1), 0.0)]
+    # scale 0: relu(1-2)+relu(1-2)=0; scale 1: relu(0.5)+relu(1)=1.5 → mean 0.75
+    assert hinge_d_loss(real, fake).item() == pytest.approx(0.75)
+    # -mean(fake) per scale: 2 and 0 → mean 1
+    assert hinge_g_loss(fake).item() == pytest.approx(1.0)
+
+
+def test_feature_matching_analytic_and_real_is_target():
+    real = [[torch.zeros(1, 2, 2, 2, requires_grad=True), torch.ones(1, 1, 1, 1)]]
+    fake = [[torch.full((1, 2, 2, 2), 0.5, requires_grad=True), torch.ones(1, 1, 1, 1) * 4]]
+    loss = feature_matching_loss(real, fake)
+    assert loss.item() == pytest.approx((0.5 + 3.0) / 2)
+    loss.backward()
+    assert real[0][0].grad is None and fake[0][0].grad is not None
+
+
+def test_l1():
+    assert l1_loss(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0])).item() == 1.0
+
+
+def test_soft_iou_analytic():
+    # two voxels: class 1 probability 1 and 0.5; target class 1 on the first only
+    probs = torch.tensor([[[0.0, 0.5], [1.0, 0.5]]])  # (B=1, C=2, 2)
+    target = torch.tensor([[1, 0]])
+    iou = soft_iou(probs, target)
+    # class 1: inter 1, union 1.5 + 1 - 1 → 2/3; class 0: inter 0.5, union 0.5 + 1 - 0.5 → 1/2
+    assert iou[0, 1].item() == pytest.approx(2 / 3, rel=1e-5)
+    assert iou[0, 0].item() == pytest.approx(1 / 2, rel=1e-5)
+    assert soft_iou_loss(probs, target).item() == pytest.approx(1 / 3, rel=1e-5)
+    perfect = torch.nn.functional.one_hot(target, 2).movedim(-1, 1).float()
+    assert soft_iou_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_soft_iou_gradcheck():
+    probs = torch.rand(1, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 3, (1, 2, 2))
+    assert torch.autograd.gradcheck(lambda p: soft_iou_loss(p, target), (probs,))
+
+
+def test_vgg_needs_local_weights(tmp_path):
+    with pytest.raises(FileNotFoundError, match="vgg"):
+        VGGPerceptualLoss(tmp_path / "none.pt")
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="VGG-19"):
+        VGGPerceptualLoss(tmp_path / "bad.pt")

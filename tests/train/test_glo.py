@@ -1,0 +1,116 @@
+"""The GLO trainer on the smoke preset: schedules, frozen discriminator, gradient paths,
+resume equality, run folder."""
+
+import json
+
+import pytest
+import torch
+
+from fedsim_app.train.checkpoint import CheckpointError
+from fedsim_app.train.glo import CHECKPOINT, DONE, Interrupted
+from fedsim_app.train.session import make_trainer
+
+
+def _trainer(tiny_site, cfg, out, **kw):
+    return make_trainer(tiny_site, "A", 2, cfg, out, **kw)
+
+
+def test_data_split_and_budget(tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    d = tr.data
+    assert d.n_labelled == 2 and d.n_unlabelled >= 1
+    assert d.images.shape[1:] == (16, 16, 16) and d.images.dtype == torch.float32
+    assert d.labels.dtype == torch.int64 and int(d.labels.max()) <= 7
+    assert tr.totals() == {1: 2, 2: 2, 3: 2 * d.n_unlabelled}
+
+
+def test_phase3_rates_and_frozen_discriminator(tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    tr.phase = 3
+    tr.start_phase3()
+    lab = [g["lr"] for g in tr.opt["labelled"].param_groups]
+    unl = [g["lr"] for g in tr.opt["unlabelled"].param_groups]
+    assert lab == [1e-4, 1e-4, 1e-5]  # z, G_shape+G_material, enhancer
+    assert unl == [1e-3, 1e-3, 1e-4]
+    assert not any(p.requires_grad for p in tr.nets.disc.parameters())
+    before = [p.clone() for p in tr.nets.disc.parameters()]
+    enh_before = [p.clone() for p in tr.nets.enhancer.parameters()]
+    tr.run_phase3()
+    assert all(torch.equal(a, b) for a, b in zip(before, tr.nets.disc.parameters(),
+                                                  strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(enh_before, tr.nets.enhancer.parameters(),
+                                                     strict=True))
+    # the last of 2·n_unl steps ran at rate (total - step) / (total - flat) of the base
+    total = tr.totals()[3]
+    flat = round(0.5 * total)
+    last = [g["lr"] for g in tr.opt["unlabelled"].param_groups]
+    assert last == pytest.approx([r * (1 / (total - flat)) for r in (1e-3, 1e-3, 1e-4)])
+
+
+def test_enhancer_loss_reaches_latents_and_material_generator(tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    tr.start_phase3()
+    with torch.no_grad():  # an enhancer past its identity start
+        tr.nets.enhancer.tail[1].weight.normal_(std=0.1)
+    st = tr.steps
+    idx = torch.tensor([0])
+    z = tr.nets.z_unl(idx)
+    coarse = st.coarse_of(z)
+    losses = st.enhancer_losses(coarse, idx + tr.data.n_labelled,
+                                tr.data.labels[:1])  # any label volume will do
+    (losses["l1"] + losses["g_adv"]).backward()
+    assert tr.nets.z_unl.codes.grad[0].abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in tr.nets.g_material.parameters() if p.ndim > 1)
+
+
+def test_unlabelled_step_reaches_shape_generator(tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    tr.start_phase3()
+    with torch.no_grad():
+        tr.nets.enhancer.tail[1].weight.normal_(std=0.1)
+    before = tr.nets.g_shape.head.weight.clone()
+    tr.steps.update_latents(torch.tensor([0]), tr.opt["unlabelled"])
+    assert not torch.equal(before, tr.nets.g_shape.head.weight)
+
+
+def test_finite_difference_shape_gradient_runs(tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg.replace(shape_grad="fd", fd_step=0.05), tmp_path)
+    z = tr.nets.z_lab(torch.tensor([0]))
+    params = tr.nets.g_shape(z)
+    loss = tr.steps.shape_loss(params, tr.data.labels[:1])
+    loss.backward()
+    assert 0 < float(loss.detach()) < 1
+    assert tr.nets.z_lab.codes.grad is not None
+
+
+@pytest.mark.slow
+def test_resume_mid_phase_equals_uninterrupted(tiny_site, tiny_cfg, tmp_path):
+    full = _trainer(tiny_site, tiny_cfg, tmp_path / "full")
+    full.run()
+    assert full.phase == DONE
+    n_total = sum(full.totals().values())
+    for stop in (1, 3, n_total - 1):  # in phase 1, phase 2, phase 3
+        out = tmp_path / f"cut{stop}"
+        cut = _trainer(tiny_site, tiny_cfg, out)
+        cut.stop_after = stop
+        with pytest.raises(Interrupted):
+            cut.run()
+        resumed = _trainer(tiny_site, tiny_cfg, out, resume=True)
+        resumed.run()
+        for name, module in full.nets.modules().items():
+            other = resumed.nets.modules()[name].state_dict()
+            for key, value in module.state_dict().items():
+                assert torch.equal(value, other[key]), (stop, name, key)
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        assert len(rows) == n_total  # the redone steps are not logged twice
+    for name in ("config.toml", "metrics.csv", "metrics.jsonl", "loss_curves.png",
+                 "samples.png", CHECKPOINT):
+        assert (tmp_path / "full" / name).is_file(), name
+
+
+def test_resume_with_other_cases_refused(tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    tr.save()
+    with pytest.raises(CheckpointError, match="other training cases"):
+        make_trainer(tiny_site, "A", 1, tiny_cfg, tmp_path, resume=True)

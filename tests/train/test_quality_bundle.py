@@ -1,0 +1,56 @@
+"""Bundles of trained sites and the quality figures on a tiny run."""
+
+import re
+
+import pytest
+import torch
+
+from fedsim_app.errors import FedSimError
+from fedsim_app.train.data import load_site_data
+from fedsim_app.train.model_io import load_site_models, write_bundle
+from fedsim_app.train.quality import c2st_accuracy, evaluate_site, noise_sd, worst
+from fedsim_app.train.session import make_trainer
+
+
+@pytest.mark.slow
+def test_bundle_and_quality_on_a_tiny_run(tiny_site, tiny_cfg, tmp_path):
+    tr = make_trainer(tiny_site, "A", 2, tiny_cfg, tmp_path / "run")
+    with pytest.raises(FedSimError, match="not finished"):
+        write_bundle([tr.save()], tmp_path / "b.pt")
+    tr.run()
+    bundle = write_bundle([tmp_path / "run" / "checkpoint.pt"], tmp_path / "b.pt")
+    models = load_site_models(bundle)
+    direct = load_site_models(tmp_path / "run" / "checkpoint.pt")
+    assert set(models) == {"A"} == set(direct)
+    w_half = models["A"].nets.g_shape.head.weight
+    w_full = direct["A"].nets.g_shape.head.weight
+    assert torch.allclose(w_half, w_full, rtol=1e-3, atol=1e-4)  # float16 storage
+    model = direct["A"]
+    chain = model.chain()
+    train = load_site_data(tiny_site, chain.grid, n_labelled=model.n_labelled)
+    test = load_site_data(tiny_site, chain.grid, n_labelled=0, subset="test")
+    q = evaluate_site(model, train, test)
+    assert 0 <= q.shape_iou <= 1 and 0 <= q.shape_dice <= 1
+    assert q.mat_hu_err >= 0 and q.enh_hu_err >= 0 and q.noise_ratio > 0
+    assert 0 <= q.c2st <= 1 and 0 <= q.c2st_coarse <= 1
+    assert re.fullmatch(r"shape_iou=\S+ mat_hu_err=\S+ enh_hu_err=\S+ noise_ratio=\S+ "
+                        r"c2st=\S+ c2st_coarse=\S+", worst([q]))
+
+
+def test_c2st_separates_different_and_not_identical_sets():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(256, 1, 16, 16, generator=g) * 0.1
+    other = torch.randn(256, 1, 16, 16, generator=g) * 0.1 + 0.5
+    same = torch.randn(256, 1, 16, 16, generator=g) * 0.1
+    assert c2st_accuracy(real[:128], other[:128], real[128:], other[128:]) > 0.95
+    assert c2st_accuracy(real[:128], same[:128], real[128:], same[128:]) < 0.7
+
+
+def test_noise_sd_of_known_noise():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(16, 16, 16, dtype=torch.long)
+    labels[2:14, 2:14, 2:14] = 1
+    vol = torch.randn(16, 16, 16, generator=g) * 0.05
+    # x − box₃(x) of white noise has SD σ·sqrt(1 − 1/27)
+    assert noise_sd(vol, labels) == pytest.approx(0.05 * (1 - 1 / 27) ** 0.5, rel=0.1)
+    assert noise_sd(2 * vol, labels) == pytest.approx(2 * noise_sd(vol, labels), rel=1e-5)
