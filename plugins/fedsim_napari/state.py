@@ -17,6 +17,7 @@ Example
 from __future__ import annotations
 
 import operator
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,3 +114,17 @@ class AppState:
     def reset_to_mean(self) -> None:
         s = self.sample
         self.sample = SampleState(seed=s.seed, site=s.site)
+
+
+# one state per viewer, so docks opened separately from the Plugins menu share it
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def shared_state(viewer, **defaults) -> AppState:
+    """The state every FedSim panel of ``viewer`` shares (made with ``defaults`` the first
+    time); a new one when there is no viewer."""
+    if viewer is None:
+        return AppState(**defaults)
+    if viewer not in _SHARED:
+        _SHARED[viewer] = AppState(**defaults)
+    return _SHARED[viewer]

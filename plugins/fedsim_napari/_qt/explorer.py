@@ -34,9 +34,18 @@ from fedsim_app.pipeline import (
 )
 from fedsim_napari._qt.mesh import MeshCanvas, mesh_payload
 from fedsim_napari._qt.sliders import ParameterSliders, parameter_labels
-from fedsim_napari.state import AppState
+from fedsim_napari.state import AppState, shared_state
 from fedsim_napari.views import SliceLayers, ct_description, legend_html
 from fedsim_napari.workers import LongJob, RenderScheduler
+
+
+def site_enhancers(path) -> dict:
+    """``{site: enhancer}`` of a training checkpoint or bundle (worker thread)."""
+    from fedsim_app.train.model_io import load_site_models
+
+    return {key: m.nets.enhancer for key, m in load_site_models(path).items()
+            if m.nets.enhancer is not None}
+
 
 MESH_DELAY_MS = 15
 # a real timer (not 0, which Qt posts as an event into the same turn) lets other timers
@@ -84,7 +93,8 @@ class ExplorerWidget(QWidget):
         self.setObjectName("FedSimExplorer")
         self.viewer = napari_viewer
         if state is None:
-            state = AppState(preset=preset, sample=SampleState(site=site))
+            state = shared_state(napari_viewer, preset=preset,
+                                 sample=SampleState(site=site.upper()))
         self.app_state = state
         self.model = FedSimModel(state.preset, enhancers=enhancers)
         self.result = None
@@ -160,6 +170,7 @@ class ExplorerWidget(QWidget):
         self.sliders.moved.connect(state.set_param)
         state.events.sample.connect(self._sample_changed)
         state.events.preset.connect(self._preset_changed)
+        state.events.checkpoint.connect(self._checkpoint_changed)
         self._thumbnails.timeout.connect(self.slices.refresh_thumbnails)
         self.random_button.clicked.connect(self.random_sample)
         self.reset_button.clicked.connect(self.reset_to_mean)
@@ -246,6 +257,23 @@ class ExplorerWidget(QWidget):
         if name == self.model.preset.name:
             return
         self.model = FedSimModel(name, enhancers=self.model.enhancers)
+        self.request()
+
+    def _checkpoint_changed(self, path) -> None:
+        """A trained checkpoint was loaded (training panel): render with its enhancer."""
+        if path is None:
+            return
+        job = LongJob(f"FedSim Explorer: loading the checkpoint {path}", site_enhancers, path)
+        job.returned.connect(lambda enhancers: self._use_enhancers(path, enhancers))
+        job.start()
+
+    def _use_enhancers(self, path, enhancers: dict) -> None:
+        from napari.utils.notifications import show_info
+
+        self.model = FedSimModel(self.model.preset.name,
+                                 enhancers={**self.model.enhancers, **enhancers})
+        show_info(f"FedSim Explorer: site {', '.join(enhancers) or '(none)'} enhancer from "
+                  f"{path}")
         self.request()
 
     def random_sample(self) -> None:
