@@ -124,8 +124,9 @@ def run_sample(args) -> int:
     from pathlib import Path
 
     from fedsim_app.errors import FedSimError
+    from fedsim_app.export.records import Record, write_record
     from fedsim_app.shape import ShapeSampler, default_grid, population_ssm, voxelize
-    from fedsim_app.shape.export import write_json, write_labels, write_meshes
+    from fedsim_app.shape.export import write_labels, write_meshes
     from fedsim_app.shape.grid_size import check_label_size
 
     if args.n < 1:
@@ -141,7 +142,7 @@ def run_sample(args) -> int:
         verts = model.decode(p)
         write_meshes(model.topology, verts, case / "meshes", formats=("ply",))
         write_labels(voxelize(model, verts, grid), grid, case / "labels.nii.gz")
-        write_json(case / "params.json", {
+        write_record(case / "params.json", Record("shape-sample", {
             "params": [float(x) for x in p],
             "population": args.population if not args.ssm else None,
             "ssm": str(args.ssm) if args.ssm else None,
@@ -151,7 +152,7 @@ def run_sample(args) -> int:
             "sampler": sampler.to_dict(),
             "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm),
                      "origin_mm": list(grid.origin_mm)},
-        })
+        }))
         print(f"wrote {case}", file=sys.stderr)
     print(f"{args.n} hearts in {out}")
     return 0

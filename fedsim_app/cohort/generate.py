@@ -91,7 +91,8 @@ def generate_cohort(
         skipped = _finished_same(writer, record)
         if not skipped:
             image, label = render_case(record)
-            writer.add_case(record.case_id, image, label, record=record.to_dict())
+            writer.add_case(record.case_id, image, label, record=record.to_dict(),
+                            kind="cohort-case")
         summary.skipped += skipped
         summary.written += not skipped
         if progress:

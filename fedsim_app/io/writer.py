@@ -6,7 +6,8 @@ Layout::
       dataset.json            nnU-Net v2 keys + MSD keys (training list, modality, ...)
       imagesTr/<case>_0000.nii.gz
       labelsTr/<case>.nii.gz
-      fedsim/<case>.json      the case record; written last, so it marks a finished case
+      fedsim/<case>.json      the case record (:class:`fedsim_app.export.records.Record`);
+                              written last, so it marks a finished case
 
 ``dataset.json`` keeps nnU-Net's ``labels`` form (name → code), which nnU-Net requires;
 MONAI's ``load_decathlon_datalist`` reads only the ``training`` list, so both tools
@@ -18,9 +19,10 @@ Every file is written atomically; an interrupted run leaves finished cases, whic
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 from fedsim_app.io.atomic import check_writable, write_json_atomic
 from fedsim_app.io.dataset import check_pair
@@ -43,6 +45,8 @@ class DatasetWriter:
     label_codes : code set the label files are written in (internal labels are mapped)
     description, modality : dataset.json fields
     orientation : axis codes of the written files (``"RAS"``)
+    image_hu_int16 : store images as int16 HU (rounded to 1 HU, no scaling) instead of
+        float32: what nnU-Net and MONAI read, half the size, exact to 1 HU
 
     Examples
     --------
@@ -54,8 +58,9 @@ class DatasetWriter:
 
     def __init__(self, root: str | Path, name: str, *, label_codes: str | Path | CodeSet =
                  "internal", description: str = "", modality: str = "CT",
-                 orientation: str = "RAS") -> None:
+                 orientation: str = "RAS", image_hu_int16: bool = False) -> None:
         self.root = check_writable(root)
+        self.image_hu_int16 = image_hu_int16
         self.name = name
         self.codes = get_code_set(label_codes)
         self.description = description
@@ -88,27 +93,33 @@ class DatasetWriter:
         return sorted(i for i in ids if self.has_case(i))
 
     def add_case(self, case_id: str, image: Volume, label: Volume,
-                 record: dict | None = None) -> Path:
+                 record: dict | None = None, *, kind: str = "dataset-case") -> Path:
         """Write one case (image, label in the writer's codes, record); returns the record path.
 
-        ``label`` holds internal codes. Image and label must share a grid.
+        ``label`` holds internal codes. Image and label must share a grid. The case file
+        is a :class:`~fedsim_app.export.records.Record` of ``kind`` whose ``record`` field
+        holds ``record``.
         """
+        from fedsim_app.export.records import Record, write_record
+
         if not case_id or "/" in case_id or case_id.startswith("."):
             raise ValueError(f"case id {case_id!r} must be a plain file name")
         check_pair(image, label)
         # overwriting a finished case: unmark it first so a crash cannot leave it marked
         self.record_path(case_id).unlink(missing_ok=True)
         labels_out = label.with_array(from_internal(label.array, self.codes), kind="label")
-        write_nifti(image, self.image_path(case_id), orientation=self.orientation)
+        if self.image_hu_int16:
+            image = image.with_array(hu_int16(image.array))
+        write_nifti(image, self.image_path(case_id), orientation=self.orientation,
+                    dtype=np.int16 if self.image_hu_int16 else None)
         write_nifti(labels_out, self.label_path(case_id), orientation=self.orientation,
                     label_codes=self.codes.name if self.codes.name in CODE_SETS else None)
-        meta = {"format_version": FORMAT_VERSION, "case_id": case_id,
+        meta = {"case_id": case_id,
                 "image": self.image_path(case_id).relative_to(self.root).as_posix(),
                 "label": self.label_path(case_id).relative_to(self.root).as_posix(),
                 "label_codes": self._codes_key(), "shape_zyx": list(image.shape),
                 "spacing_mm_zyx": list(image.spacing_mm), "record": record or {}}
-        json.dumps(meta)  # fail before writing anything half-serialisable
-        return write_json_atomic(self.record_path(case_id), meta)
+        return write_record(self.record_path(case_id), Record(kind, meta))
 
     def dataset_json(self) -> dict:
         """The dataset.json content for the finished cases on disk."""
@@ -145,3 +156,9 @@ class DatasetWriter:
     def finalize(self) -> Path:
         """Write dataset.json atomically (call again after resuming); returns its path."""
         return write_json_atomic(self.root / "dataset.json", self.dataset_json())
+
+
+def hu_int16(hu: np.ndarray) -> np.ndarray:
+    """HU rounded to the nearest integer and clipped to int16 (exact to 1 HU)."""
+    info = np.iinfo(np.int16)
+    return np.clip(np.rint(hu), info.min, info.max).astype(np.int16)

@@ -23,11 +23,11 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     ``image.nii.gz`` (the CT, HU), ``labels.nii.gz`` (internal codes),
     ``material_mu_per_mm.nii.gz`` and ``coarse_ct.nii.gz`` (16³), all with their affines,
     ``meshes/<structure>.ply`` (world RAS+ mm) and ``params.json`` (the record).
-    Every file is written atomically.
+    Every file is written atomically, the meshes and the record by the writers every
+    FedSim export uses (:func:`fedsim_app.export.dataset.write_meshes`,
+    :func:`fedsim_app.export.records.write_record`).
     """
-    import trimesh
-
-    from fedsim_app.io import Volume, write_atomic, write_json_atomic, write_nifti
+    from fedsim_app.io import Volume, write_nifti
 
     out = Path(out_dir)
     try:
@@ -39,12 +39,15 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
         vol = Volume(np.asarray(getattr(result, attr)), getattr(result, grid_attr), kind=kind)
         written[name] = write_nifti(vol, out / name,
                                     label_codes="internal" if kind == "label" else None)
-    for name, (verts, faces) in result.meshes.items():
-        mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
-        path = write_atomic(out / "meshes" / f"{name}.ply",
-                            lambda tmp, m=mesh: m.export(tmp, file_type="ply"))
-        written[f"meshes/{name}.ply"] = path
-    record = result.record()
-    record["files"] = sorted([*written, "params.json"])
-    written["params.json"] = write_json_atomic(out / "params.json", record)
+    from fedsim_app.export.dataset import write_meshes
+    from fedsim_app.export.records import HEADER, Record, write_record
+
+    for path in write_meshes(out / "meshes", result.meshes):
+        written[f"meshes/{path.name}"] = path
+    # the Explorer's sample record is a FedSim record like every other output's
+    sample = result.record()
+    fields = {k: v for k, v in sample.items() if k not in HEADER}
+    fields["sample_version"] = sample.get("format_version")  # the Explorer record's content
+    fields["files"] = sorted([*written, "params.json"])
+    written["params.json"] = write_record(out / "params.json", Record("explorer-sample", fields))
     return written

@@ -1,0 +1,118 @@
+"""fedsim export from a training checkpoint (smoke-preset networks, untrained)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedsim_app.cli import main
+from fedsim_app.export.dataset import export_dataset, replay
+from fedsim_app.export.records import read_record
+from fedsim_app.export.sample import load_export_model
+from fedsim_app.io import read_nifti
+from fedsim_app.train.checkpoint import save_checkpoint
+from fedsim_app.train.config import preset
+from fedsim_app.train.glo import build_nets
+from fedsim_app.train.latents import fit_normal
+
+SIZE = 16
+CASES = ("sitea_000", "sitea_001", "sitea_002")
+
+
+def _checkpoint(path, *, with_prior: bool, site: str = "A", seed: int = 0):
+    """A checkpoint laid out as Trainer.state_dict writes it (networks untrained)."""
+    cfg = preset("smoke", seed=seed)
+    nets = build_nets(cfg, n_labelled=len(CASES))
+    prior = None
+    if with_prior:
+        mean, cov = fit_normal(nets.z_lab.codes)
+        prior = {"mean": mean, "cov": cov}
+    state = {"config": cfg.to_dict(), "site": site, "case_ids": list(CASES),
+             "n_labelled": len(CASES),
+             "grid": {"shape": [16] * 3, "spacing_mm": [13.0] * 3, "origin_mm": [0.0] * 3},
+             "phase": 4 if with_prior else 3, "step": 0,
+             "models": {k: m.state_dict() for k, m in nets.modules().items()},
+             "optimizers": {}, "prior": prior, "rng": {}, "seconds": {"1": 1.0}}
+    return save_checkpoint(path, state)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return _checkpoint(tmp_path_factory.mktemp("run") / "checkpoint.pt", with_prior=True)
+
+
+@pytest.mark.filterwarnings("ignore:label codes 'mmwhs' are not consecutive")
+def test_checkpoint_export_records_and_replays(ckpt, tmp_path):
+    model = load_export_model(ckpt.parent, "A", size=SIZE)  # a run folder works
+    assert model.trained
+    summary = export_dataset(model, n=2, out=tmp_path, seed=3, label_codes="mmwhs")
+    rec = read_record(summary.root / "fedsim" / "case_0001.json")
+    body = rec["record"]
+    assert len(body["latent"]) == 32 and len(body["params"]) == 21
+    assert body["model"]["checkpoint_sha256"] and body["model"]["preset"] == "smoke"
+    assert body["model"]["training"]["case_ids"] == list(CASES)
+    assert "SiteEnhancer" in body["enhancer_source"]
+    assert "G_material" in body["material_source"] and "G_shape" in body["shape_source"]
+    assert body["novelty"]["nearest_by_latent"] in CASES
+    again = replay(rec)
+    image = read_nifti(summary.root / "imagesTr" / "case_0001_0000.nii.gz").array
+    np.testing.assert_array_equal(image, np.rint(again.ct_hu[0].numpy()))
+    labels = read_nifti(summary.root / "labelsTr" / "case_0001.nii.gz", kind="label").array
+    assert set(np.unique(labels)) <= {0, 205, 420, 500, 550, 600, 820, 850}
+
+
+def test_training_latent_is_its_own_nearest(ckpt):
+    model = load_export_model(ckpt, "A", size=SIZE)
+    z = model.train_latents[1]
+    draw = model.draw(0, 0, latent=z.numpy())
+    result = model.render(draw)
+    nov = model.novelty(draw, result.labels[0].numpy())
+    assert nov["nearest_by_latent"] == CASES[1] and nov["latent_distance"] < 1e-6
+    assert nov["heart_iou"] == 1.0
+
+
+def test_latents_drawn_from_the_fitted_normal_without_phase3(tmp_path):
+    path = _checkpoint(tmp_path / "c.pt", with_prior=False)
+    model = load_export_model(path, "A", size=SIZE)
+    assert "no phase 3" in model.source["latent_source"]
+    draws = np.stack([model.draw(i, 0).latent for i in range(200)])
+    mean = model.prior[0].numpy()
+    # the draws follow the fitted normal: their mean sits near its mean
+    assert np.abs(draws.mean(0) - mean).max() < 0.5
+
+
+def test_replay_refuses_another_checkpoint(ckpt, tmp_path):
+    import shutil
+
+    from fedsim_app.errors import FedSimError
+
+    copy = tmp_path / "checkpoint.pt"
+    shutil.copy(ckpt, copy)
+    model = load_export_model(copy, "A", size=SIZE)
+    summary = export_dataset(model, n=1, out=tmp_path / "out", seed=0)
+    rec = read_record(summary.root / "fedsim" / "case_0000.json")
+    _checkpoint(copy, with_prior=True, seed=1)  # same path, other weights
+    with pytest.raises(FedSimError, match="sha256"):
+        replay(rec)
+
+
+def test_checkpoint_of_another_site_refused(tmp_path, capsys):
+    path = _checkpoint(tmp_path / "b.pt", with_prior=True, site="B")
+    code = main(["export", "--checkpoint", str(path), "--site", "A", "--out",
+                 str(tmp_path / "o"), "--n", "1", "--size", str(SIZE)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "site B" in err[0]
+
+
+def test_bundle_of_sites_exports_and_replays(ckpt, tmp_path):
+    """The default checkpoint is a bundle (fp16, several sites): the same export path."""
+    from fedsim_app.train.model_io import write_bundle
+
+    bundle = write_bundle([ckpt], tmp_path / "default.pt")
+    model = load_export_model(bundle, "A", size=SIZE)
+    summary = export_dataset(model, n=1, out=tmp_path / "out", seed=0)
+    rec = read_record(summary.root / "fedsim" / "case_0000.json")
+    assert rec["record"]["model"]["checkpoint"] == str(bundle)
+    again = replay(rec)
+    image = read_nifti(summary.root / "imagesTr" / "case_0000_0000.nii.gz").array
+    np.testing.assert_array_equal(image, np.rint(again.ct_hu[0].numpy()))
