@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QPixmap
 from qtpy.QtWidgets import (
     QComboBox,
@@ -85,6 +85,7 @@ class TrainingWidget(QWidget):
         self.plot = LossPlot()
         self.samples = QLabel("the sample grid appears here")
         self.samples.setMinimumHeight(120)
+        self.samples.setAlignment(Qt.AlignCenter)
         self.checkpoints = QListWidget()
         self.checkpoints.setMaximumHeight(70)
         self.load_button = QPushButton("Load checkpoint into the Explorer")
@@ -231,7 +232,8 @@ class TrainingWidget(QWidget):
             self._samples_mtime = png.stat().st_mtime
             pixmap = QPixmap(str(png))
             if not pixmap.isNull():
-                self.samples.setPixmap(pixmap.scaledToWidth(max(self.samples.width(), 200)))
+                self.samples.setPixmap(pixmap.scaled(
+                    self.samples.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation))
         names = [str(p) for p in run_folder.checkpoints(folder)]
         if names != [self.checkpoints.item(i).text() for i in range(self.checkpoints.count())]:
             self.checkpoints.clear()
