@@ -37,7 +37,8 @@ class CommandJob(QObject):
         self.title = title
         self.args = [str(a) for a in args]
         self.stopped = False
-        self.log = ""
+        self.log = ""  # stdout and stderr as they arrived (progress bars included)
+        self.stdout = ""  # stdout alone: the command's result lines
         self.process = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         # the child imports the same fedsim_app as this GUI
@@ -72,7 +73,9 @@ class CommandJob(QObject):
             self.process.kill()
 
     def _read_out(self) -> None:
-        self._relay(bytes(self.process.readAllStandardOutput()).decode(errors="replace"))
+        text = bytes(self.process.readAllStandardOutput()).decode(errors="replace")
+        self.stdout = (self.stdout + text)[-20000:]
+        self._relay(text)
 
     def _read_err(self) -> None:
         self._relay(bytes(self.process.readAllStandardError()).decode(errors="replace"))

@@ -32,6 +32,7 @@ def test_export_shows_summary_and_novelty(qtbot, tmp_path):
     folder = export_run.dataset_folder(tmp_path / "out")
     assert folder is not None and str(folder) in widget.summary.text()
     assert widget.novelty.rowCount() == 2
+    assert "volumes/min" in widget.summary.text() and "novelty" in widget.summary.text()
     assert widget.novelty.horizontalHeaderItem(0).text() == "case_id"
     assert widget.progress.value() == 2
 

@@ -155,9 +155,8 @@ class ExportWidget(QWidget):
             self._set_phase("failed")
             return
         folder = export_run.dataset_folder(self.out.text())
-        lines = [ln for ln in job.log.replace("\r", "\n").splitlines()
-                 if ln.strip() and "%|" not in ln and not ln.startswith("train nnU-Net")]
-        self.summary.setText(f"<b>{folder or self.out.text()}</b><br>" + "<br>".join(lines[-3:]))
+        lines = [ln for ln in job.stdout.splitlines() if ln.strip()]
+        self.summary.setText(f"<b>{folder or self.out.text()}</b><br>" + "<br>".join(lines))
         if folder is not None:
             self._show_novelty(folder)
 
