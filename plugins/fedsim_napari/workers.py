@@ -216,6 +216,9 @@ class LongJob(QObject):
         worker.finished.connect(self._finished)
         self._worker = worker
         self.running = True
+        # Qt's connections do not hold this Python object: a caller that keeps no
+        # reference must still get its signals
+        _RUNNING.add(self)
         keep_alive(worker)
         worker.start()
         return self
@@ -239,3 +242,4 @@ class LongJob(QObject):
         self.running = False
         self._worker = None
         self.finished.emit()
+        _RUNNING.discard(self)
