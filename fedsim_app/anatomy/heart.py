@@ -263,13 +263,14 @@ def _great_vessels(p: HeartParams, rb: float, rv_w: np.ndarray) -> tuple[Tube, T
     turn = rotation_matrix(np.array([0.0, 0.0, np.deg2rad(p.arch_turn_deg)]))
     q.append(q[-1] + sc * turn @ np.array([-8.0, -14.0, 20.0]))
     q.append(q[-1] + sc * turn @ np.array([-16.0, -26.0, 4.0]))
-    # annulus (~0.75 of the sinus diameter), sinuses of Valsalva, sinotubular junction
-    # (~0.85), ascending aorta and a gently tapering arch (Lang et al. 2015, aortic root)
+    # annulus (~0.8 of the sinus diameter), sinuses of Valsalva, an ascending aorta ~0.9
+    # of the sinuses (PA / ascending aorta 0.77 in CT, Truong et al. 2012) and a gently
+    # tapering arch (Lang et al. 2015, aortic root)
     aorta = Tube.through(
         q,
         TUBES["aorta"][0],
         lambda f: r_ao * np.where(
-            f == 0, 0.8, 0.85 + 0.15 * np.exp(-(((f - 0.1) / 0.08) ** 2)) - 0.1 * f
+            f == 0, 0.8, 0.92 + 0.08 * np.exp(-(((f - 0.1) / 0.08) ** 2)) - 0.1 * f
         ),
     )
 

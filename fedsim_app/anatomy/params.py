@@ -16,6 +16,11 @@ Reference values (adults) and where they come from:
 - RA maximal volume ~60-100 mL (CMR): Kawel-Boehm et al. 2015 (Maceira et al. 2013).
 - Main pulmonary artery diameter ~24 mm, upper normal ~29 mm (CT): Truong et al., AJR
   200:W161 (2013, Framingham).
+- Calibrated against CT (``shared/reference/heart-norms.md``; ``fedsim ssm sample
+  --population adult --n 200 --report``): LV EDV 113 ± 26 / 98 ± 21 mL (men / women,
+  Kang et al. 2017) instead of the larger MR values; atria as large as the LV blood pool
+  (Fuchs et al. 2016 upper limits RA 85, LA 60 mL/m²); main PA 25.1 ± 2.8 mm and PA /
+  ascending aorta 0.77 ± 0.09 (Truong et al. 2012).
 - Children: ventricular volumes scale with BSA^1.3 (Buechel et al., JCMR 11:19, 2009);
   vessel diameters with BSA^0.5 (Pettersen et al., JASE 21:922, 2008); height and weight
   by age from the WHO/CDC growth charts (50th centile, sexes averaged).
@@ -193,9 +198,18 @@ def sample_heart_params(population: str, rng: np.random.Generator | int) -> Hear
         # restrictive to unrestrictive: 30-90 % of the normal aortic annulus for the body
         vsd = float(min(g.uniform(0.3, 0.9) * 25.0 * dia, 15.0))
 
-    lv_edv = n(g, 140.0, 20.0, 95.0, 200.0) * vol * lv_scale
-    la_max = n(g, 65.0, 10.0, 40.0, 95.0) * vol * la_scale
-    ra_max = n(g, 70.0, 12.0, 45.0, 105.0) * vol * ra_scale
+    # CT norms (shared/reference/heart-norms.md): LV EDV 113 ± 26 (men) / 98 ± 21 (women)
+    # mL; atria as large as or larger than the LV blood pool, RA up to ~160 and LA up to
+    # ~115 mL at their largest (97.5th percentiles × 1.9 m²); MR LA max 89-103 mL. The
+    # paediatric families keep their CMR-referenced values (Buechel 2009 scaling is CMR).
+    if paediatric:
+        lv_edv = n(g, 140.0, 20.0, 95.0, 200.0) * vol * lv_scale
+        la_max = n(g, 65.0, 10.0, 40.0, 95.0) * vol * la_scale
+        ra_max = n(g, 70.0, 12.0, 45.0, 105.0) * vol * ra_scale
+    else:
+        lv_edv = n(g, 106.0, 20.0, 70.0, 160.0) * vol * lv_scale
+        la_max = n(g, 88.0, 14.0, 55.0, 125.0) * vol * la_scale
+        ra_max = n(g, 105.0, 18.0, 65.0, 155.0) * vol * ra_scale
     return HeartParams(
         population=population,
         seed=seed,
@@ -216,7 +230,7 @@ def sample_heart_params(population: str, rng: np.random.Generator | int) -> Hear
         ra_min_ml=float(ra_max * n(g, 0.5, 0.05, 0.4, 0.65)),
         la_aspect=tuple(n(g, 1.0, 0.07, 0.85, 1.15) for _ in range(3)),
         ra_aspect=tuple(n(g, 1.0, 0.07, 0.85, 1.15) for _ in range(3)),
-        aorta_diameter_mm=n(g, 31.0, 2.5, 25.0, 37.0) * dia * ao_scale,
+        aorta_diameter_mm=n(g, 32.0, 2.5, 26.0, 38.0) * dia * ao_scale,
         pa_diameter_mm=n(g, 24.0, 2.0, 19.0, 29.0) * dia * pa_scale,
         rotation_deg=tuple(n(g, 0.0, 5.0, -12.0, 12.0) for _ in range(3)),
         warp_mm=tuple(n(g, 0.0, 1.5, -4.0, 4.0) for _ in range(9)),

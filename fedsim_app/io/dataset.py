@@ -33,6 +33,16 @@ def read_label(path: str | Path, label_codes: str | Path | CodeSet | None = None
         (:func:`~fedsim_app.io.labels.detect_code_set` raises when ambiguous)
     allow_empty : accept a map with background only (otherwise EmptyLabelError)
     """
+    return read_label_and_codes(path, label_codes, max_voxels=max_voxels, oblique=oblique,
+                                allow_empty=allow_empty)[0]
+
+
+def read_label_and_codes(path: str | Path, label_codes: str | Path | CodeSet | None = None, *,
+                         max_voxels: int = DEFAULT_MAX_VOXELS, oblique: str = "warn",
+                         allow_empty: bool = False) -> tuple[Volume, CodeSet]:
+    """:func:`read_label` and the code set it used (given or detected), so that results
+    can be written back in the file's own codes (:func:`~fedsim_app.io.labels.from_internal`).
+    """
     vol = read_nifti(path, kind="label", max_voxels=max_voxels, oblique=oblique)
     values = np.unique(vol.array)
     if not allow_empty and not (values != 0).any():
@@ -41,7 +51,8 @@ def read_label(path: str | Path, label_codes: str | Path | CodeSet | None = None
     codes = label_codes
     if codes is None:
         codes = recorded_label_codes(path) or detect_code_set(values, path=path)
-    return vol.with_array(to_internal(vol.array, codes, path=path))
+    codes = get_code_set(codes)
+    return vol.with_array(to_internal(vol.array, codes, path=path)), codes
 
 
 def grid_distance_mm(a: Volume, b: Volume) -> float:

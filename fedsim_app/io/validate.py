@@ -14,7 +14,7 @@ import numpy as np
 
 from fedsim_app.io.dataset import DEFAULT_AFFINE_TOL_MM, check_pair
 from fedsim_app.io.errors import DataError, EmptyLabelError, LabelCodesError
-from fedsim_app.io.labels import CodeSet, detect_code_set, get_code_set, to_internal
+from fedsim_app.io.labels import CODE_SETS, CodeSet, detect_code_set, get_code_set, to_internal
 from fedsim_app.io.layouts import index_dataset
 from fedsim_app.io.nifti import DEFAULT_MAX_VOXELS, read_nifti, recorded_label_codes
 
@@ -111,13 +111,10 @@ def validate_path(path: str | Path, label_codes: str | Path | CodeSet | None = N
         if codes is None and spec is None and labels:
             codes = _recorded_codes(index)
         if codes is None and spec is None and labels:
-            values = set()
-            for vol in labels.values():
-                values |= {int(v) for v in np.unique(vol.array)}
-            try:
-                codes = detect_code_set(values, path=index.root)
-            except LabelCodesError as exc:
-                problems.append(_problem(exc, index.root))
+            files = {case.label: {int(v) for v in np.unique(labels[case.case_id].array)}
+                     for case in index.cases if case.case_id in labels}
+            codes, found = _detect_per_file(files, index.root)
+            problems += found
         for case in index.cases:
             label = labels.get(case.case_id)
             if label is None:
@@ -136,6 +133,41 @@ def validate_path(path: str | Path, label_codes: str | Path | CodeSet | None = N
     return ValidationReport(str(path), index.layout, len(index.cases),
                             None if codes is None else codes.name, tuple(problems),
                             tuple(caught))
+
+
+def _detect_per_file(files: dict, root: Path) -> tuple[CodeSet | None, list[Problem]]:
+    """Detect the dataset's code set; name every file whose values fall outside it.
+
+    The union of all values decides when one set fits it. When none does, the set(s)
+    fitting the most files are taken as the dataset's: a unique one becomes the code set
+    (the per-file check then names each stray file); several (e.g. any subset of 0..7)
+    leave the dataset ambiguous, and each file outside all of them is named here.
+    """
+    union = set().union(*files.values())
+    try:
+        return detect_code_set(union, path=root), []
+    except LabelCodesError as exc:
+        union_problem = _problem(exc, root)
+    fits = {name: [f for f, vals in files.items() if vals - {0} <= cs.codes]
+            for name, cs in CODE_SETS.items()}
+    best = max(len(v) for v in fits.values())
+    if best == 0 or best == len(files):
+        return None, [union_problem]  # no file fits anything, or ambiguity alone
+    leaders = [name for name, hit in fits.items() if len(hit) == best]
+    if len(leaders) == 1:
+        return CODE_SETS[leaders[0]], []
+    allowed = set().union(*(CODE_SETS[n].codes for n in leaders))
+    problems = [Problem(str(root), "LabelCodesError",
+                        f"most label files fit several code sets ({', '.join(leaders)}) — "
+                        "pass --label-codes NAME (or a mapping .json) to say which")]
+    for path, vals in files.items():
+        stray = sorted(vals - allowed)
+        if stray:
+            problems.append(Problem(str(path), "LabelValueError",
+                                    f"label values {stray[:10]} are in none of the code sets "
+                                    f"the other files fit ({', '.join(leaders)}) — fix the "
+                                    "file or pass the right --label-codes"))
+    return None, problems
 
 
 def _recorded_codes(index) -> CodeSet | None:

@@ -4,7 +4,9 @@ The 21 parameters in ``[-1, 1]`` (14 SSM modes, 3 rotations, 3 translations, 1 l
 decode to seven corresponded meshes (:class:`ShapeModel`), which voxelize exactly and
 fast to an internal label volume (:func:`voxelize`). Gradients come from finite
 differences (:func:`fd_gradient`, the paper's) or a soft occupancy
-(:func:`soft_gradient`); :func:`fit_labels` estimates the parameters of a label map.
+(:func:`soft_gradient`); :func:`fit_labels` estimates the parameters of a label map;
+:func:`register_labels` then refines every structure onto the map's boundaries, keeping
+the vertex correspondence (a new training shape for :func:`build_ssm`).
 
 Examples
 --------
@@ -46,6 +48,12 @@ from fedsim_app.shape.params import (
     rigid_from_params,
 )
 from fedsim_app.shape.procrustes import generalized_procrustes, umeyama
+from fedsim_app.shape.register import (
+    RegisterConfig,
+    Registration,
+    register_labels,
+    self_intersections,
+)
 from fedsim_app.shape.sampling import ShapeSampler
 from fedsim_app.shape.soft import SoftConfig, soft_labels, soft_occupancy
 from fedsim_app.shape.voxelize import (
@@ -60,10 +68,12 @@ from fedsim_app.shape.voxelize import (
 __all__ = [
     "DEFAULT_FOV_MM", "DEFAULT_GRID_SIZE", "FORMAT_VERSION", "FitConfig", "FitResult",
     "N_MODES", "N_PARAMS", "N_RIGID", "PARAM_NAMES", "PRECEDENCE", "ParamRanges",
-    "RigidTransform", "ShapeModel", "ShapeSampler", "SoftConfig", "Topology", "build_ssm",
+    "RegisterConfig", "Registration", "RigidTransform", "ShapeModel", "ShapeSampler",
+    "SoftConfig", "Topology", "build_ssm",
     "build_population_ssm", "cosine", "default_grid", "fd_gradient", "fit_labels",
     "generalized_procrustes", "heart_mask", "load_atlas_ssm", "overlap_scores",
-    "params_from_rigid", "population_ssm", "precedence_lut", "rigid_from_params",
+    "params_from_rigid", "population_ssm", "precedence_lut", "register_labels",
+    "rigid_from_params", "self_intersections",
     "soft_gradient", "soft_label_volumes", "soft_labels", "soft_occupancy", "structure_flags",
     "topology_from_anatomy", "umeyama", "voxelize", "voxelize_batch", "voxelize_meshes",
 ]

@@ -82,12 +82,24 @@ def population_ssm(population: str, seed: int = 0) -> ShapeModel:
         return load_atlas_ssm()
     from fedsim_app.assets import cache_dir
 
-    path = cache_dir() / "ssm" / f"{population}_seed{seed}_ssm.npz"
+    path = cache_dir() / "ssm" / f"{population}_seed{seed}_{_anatomy_fingerprint()}_ssm.npz"
     if path.is_file():
         return ShapeModel.load(path)
     model = build_population_ssm(population, seed=seed)
     model.save(path)
     return model
+
+
+@lru_cache(maxsize=1)
+def _anatomy_fingerprint() -> str:
+    """Short hash of one procedural heart: a cached population SSM built by an older
+    anatomy (e.g. before the CT calibration) is not served for the current one."""
+    import hashlib
+
+    from fedsim_app import anatomy
+
+    verts = anatomy.build_heart(anatomy.sample_heart_params("adult", 0)).stacked_vertices()
+    return hashlib.sha1(np.round(verts, 3).tobytes()).hexdigest()[:10]
 
 
 def default_grid(

@@ -24,18 +24,27 @@ def write_meshes(topology, vertices, out_dir, formats=MESH_FORMATS, prefix: str 
     return written
 
 
-def write_labels(labels, grid, path, like=None, label_codes: str = "internal") -> Path:
+def write_labels(labels, grid, path, like=None, codes=None) -> Path:
     """Label map as NIfTI; ``like`` (an input :class:`~fedsim_app.io.Volume`) gives the
-    file orientation to restore (its grid must equal ``grid``). ``label_codes`` names the
-    code set of ``labels`` and is recorded in the header, so the file reads back as is."""
+    file orientation to restore (its grid must equal ``grid``); ``codes`` (a code set
+    name, mapping or :class:`~fedsim_app.io.labels.CodeSet`) writes the internal labels in
+    that dataset's codes (None: internal codes). A named code set is recorded in the
+    header, so the file reads back as is."""
     from fedsim_app.io import Volume, write_nifti
+    from fedsim_app.io.labels import CODE_SETS, from_internal, get_code_set
 
+    arr = np.asarray(labels, np.uint8)
+    name = "internal"
+    if codes is not None:
+        cs = get_code_set(codes)
+        arr = from_internal(arr, cs)  # uint8, or int16 for codes above 255 (MM-WHS)
+        name = cs.name if cs.name in CODE_SETS else None  # a mapping file is not recorded
     if like is not None:
-        vol = like.with_array(np.asarray(labels, np.uint8), grid, kind="label")
-        return write_nifti(vol, path, orientation="original", dtype=np.uint8,
-                           label_codes=label_codes)
-    return write_nifti(Volume(np.asarray(labels, np.uint8), grid, kind="label"), path,
-                       dtype=np.uint8, label_codes=label_codes)
+        vol = like.with_array(arr, grid, kind="label")
+        return write_nifti(vol, path, orientation="original", dtype=arr.dtype,
+                           label_codes=name)
+    return write_nifti(Volume(arr, grid, kind="label"), path, dtype=arr.dtype,
+                       label_codes=name)
 
 
 def write_json(path, obj) -> Path:

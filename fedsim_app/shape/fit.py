@@ -8,7 +8,13 @@
 3. Optimisation: Adam on ``u`` with ``params = tanh(u)``, minimising ``1 - mean soft
    Dice`` of the soft labels (:mod:`fedsim_app.shape.soft`) on the coarse grid.
 4. Report: the exact voxelizer on the input grid gives per-structure Dice and the
-   binary-heart IoU.
+   binary-heart IoU, and ``params_at_limit`` counts parameters at ``|p| ≥ 0.99``.
+
+Range: the fit uses the sampling range (the paper's ±1.5√λ per mode, ±15° rotations,
+±20 mm, ±28 % scale), so a fitted vector is always a valid sampler/Explorer input. A heart
+outside that range shows as parameters at their limit and a low Dice; the range it needs
+comes from :mod:`fedsim_app.shape.register` (scaling to the mean's size, then an unbounded,
+regularised refinement of every structure), not from a wider fit.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from fedsim_app.shape.soft import (
 from fedsim_app.shape.voxelize import precedence_lut, voxelize
 
 N_CLASSES = len(STRUCTURES) + 1
+LIMIT_AT = 0.99  # |param| from which a fitted parameter counts as sitting at its limit
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,9 @@ class FitResult:
         return {
             "binary_iou": float(self.binary_iou),
             "dice": {k: float(v) for k, v in self.dice.items()},
+            "mean_dice": float(np.mean(list(self.dice.values()))) if self.dice else 0.0,
+            # a parameter at its limit: the heart lies outside what the model expresses
+            "params_at_limit": int((np.abs(self.params) >= LIMIT_AT).sum()),
             "params": [float(x) for x in self.params],
             "offset_mm": [float(x) for x in self.offset_mm],
             "seconds": float(self.seconds),

@@ -109,7 +109,36 @@ def test_ssm_sample_other_population_builds_and_caches(tmp_path, monkeypatch, ca
     out = tmp_path / "adult"
     assert main(["ssm", "sample", "--n", "1", "--out", str(out), "--population", "adult",
                  "--size", "48"]) == 0
-    assert (tmp_path / "cache" / "ssm" / "adult_seed0_ssm.npz").is_file()
+    cached = list((tmp_path / "cache" / "ssm").glob("adult_seed0_*_ssm.npz"))
+    assert len(cached) == 1  # named with the anatomy's fingerprint: never a stale model
     rec = json.loads((out / "heart_000" / "params.json").read_text())
     assert rec["population"] == "adult"
     population_ssm.cache_clear()
+
+
+@pytest.mark.parametrize("codes", ["mmwhs-consecutive", "mmwhs"])
+def test_ssm_fit_writes_labels_in_the_input_codes(toy_model_path, tmp_path, capsys, codes):
+    from fedsim_app.io import from_internal
+    from fedsim_app.io.labels import get_code_set
+
+    internal = _labels_file(toy_model_path, tmp_path)
+    given = read_label(internal, "internal")
+    path = write_nifti(given.with_array(from_internal(given.array, codes)),
+                       tmp_path / "coded.nii.gz")
+    out_dir = tmp_path / "fit"
+    argv = ["ssm", "fit", str(path), "--label-codes", codes, "--json", "--ssm",
+            str(toy_model_path), "--steps", "5", "--coarse-size", "24"]
+    assert main([*argv, "--out", str(out_dir)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["fitted_label_codes"] == codes
+    import nibabel as nib
+
+    raw = np.asarray(nib.load(out_dir / "fitted_labels.nii.gz").dataobj)
+    assert set(np.unique(raw).tolist()) <= set(get_code_set(codes).codes)
+    assert np.unique(raw).size >= 7
+    # read back in the input's codes, it is the fit's internal label map
+    back = read_label(out_dir / "fitted_labels.nii.gz", codes).array
+    assert main([*argv, "--out", str(tmp_path / "fit2"), "--out-codes", "internal"]) == 0
+    capsys.readouterr()
+    internal_out = read_label(tmp_path / "fit2" / "fitted_labels.nii.gz", "internal").array
+    np.testing.assert_array_equal(back, internal_out)

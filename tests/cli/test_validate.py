@@ -146,3 +146,37 @@ def test_bad_label_codes_option_is_usage_error(tmp_path, capsys, codes):
     code, out, err = run(capsys, tmp_path, "--label-codes", tmp_path / codes
                          if codes.endswith(".json") else codes)
     assert code == 2 and "label" in err and "Traceback" not in err
+
+
+def _write_labels(root: Path, codes: str, n: int, stray: dict) -> None:
+    """``n`` pairs in ``codes``; ``stray`` maps case index → a value planted in its label."""
+    image = ramp_image()
+    for i in range(n):
+        lab = from_internal(blob_label(image).array, codes)
+        if i in stray:
+            lab[0, 0, 1] = stray[i]
+        write_nifti(image, root / f"c{i}_image.nii.gz")
+        write_nifti(image.with_array(lab, kind="label"), root / f"c{i}_label.nii.gz")
+
+
+def test_detection_names_each_file_with_stray_values(tmp_path, capsys):
+    # MM-WHS codes everywhere; two files carry a value of no code set
+    _write_labels(tmp_path, "mmwhs", 5, {1: 77, 3: 13})
+    code, out, err = run(capsys, tmp_path)
+    assert code == 1
+    lines = [ln for ln in out.splitlines() if "[LabelValueError]" in ln]
+    assert len(lines) == 2, out
+    assert any("c1_label.nii.gz" in ln and "77" in ln for ln in lines), out
+    assert any("c3_label.nii.gz" in ln and "13" in ln for ln in lines), out
+    assert "label codes mmwhs" in out and "match no known code set" not in out
+
+
+def test_ambiguous_codes_still_name_the_stray_file(tmp_path, capsys):
+    # codes 1..7 fit internal, mmwhs-consecutive and imagechd; one file holds a 9
+    _write_labels(tmp_path, "mmwhs-consecutive", 4, {2: 9})
+    code, out, err = run(capsys, tmp_path)
+    assert code == 1
+    named = [ln for ln in out.splitlines() if "c2_label.nii.gz" in ln]
+    assert len(named) == 1 and "[9]" in named[0], out
+    assert "--label-codes" in out
+    assert not any(f"c{i}_label.nii.gz" in out for i in (0, 1, 3))
