@@ -40,7 +40,7 @@ def run(n_changes: int, preset: str, seed: int = 0) -> dict:
     from pytestqt.wait_signal import SignalBlocker
     from qtpy.QtCore import QTimer
 
-    from fedsim_napari.explorer_widget import ExplorerWidget
+    from fedsim_napari._qt.explorer import ExplorerWidget
 
     qt_api.set_qt_api(None)  # outside pytest: pick the installed binding (PyQt5)
     viewer = napari.Viewer(show=True)

@@ -26,8 +26,14 @@ from fedsim_app.train.checkpoint import (
 )
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import load_site_data
-from fedsim_app.train.glo import build_nets
-from fedsim_app.train.latents import Latents, fit_normal, sample_normal
+from fedsim_app.train.glo import (
+    base_rates,
+    build_nets,
+    build_optimizers,
+    freeze_discriminator,
+    start_phase3,
+)
+from fedsim_app.train.latents import Latents
 from fedsim_app.train.schedule import set_rates
 from fedsim_app.train.session import site_chain
 from fedsim_app.train.steps import GLOSteps
@@ -89,38 +95,18 @@ class FedClient:
         self._build_optimizers()
 
     def _build_optimizers(self) -> None:
-        """Adam over the local parameters only; the groups and rates are the single-site
-        trainer's with the shared generators' group left to the server."""
-        c, n = self.cfg, self.nets
-        gan_betas = (0.0, 0.9)
-        self.opt = {
-            "shape_material": torch.optim.Adam(n.z_lab.parameters(), lr=c.lr_phase1),
-            "enhancer": torch.optim.Adam(n.enhancer.parameters(), lr=c.lr_gan, betas=gan_betas),
-            "disc": torch.optim.Adam(n.disc.parameters(), lr=c.lr_gan, betas=gan_betas),
-        }
-        if n.z_unl is not None:
-            self.opt["labelled"] = torch.optim.Adam(
-                [{"params": n.z_lab.parameters(), "lr": c.lr_labelled},
-                 {"params": n.enhancer.parameters(), "lr": c.lr_labelled_gan}])
-            self.opt["unlabelled"] = torch.optim.Adam(
-                [{"params": n.z_unl.parameters(), "lr": c.lr_unlabelled},
-                 {"params": n.enhancer.parameters(), "lr": c.lr_unlabelled_gan}])
-        self.base_rates = {k: [g["lr"] for g in o.param_groups] for k, o in self.opt.items()}
+        """The single-site trainer's optimisers over the local parameters only."""
+        self.opt = build_optimizers(self.nets, self.cfg, generators=False)
+        self.opt["shape_material"] = self.opt.pop("phase1")  # named as the protocol's step
+        self.base_rates = base_rates(self.opt)
 
     def _start_phase3(self) -> None:
         """The site's prior over its own latents, its unlabelled latents, D frozen."""
-        mean, cov = fit_normal(self.nets.z_lab.codes)
-        self.prior = {"mean": mean, "cov": cov}
-        self.nets.z_unl = Latents(self.data.n_unlabelled, self.cfg.latent_dim)
-        with torch.no_grad():
-            self.nets.z_unl.codes.copy_(sample_normal(mean, cov, self.data.n_unlabelled,
-                                                      seed=self.cfg.seed + 2))
-        self._freeze_disc()
+        self.prior = start_phase3(self.nets, self.cfg, self.data.n_unlabelled)
         self._build_optimizers()
 
     def _freeze_disc(self) -> None:
-        self.nets.disc.requires_grad_(False)
-        self.nets.disc.eval()
+        freeze_discriminator(self.nets.disc)
 
     def local_modules(self) -> dict[str, torch.nn.Module]:
         return {k: m for k, m in self.nets.modules().items() if k not in SHARED_MODULES}

@@ -55,6 +55,63 @@ def build_nets(cfg: TrainConfig, n_labelled: int) -> Nets:
     )
 
 
+GAN_BETAS = (0.0, 0.9)  # GauGAN's
+
+
+def build_optimizers(nets: Nets, cfg: TrainConfig, *,
+                     generators: bool = True) -> dict[str, torch.optim.Adam]:
+    """The GLO optimisers at the appendix's rates, one per kind of step.
+
+    ``phase1`` (latents and generators), ``enhancer`` and ``disc``; once the unlabelled
+    latents exist also ``labelled`` and ``unlabelled`` (phase 3's two optimisers). With
+    ``generators=False`` G_shape and G_material are left out of every group: a federated
+    site leaves their gradients in ``.grad`` for the server, which applies them.
+    """
+    c, n = cfg, nets
+    gen = n.generator_parameters() if generators else []
+
+    def groups(*pairs):
+        listed = [(list(p), lr) for p, lr in pairs]
+        return [{"params": p, "lr": lr} for p, lr in listed if p]
+
+    opt = {
+        "phase1": torch.optim.Adam(groups((n.z_lab.parameters(), c.lr_phase1),
+                                          (gen, c.lr_phase1))),
+        "enhancer": torch.optim.Adam(n.enhancer.parameters(), lr=c.lr_gan, betas=GAN_BETAS),
+        "disc": torch.optim.Adam(n.disc.parameters(), lr=c.lr_gan, betas=GAN_BETAS),
+    }
+    if n.z_unl is not None:
+        opt["labelled"] = torch.optim.Adam(groups(
+            (n.z_lab.parameters(), c.lr_labelled), (gen, c.lr_labelled),
+            (n.enhancer.parameters(), c.lr_labelled_gan)))
+        opt["unlabelled"] = torch.optim.Adam(groups(
+            (n.z_unl.parameters(), c.lr_unlabelled), (gen, c.lr_unlabelled),
+            (n.enhancer.parameters(), c.lr_unlabelled_gan)))
+    return opt
+
+
+def base_rates(opt: dict[str, torch.optim.Optimizer]) -> dict[str, list[float]]:
+    """Each optimiser's group rates before any decay (what ``set_rates`` scales)."""
+    return {k: [g["lr"] for g in o.param_groups] for k, o in opt.items()}
+
+
+def freeze_discriminator(disc: torch.nn.Module) -> None:
+    """Phase 3 trains against a fixed discriminator (the paper: it steadies training)."""
+    disc.requires_grad_(False)
+    disc.eval()
+
+
+def start_phase3(nets: Nets, cfg: TrainConfig, n_unlabelled: int) -> dict:
+    """Fit N(μ, Σ) to the labelled latents, draw the unlabelled ones from it (seeded) and
+    freeze the discriminator; returns the prior ``{"mean", "cov"}``."""
+    mean, cov = fit_normal(nets.z_lab.codes)
+    nets.z_unl = Latents(n_unlabelled, cfg.latent_dim)
+    with torch.no_grad():
+        nets.z_unl.codes.copy_(sample_normal(mean, cov, n_unlabelled, seed=cfg.seed + 2))
+    freeze_discriminator(nets.disc)
+    return {"mean": mean, "cov": cov}
+
+
 class Trainer:
     """One site's GLO run in a run folder.
 
@@ -86,40 +143,16 @@ class Trainer:
 
     # -- optimisers ------------------------------------------------------------------------
     def _build_optimizers(self) -> None:
-        c, n = self.cfg, self.nets
-        gan_betas = (0.0, 0.9)  # GauGAN's
-        self.opt = {
-            "phase1": torch.optim.Adam(
-                [{"params": n.z_lab.parameters(), "lr": c.lr_phase1},
-                 {"params": n.generator_parameters(), "lr": c.lr_phase1}]),
-            "enhancer": torch.optim.Adam(n.enhancer.parameters(), lr=c.lr_gan, betas=gan_betas),
-            "disc": torch.optim.Adam(n.disc.parameters(), lr=c.lr_gan, betas=gan_betas),
-        }
-        if n.z_unl is not None:
-            self.opt["labelled"] = torch.optim.Adam(
-                [{"params": n.z_lab.parameters(), "lr": c.lr_labelled},
-                 {"params": n.generator_parameters(), "lr": c.lr_labelled},
-                 {"params": n.enhancer.parameters(), "lr": c.lr_labelled_gan}])
-            self.opt["unlabelled"] = torch.optim.Adam(
-                [{"params": n.z_unl.parameters(), "lr": c.lr_unlabelled},
-                 {"params": n.generator_parameters(), "lr": c.lr_unlabelled},
-                 {"params": n.enhancer.parameters(), "lr": c.lr_unlabelled_gan}])
-        self.base_rates = {k: [g["lr"] for g in o.param_groups] for k, o in self.opt.items()}
+        self.opt = build_optimizers(self.nets, self.cfg)
+        self.base_rates = base_rates(self.opt)
 
     def start_phase3(self) -> None:
         """Fit N(μ, Σ) to the labelled latents, draw the unlabelled ones, freeze D."""
-        mean, cov = fit_normal(self.nets.z_lab.codes)
-        self.prior = {"mean": mean, "cov": cov}
-        self.nets.z_unl = Latents(self.data.n_unlabelled, self.cfg.latent_dim)
-        with torch.no_grad():
-            self.nets.z_unl.codes.copy_(sample_normal(mean, cov, self.data.n_unlabelled,
-                                                      seed=self.cfg.seed + 2))
-        self._freeze_disc()
+        self.prior = start_phase3(self.nets, self.cfg, self.data.n_unlabelled)
         self._build_optimizers()
 
     def _freeze_disc(self) -> None:
-        self.nets.disc.requires_grad_(False)
-        self.nets.disc.eval()
+        freeze_discriminator(self.nets.disc)
 
     # -- the loops ---------------------------------------------------------------------------
     def totals(self) -> dict[int, int]:

@@ -27,7 +27,7 @@ def open_viewer(show: bool = True, preset: str | None = None):
     import napari
 
     from fedsim_app.pipeline import DEFAULT_PRESET
-    from fedsim_napari.explorer_widget import ExplorerWidget
+    from fedsim_napari._qt.explorer import ExplorerWidget
 
     viewer = napari.Viewer(title="FedSim", show=show)
     widget = ExplorerWidget(viewer, preset=preset or DEFAULT_PRESET, site="A")

@@ -50,7 +50,7 @@ def sample_layers(site_key: str) -> list[tuple]:
 
     from fedsim_app.errors import FedSimError
     from fedsim_app.io import read_nifti
-    from fedsim_napari.explorer_views import label_colormap
+    from fedsim_napari.views import label_colormap
 
     try:
         image_path, label_path = ensure_sample(site_key)

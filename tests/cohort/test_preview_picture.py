@@ -71,7 +71,7 @@ def test_every_picture_reads_the_same_table():
 
 def test_explorer_reads_the_same_table():
     pytest.importorskip("napari")
-    from fedsim_napari import explorer_views
+    from fedsim_napari import views as explorer_views
 
     assert explorer_views.STRUCTURE_COLORS == STRUCTURE_COLOURS
     html = explorer_views.legend_html()

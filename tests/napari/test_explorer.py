@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gui
 @pytest.fixture(autouse=True)
 def _no_background_matrix_build(monkeypatch):
     """A missing coarse system matrix would be built for minutes beyond the test."""
-    from fedsim_napari.explorer_widget import ExplorerWidget
+    from fedsim_napari._qt.explorer import ExplorerWidget
 
     monkeypatch.setattr(ExplorerWidget, "build_coarse_in_background", False)
 
@@ -199,7 +199,7 @@ def test_hiding_the_dock_never_leaves_the_canvas_frozen(make_napari_viewer, qtbo
 def test_enhanced_ct_is_shown_and_named(make_napari_viewer, qtbot):
     import torch
 
-    from fedsim_napari.explorer_widget import ExplorerWidget
+    from fedsim_napari._qt.explorer import ExplorerWidget
 
     class Brighter(torch.nn.Module):  # stand-in site enhancer: +100 HU in the heart
         def forward(self, coarse_up, labels, k_frac):
@@ -212,7 +212,7 @@ def test_enhanced_ct_is_shown_and_named(make_napari_viewer, qtbot):
     assert widget.slices.layers["ct"].name == "CT slices (coarse CT upsampled, no enhancer)"
     widget.site.setCurrentText("B")
     _wait(widget, qtbot, timeout=120_000)
-    assert widget.slices.layers["ct"].name == "CT slices (enhanced)"
+    assert widget.slices.layers["ct"].name == "CT slices (site enhancer)"
     assert "site enhancer" in widget.provenance.text()
     assert "Brighter" in widget.provenance.toolTip()
     from fedsim_app.models.enhance import upsample_coarse

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 @pytest.fixture(autouse=True)
 def _no_background_matrix_build(monkeypatch):
     """A missing coarse system matrix would be built for minutes beyond the test."""
-    from fedsim_napari.explorer_widget import ExplorerWidget
+    from fedsim_napari._qt.explorer import ExplorerWidget
 
     monkeypatch.setattr(ExplorerWidget, "build_coarse_in_background", False)
 
@@ -35,7 +35,8 @@ def test_fit_sets_sliders_and_shows_dice(make_napari_viewer, qtbot):
     assert np.mean(list(widget.last_fit.dice.values())) > 0.7
     values = np.array(widget.sliders.values())
     assert values[0] > 0.2  # the dominant mode is recovered with its sign
-    assert widget.state().params == tuple(values)
+    # the state keeps the fit's exact values; the sliders show them to 0.01
+    assert np.allclose(widget.state().params, values, atol=0.005)
     qtbot.waitUntil(lambda: not widget.scheduler.busy, timeout=60_000)
 
 

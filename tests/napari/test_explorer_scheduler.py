@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gui
 
 
 def test_stale_renders_are_dropped(qtbot):
-    from fedsim_napari.explorer_worker import RenderScheduler
+    from fedsim_napari.workers import RenderScheduler
 
     def slow(state):
         time.sleep(0.15)
@@ -35,7 +35,7 @@ def test_drag_shows_paced_live_frames(qtbot):
     (a fake clock makes it deterministic); the newest state is always shown last."""
     import threading
 
-    from fedsim_napari.explorer_worker import RenderScheduler
+    from fedsim_napari.workers import RenderScheduler
 
     gates = {s: threading.Event() for s in "abcd"}
     started = []
@@ -72,7 +72,7 @@ def test_drag_shows_paced_live_frames(qtbot):
 def test_next_render_waits_for_the_display(qtbot):
     """With ``wait_for_display`` the next render starts on ``displayed()``, or when the
     hold runs out if the consumer never reports."""
-    from fedsim_napari.explorer_worker import RenderScheduler
+    from fedsim_napari.workers import RenderScheduler
 
     started = []
 
@@ -108,7 +108,7 @@ def test_event_loop_stays_responsive(qtbot):
 
     from qtpy.QtCore import QTimer
 
-    from fedsim_napari.explorer_worker import RenderScheduler
+    from fedsim_napari.workers import RenderScheduler
 
     released = threading.Event()
     seen = {}

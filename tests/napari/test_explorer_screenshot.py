@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 @pytest.fixture(autouse=True)
 def _no_background_matrix_build(monkeypatch):
     """A missing coarse system matrix would be built for minutes beyond the test."""
-    from fedsim_napari.explorer_widget import ExplorerWidget
+    from fedsim_napari._qt.explorer import ExplorerWidget
 
     monkeypatch.setattr(ExplorerWidget, "build_coarse_in_background", False)
 

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.gui]
 @pytest.fixture(autouse=True)
 def _no_background_matrix_build(monkeypatch):
     """A missing coarse system matrix would be built for minutes beyond the test."""
-    from fedsim_napari.explorer_widget import ExplorerWidget
+    from fedsim_napari._qt.explorer import ExplorerWidget
 
     monkeypatch.setattr(ExplorerWidget, "build_coarse_in_background", False)
 
@@ -42,7 +42,7 @@ def test_folding_shape_modes_brings_every_pose_slider_into_view(make_napari_view
     from qtpy.QtCore import QRect
     from qtpy.QtWidgets import QApplication
 
-    from fedsim_napari.explorer_controls import MODES_GROUP, POSE_GROUP
+    from fedsim_napari._qt.sliders import MODES_GROUP, POSE_GROUP
     from fedsim_napari.launch import fit_to_screen
 
     viewer, widget = _explorer(make_napari_viewer, qtbot)
@@ -70,7 +70,7 @@ def test_folding_shape_modes_brings_every_pose_slider_into_view(make_napari_view
 
 
 def test_fit_selector_says_to_open_a_label_file(make_napari_viewer, qtbot):
-    from fedsim_napari.explorer_widget import FIT_PLACEHOLDER
+    from fedsim_napari._qt.explorer import FIT_PLACEHOLDER
 
     viewer, widget = _explorer(make_napari_viewer, qtbot)
     # the Explorer's own Labels layer is in the layer list, but is no fit target

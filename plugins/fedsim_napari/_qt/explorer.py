@@ -1,8 +1,9 @@
 """The "FedSim Explorer" dock: shape and scanner sliders, rendered live and side by side.
 
-The widget only gathers the state (21 sliders, seed, site) and forwards it to
-``fedsim_app.pipeline.FedSimModel`` through a :class:`RenderScheduler`; the results go to
-the linked views (:mod:`fedsim_napari.explorer_views`).
+The controls write the shared :class:`fedsim_napari.state.AppState`; its events move the
+controls back and ask ``fedsim_app.pipeline.FedSimModel`` for a render through the
+:class:`RenderScheduler`; the results go to the linked views (:mod:`fedsim_napari.views`).
+Other panels (training, export) change the same state and the Explorer follows.
 """
 
 from __future__ import annotations
@@ -31,10 +32,20 @@ from fedsim_app.pipeline import (
     SampleState,
     export_result,
 )
-from fedsim_napari.explorer_controls import ParameterSliders, parameter_labels
-from fedsim_napari.explorer_mesh import MeshCanvas, mesh_payload
-from fedsim_napari.explorer_views import SliceLayers, legend_html
-from fedsim_napari.explorer_worker import RenderScheduler, keep_alive
+from fedsim_napari._qt.mesh import MeshCanvas, mesh_payload
+from fedsim_napari._qt.sliders import ParameterSliders, parameter_labels
+from fedsim_napari.state import AppState, shared_state
+from fedsim_napari.views import SliceLayers, ct_description, legend_html
+from fedsim_napari.workers import LongJob, RenderScheduler
+
+
+def site_enhancers(path) -> dict:
+    """``{site: enhancer}`` of a training checkpoint or bundle (worker thread)."""
+    from fedsim_app.train.model_io import load_site_models
+
+    return {key: m.nets.enhancer for key, m in load_site_models(path).items()
+            if m.nets.enhancer is not None}
+
 
 MESH_DELAY_MS = 15
 # a real timer (not 0, which Qt posts as an event into the same turn) lets other timers
@@ -58,6 +69,7 @@ class ExplorerWidget(QWidget):
     site : key of the site shown first (``fedsim_app.sites``)
     enhancers : ``{site key: enhancer module}``; a site without one shows its coarse CT
         upsampled
+    state : the application state to share with other panels (a new one by default)
 
     Signals
     -------
@@ -73,18 +85,23 @@ class ExplorerWidget(QWidget):
     displayed = Signal(float)
 
     def __init__(self, napari_viewer, preset: str = DEFAULT_PRESET, site: str = "A",
-                 parent=None, *, enhancers: dict | None = None):
+                 parent=None, *, enhancers: dict | None = None,
+                 state: AppState | None = None):
         super().__init__(parent)
         from fedsim_app.sites import load_sites
 
         self.setObjectName("FedSimExplorer")
         self.viewer = napari_viewer
-        self.model = FedSimModel(preset, enhancers=enhancers)
+        if state is None:
+            state = shared_state(napari_viewer, preset=preset,
+                                 sample=SampleState(site=site.upper()))
+        self.app_state = state
+        self.model = FedSimModel(state.preset, enhancers=enhancers)
         self.result = None
         self.latencies_ms: list[float] = []
         self.last_failure = None
         self.last_fit = None
-        self._fit_worker = None
+        self._fit_job = None
         self._pending_meshes = None
         self._pending_paint = None
         self._painting = None  # the window whose next update request paints the views
@@ -114,12 +131,14 @@ class ExplorerWidget(QWidget):
             self.site.addItem(key)
             self.site.setItemData(i, f"{record.title}; scanner {record.scanner.name}",
                                   Qt.ToolTipRole)
-        self.site.setCurrentText(site.upper())
+        self.site.setCurrentText(state.sample.site)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setToolTip("seed of 'Random sample': it names the drawn shape parameters "
                              "(the model renders the parameters through the site's chain)")
+        self.seed.setValue(state.sample.seed)
         self.sliders = ParameterSliders(parameter_labels(self.model.ssm))
+        self.sliders.set_values(state.sample.params)
         self.random_button = QPushButton("Random sample")
         self.reset_button = QPushButton("Reset to mean")
         self.fit_layer = QComboBox()
@@ -143,10 +162,15 @@ class ExplorerWidget(QWidget):
         legend.setWordWrap(True)
         self._layout(legend)
 
-        self.site.currentTextChanged.connect(self.request)
-        self.preset.currentTextChanged.connect(self.set_preset)
-        self.seed.valueChanged.connect(self.request)
-        self.sliders.changed.connect(self.request)
+        # controls -> state; state -> controls and render
+        self.site.currentTextChanged.connect(state.set_site)
+        self.preset.currentTextChanged.connect(state.set_preset)
+        self.seed.valueChanged.connect(state.set_seed)
+        # the moved slider only: the others keep their exact values (a fit's, say)
+        self.sliders.moved.connect(state.set_param)
+        state.events.sample.connect(self._sample_changed)
+        state.events.preset.connect(self._preset_changed)
+        state.events.checkpoint.connect(self._checkpoint_changed)
         self._thumbnails.timeout.connect(self.slices.refresh_thumbnails)
         self.random_button.clicked.connect(self.random_sample)
         self.reset_button.clicked.connect(self.reset_to_mean)
@@ -199,17 +223,22 @@ class ExplorerWidget(QWidget):
 
     # -- state ------------------------------------------------------------------------
     def state(self) -> SampleState:
-        return SampleState(self.sliders.values(), self.seed.value(), self.site.currentText())
+        """The sample shown (or being rendered)."""
+        return self.app_state.sample
 
     def set_state(self, state: SampleState) -> None:
         """Show ``state`` (one render, whatever changed)."""
+        self.app_state.sample = state
+
+    def _sample_changed(self, sample: SampleState) -> None:
+        """The state changed (here or in another panel): controls follow, then a render."""
         for w in (self.site, self.seed):
             w.blockSignals(True)
-        self.site.setCurrentText(state.site)
-        self.seed.setValue(state.seed)
+        self.site.setCurrentText(sample.site)
+        self.seed.setValue(sample.seed)
         for w in (self.site, self.seed):
             w.blockSignals(False)
-        self.sliders.set_values(state.params)
+        self.sliders.set_values(sample.params)
         self.request()
 
     def request(self, *_) -> int:
@@ -218,18 +247,41 @@ class ExplorerWidget(QWidget):
 
     def set_preset(self, name: str) -> None:
         """Switch resolution preset (``interactive`` 64³, ``paper`` 128³): a new model."""
+        self.app_state.set_preset(name)
+
+    def _preset_changed(self, name: str) -> None:
+        if self.preset.currentText() != name:
+            self.preset.blockSignals(True)
+            self.preset.setCurrentText(name)
+            self.preset.blockSignals(False)
         if name == self.model.preset.name:
             return
         self.model = FedSimModel(name, enhancers=self.model.enhancers)
         self.request()
 
+    def _checkpoint_changed(self, path) -> None:
+        """A trained checkpoint was loaded (training panel): render with its enhancer."""
+        if path is None:
+            return
+        job = LongJob(f"FedSim Explorer: loading the checkpoint {path}", site_enhancers, path)
+        job.returned.connect(lambda enhancers: self._use_enhancers(path, enhancers))
+        job.start()
+
+    def _use_enhancers(self, path, enhancers: dict) -> None:
+        from napari.utils.notifications import show_info
+
+        self.model = FedSimModel(self.model.preset.name,
+                                 enhancers={**self.model.enhancers, **enhancers})
+        show_info(f"FedSim Explorer: site {', '.join(enhancers) or '(none)'} enhancer from "
+                  f"{path}")
+        self.request()
+
     def random_sample(self) -> None:
         """Next seed, and parameters drawn with it (reproducible: the seed names it)."""
-        seed = self.seed.value() + 1
-        self.set_state(SampleState.random(seed, self.site.currentText()))
+        self.app_state.random_sample()
 
     def reset_to_mean(self) -> None:
-        self.set_state(SampleState(seed=self.seed.value(), site=self.site.currentText()))
+        self.app_state.reset_to_mean()
 
     # -- results ------------------------------------------------------------------------
     def _render(self, state: SampleState):
@@ -246,6 +298,7 @@ class ExplorerWidget(QWidget):
         """
         result, meshdata = rendered
         self.result = result
+        self.app_state.result = result
         views = self._views_widget()
         if views is not None:
             views.setUpdatesEnabled(False)
@@ -304,12 +357,9 @@ class ExplorerWidget(QWidget):
 
     def _show_status(self, result, ready_ms: float) -> None:
         """Provenance and timing of ``result`` (before the paint, so in the same one)."""
-        from fedsim_app.models.enhance import NO_ENHANCER
-
         material = "Fix-Mat atlas" if result.material_source.startswith("Fix-Mat") \
             else "generated"
-        ct = ("coarse CT upsampled, no enhancer" if result.ct_source == NO_ENHANCER
-              else "site enhancer")
+        ct = ct_description(result)
         provenance = (f"<b>Material</b>: {material}, {result.energy_keV:.1f} keV · "
                       f"<b>CT</b>: {ct}")
         if self.provenance.text() != provenance:
@@ -325,7 +375,6 @@ class ExplorerWidget(QWidget):
 
     def _prepare_site(self, site: str) -> None:
         """Build a site's coarse system matrix once, in the background, if it is missing."""
-        from napari.qt.threading import create_worker
         from napari.utils.notifications import show_info
 
         if (not self.build_coarse_in_background or site in self._preparing
@@ -335,10 +384,10 @@ class ExplorerWidget(QWidget):
         show_info(f"FedSim Explorer: building the coarse CT simulator of site {site} once (a few "
                   "minutes on a CPU, then cached). Until then its coarse CT takes the "
                   "direct diffct path, about a second per update.")
-        worker = create_worker(self.model.prepare_site, site, _start_thread=False)
-        worker.returned.connect(lambda _: show_info(f"FedSim Explorer: site {site} is ready."))
-        keep_alive(worker)
-        worker.start()
+        job = LongJob(f"FedSim Explorer: building the coarse CT simulator of site {site}",
+                      self.model.prepare_site, site)
+        job.returned.connect(lambda _: show_info(f"FedSim Explorer: site {site} is ready."))
+        job.start()
 
     def _show_meshes(self) -> None:
         if self._pending_meshes is not None:
@@ -375,12 +424,11 @@ class ExplorerWidget(QWidget):
                                        else (0 if names else -1))
         self.fit_button.setEnabled(bool(names))
 
-    def fit_to_labels(self, layer=None):
+    def fit_to_labels(self, layer=None) -> LongJob | None:
         """Fit the SSM to a Labels layer in a worker; sets the sliders and shows Dice."""
-        from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
-        from fedsim_napari.explorer_fit import labels_and_grid
+        from fedsim_napari.fit import labels_and_grid
 
         name = layer.name if layer is not None else self.fit_layer.currentText()
         try:
@@ -390,32 +438,18 @@ class ExplorerWidget(QWidget):
             return None
         self.fit_button.setEnabled(False)
         self.fit_status.setText(f"fitting the SSM to {name}…")
-
-        def run():
-            try:
-                return self.model.fit(labels, grid)
-            except Exception as exc:  # noqa: BLE001 - becomes a notification
-                return exc
-
-        worker = create_worker(run, _start_thread=False)
-        worker.returned.connect(lambda out: self._fit_done(name, out))
-        self._fit_worker = worker
-        keep_alive(worker)
-        worker.start()
-        return worker
+        job = LongJob(f"FedSim Explorer: fitting {name} (check that the layer holds a whole "
+                      "heart in internal label codes 0..7)", self.model.fit, labels, grid)
+        job.returned.connect(lambda out: self._fit_done(name, out))
+        job.failed.connect(lambda message: self.fit_status.setText(message))
+        job.finished.connect(lambda: self.fit_button.setEnabled(True))
+        self._fit_job = job
+        return job.start()
 
     def _fit_done(self, name: str, out) -> None:
-        from napari.utils.notifications import show_error
-
         from fedsim_app.pipeline import params_from_fit
 
-        self.fit_button.setEnabled(True)
-        self._fit_worker = None
-        if isinstance(out, Exception):
-            self.fit_status.setText(f"fit failed: {out}")
-            show_error(f"FedSim Explorer: fitting {name} failed: {out}. Check that the layer "
-                       "holds a whole heart in internal label codes 0..7.")
-            return
+        self._fit_job = None
         self.last_fit = out
         mean = float(np.mean(list(out.dice.values()))) if out.dice else 0.0
         shift = float(np.linalg.norm(out.offset_mm))

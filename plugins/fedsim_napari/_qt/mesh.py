@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedsim_napari.explorer_views import STRUCTURE_COLORS
+from fedsim_napari.views import STRUCTURE_COLORS
 
 _VERTEX = """
 varying vec4 v_color;

@@ -4,7 +4,7 @@ The 2D views (labels, material map 16³, coarse CT 16³, CT slices: the site enh
 the coarse CT upsampled where the site has none) are napari layers in grid mode,
 so they share one slice position and camera; every layer carries its grid's scale and
 translate, so positions are mm. The meshes live in a vispy canvas of their own
-(:mod:`fedsim_napari.explorer_mesh`), since napari's grid shares one 2D/3D display mode.
+(:mod:`fedsim_napari._qt.mesh`), since napari's grid shares one 2D/3D display mode.
 """
 
 from __future__ import annotations
@@ -28,12 +28,18 @@ LAYER_SOURCES = {"labels": "labels", "material": "material_mu_per_mm",
                  "coarse": "coarse_ct_hu", "ct": "ct_hu"}
 
 
-def ct_layer_name(result) -> str:
-    """Name of the CT layer: it says whether a site enhancer made the slices."""
+def ct_description(result) -> str:
+    """How ``result``'s CT slices were made, in the words every panel uses."""
     from fedsim_app.models.enhance import NO_ENHANCER
 
-    what = "coarse CT upsampled, no enhancer" if result.ct_source == NO_ENHANCER else "enhanced"
-    return f"CT slices ({what})"
+    if result.ct_source == NO_ENHANCER:
+        return "coarse CT upsampled, no enhancer"
+    return "site enhancer"
+
+
+def ct_layer_name(result) -> str:
+    """Name of the CT layer: it says whether a site enhancer made the slices."""
+    return f"CT slices ({ct_description(result)})"
 
 
 def label_colormap():

@@ -26,13 +26,14 @@ def parameter_labels(ssm) -> list[str]:
 
 class ParameterSliders(QWidget):
     """21 labelled sliders in two collapsible groups (shape modes, pose and size);
-    ``changed`` fires on user moves, not on :meth:`set_values`.
+    ``changed`` and ``moved(index, value)`` fire on user moves, not on :meth:`set_values`.
 
     On a 1080-pixel screen the dock cannot show all 21 rows beside the 3D view; folding a
     group (its header is a button) brings the other one into view without scrolling.
     """
 
     changed = Signal()
+    moved = Signal(int, float)
 
     def __init__(self, labels: list[str], parent=None):
         super().__init__(parent)
@@ -75,7 +76,8 @@ class ParameterSliders(QWidget):
         value = QLabel("+0.00")
         # fixed width: a new value must not re-layout the dock (and repaint its 3D view)
         value.setFixedWidth(value.fontMetrics().horizontalAdvance("+0.00") + 14)
-        slider.valueChanged.connect(lambda v, lab=value: self._moved(v, lab))
+        index = len(self.sliders)
+        slider.valueChanged.connect(lambda v, lab=value, i=index: self._moved(i, v, lab))
         name = QLabel(text)
         name.setToolTip(text)
         grid.addWidget(name, row, 0)
@@ -98,17 +100,25 @@ class ParameterSliders(QWidget):
         """Open or fold ``group`` (:data:`MODES_GROUP` or :data:`POSE_GROUP`)."""
         self.groups[group][0].setChecked(expanded)
 
-    def _moved(self, v: int, label: QLabel) -> None:
+    def _moved(self, index: int, v: int, label: QLabel) -> None:
         label.setText(f"{v / STEPS:+.2f}")
+        self.moved.emit(index, v / STEPS)
         self.changed.emit()
 
     def values(self) -> tuple[float, ...]:
         return tuple(s.value() / STEPS for s in self.sliders)
 
     def set_values(self, values) -> None:
-        """Move every slider without emitting ``changed`` (one render follows, not 21)."""
+        """Move every slider without emitting ``changed`` (one render follows, not 21).
+
+        Sliders already at their value are left alone: the state calls this on every
+        change, and a label's new text would repaint the dock during a drag.
+        """
         for slider, label, v in zip(self.sliders, self._values, values, strict=True):
+            tick = int(round(float(v) * STEPS))
+            if slider.value() == tick:
+                continue
             slider.blockSignals(True)
-            slider.setValue(int(round(float(v) * STEPS)))
+            slider.setValue(tick)
             slider.blockSignals(False)
             label.setText(f"{slider.value() / STEPS:+.2f}")

@@ -1,4 +1,6 @@
-"""Latest-state-wins rendering off the event loop.
+"""Work off the GUI thread, shared by every panel: renders and long jobs.
+
+:class:`RenderScheduler`: latest-state-wins rendering off the event loop.
 
 A request starts rendering at once when the worker is free, so the render computes while
 the GUI thread repaints the slider that moved. One worker thread renders at a time, and
@@ -151,3 +153,93 @@ class RenderScheduler(QObject):
         self._worker = None
         if self._pending is not None:
             self._launch()
+
+
+def notify_error(message: str) -> None:
+    """Show ``message`` as a napari error notification (no traceback)."""
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+class LongJob(QObject):
+    """A long computation in a napari thread worker, with progress, cancel and errors.
+
+    ``fn(*args)`` is a plain function, or a generator that yields progress as
+    ``(done, total, text)`` and returns its result; only a generator can be cancelled
+    (between two yields). A raised exception becomes ``failed`` and, with ``notify``, a
+    napari notification naming ``title``: never a bare traceback.
+
+    Signals
+    -------
+    progress(done, total, text) ; returned(result) ; failed(message) ; finished()
+    """
+
+    progress = Signal(int, int, str)
+    returned = Signal(object)
+    failed = Signal(str)
+    finished = Signal()
+
+    def __init__(self, title: str, fn, *args, notify: bool = True, parent=None):
+        super().__init__(parent)
+        self.title = title
+        self._fn, self._args = fn, args
+        self.notify = notify
+        self.cancelled = False
+        self.running = False
+        self._worker = None
+
+    def start(self) -> LongJob:
+        import inspect
+
+        from napari.qt.threading import create_worker
+
+        fn, args = self._fn, self._args
+        if inspect.isgeneratorfunction(fn):
+            def run():
+                try:
+                    result = yield from fn(*args)
+                except Exception as exc:  # noqa: BLE001 - becomes a notification
+                    return RenderFailure(exc)
+                return result
+        else:
+            def run():
+                try:
+                    return fn(*args)
+                except Exception as exc:  # noqa: BLE001 - becomes a notification
+                    return RenderFailure(exc)
+
+        worker = create_worker(run, _start_thread=False)
+        if hasattr(worker, "yielded"):
+            worker.yielded.connect(lambda p: self.progress.emit(int(p[0]), int(p[1]), str(p[2])))
+        worker.returned.connect(self._returned)
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        self.running = True
+        # Qt's connections do not hold this Python object: a caller that keeps no
+        # reference must still get its signals
+        _RUNNING.add(self)
+        keep_alive(worker)
+        worker.start()
+        return self
+
+    def cancel(self) -> None:
+        """Stop at the next progress yield (a plain function runs to its end)."""
+        self.cancelled = True
+        if self._worker is not None and hasattr(self._worker, "quit"):
+            self._worker.quit()
+
+    def _returned(self, out) -> None:
+        if isinstance(out, RenderFailure):
+            message = f"{self.title} failed: {out.exc}"
+            self.failed.emit(message)
+            if self.notify:
+                notify_error(message)
+            return
+        self.returned.emit(out)
+
+    def _finished(self) -> None:
+        self.running = False
+        self._worker = None
+        self.finished.emit()
+        _RUNNING.discard(self)

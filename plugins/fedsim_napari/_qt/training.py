@@ -1,0 +1,263 @@
+"""The "FedSim training" dock: run ``fedsim train`` for a site, watch it, use its checkpoints.
+
+The run is the ``fedsim train`` command in a separate process (:class:`CommandJob`), so
+it is the same run as one typed in a shell and can be resumed from its folder. The panel
+validates the data first (``fedsim validate``; its problems are listed), follows the
+progress bars of the command's output, and polls the run folder (:mod:`run_folder`) for
+the loss curves, the sample grid and the checkpoints. Pause asks the command to stop
+after writing a checkpoint (SIGINT, exit 130); Resume starts it again with ``--resume``;
+Cancel ends the process at once (its last checkpoint stays on disk).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QPixmap
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fedsim_napari import run_folder
+from fedsim_napari.command import INTERRUPTED, CommandJob
+from fedsim_napari.state import AppState, shared_state
+
+SOURCES = ("cohort folder", "dataset folder")
+TRAIN_PRESETS = ("smoke", "cpu", "paper")
+POLL_MS = 1000
+
+
+class TrainingWidget(QWidget):
+    """Dataset, site, label budget and preset; Start / Pause / Resume / Cancel; live view."""
+
+    def __init__(self, napari_viewer=None, parent=None, *, state: AppState | None = None):
+        super().__init__(parent)
+        from fedsim_app.sites import load_sites
+
+        self.setObjectName("FedSimTraining")
+        self.viewer = napari_viewer
+        self.app_state = state if state is not None else shared_state(napari_viewer)
+        self.job: CommandJob | None = None
+        self.phase = "idle"  # idle, validating, training, paused, cancelled, done, failed
+        self.source = QComboBox()
+        self.source.addItems(SOURCES)
+        self.data = QLineEdit("cohort")
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse)
+        self.site = QComboBox()
+        self.site.addItems(list(load_sites()))
+        self.labels = QSpinBox()
+        self.labels.setRange(0, 999)
+        self.labels.setSpecialValueText("site default")
+        self.preset = QComboBox()
+        self.preset.addItems(TRAIN_PRESETS)
+        self.preset.setCurrentText("cpu")
+        self.config = QLineEdit()
+        self.config.setPlaceholderText("optional TOML overriding the preset (phases, epochs)")
+        self.out = QLineEdit("runs/site-A")
+        self.site.currentTextChanged.connect(lambda s: self.out.setText(f"runs/site-{s}"))
+        self.start_button = QPushButton("Start")
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.cancel_button = QPushButton("Cancel")
+        self.bars = [QProgressBar() for _ in range(3)]
+        for i, bar in enumerate(self.bars):
+            bar.setFormat(f"phase {i + 1}: %v/%m")
+            bar.setValue(0)
+        self.status = QLabel("not started")
+        self.problems = QLabel()
+        for label in (self.status, self.problems):
+            label.setWordWrap(True)
+        from fedsim_napari._qt.loss_plot import LossPlot
+
+        self.plot = LossPlot()
+        self.samples = QLabel("the sample grid appears here")
+        self.samples.setMinimumHeight(120)
+        self.samples.setAlignment(Qt.AlignCenter)
+        self.checkpoints = QListWidget()
+        self.checkpoints.setMaximumHeight(70)
+        self.load_button = QPushButton("Load checkpoint into the Explorer")
+        self._samples_mtime = None
+
+        form = QFormLayout()
+        row = QHBoxLayout()
+        row.addWidget(self.source)
+        row.addWidget(self.data, 1)
+        row.addWidget(browse)
+        form.addRow("Data", row)
+        form.addRow("Site", self.site)
+        form.addRow("Labelled", self.labels)
+        form.addRow("Preset", self.preset)
+        form.addRow("Config", self.config)
+        form.addRow("Run folder", self.out)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.resume_button, self.cancel_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        for bar in self.bars:
+            layout.addWidget(bar)
+        layout.addWidget(self.status)
+        layout.addWidget(self.problems)
+        layout.addWidget(self.plot, 2)
+        layout.addWidget(self.samples, 2)
+        layout.addWidget(QLabel("Checkpoints"))
+        layout.addWidget(self.checkpoints)
+        layout.addWidget(self.load_button)
+
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.pause)
+        self.resume_button.clicked.connect(self.resume)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.load_button.clicked.connect(self.load_checkpoint)
+        self._poll = QTimer(self)
+        self._poll.setInterval(POLL_MS)
+        self._poll.timeout.connect(self.refresh)
+        self._set_phase("idle")
+
+    # -- commands -------------------------------------------------------------------------
+    def _train_args(self, resume: bool) -> list[str]:
+        key = "--cohort" if self.source.currentText() == SOURCES[0] else "--data"
+        args = ["train", "--site", self.site.currentText(), "--out", self.out.text(),
+                key, self.data.text()]
+        if self.labels.value():
+            args += ["--labels", str(self.labels.value())]
+        if resume:  # the run's own settings (config.toml in its folder) are used
+            return [*args, "--resume"]
+        args += ["--preset", self.preset.currentText()]
+        if self.config.text().strip():
+            args += ["--config", self.config.text().strip()]
+        return args
+
+    def start(self) -> None:
+        """Validate the data, then train from scratch."""
+        from fedsim_app.sites import get_site
+
+        path = self.data.text()
+        if self.source.currentText() == SOURCES[0]:  # the site's dataset in the cohort
+            path = str(Path(path) / get_site(self.site.currentText()).dataset.folder)
+        self.problems.setText("")
+        self._run(CommandJob("Checking the training data (fedsim validate)",
+                             ["validate", path]), "validating")
+
+    def pause(self) -> None:
+        if self.job is not None and self.phase == "training":
+            self.status.setText("pausing: the run finishes its step and writes a checkpoint…")
+            self.job.stop()
+
+    def resume(self) -> None:
+        self._run(CommandJob("Training (fedsim train --resume)", self._train_args(True)),
+                  "training")
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.kill()
+
+    def _run(self, job: CommandJob, phase: str) -> None:
+        self.job = job
+        job.output.connect(self._output)
+        job.finished.connect(lambda rc, stopped: self._finished(job, rc, stopped))
+        job.failed.connect(self.status.setText)
+        self._set_phase(phase)
+        job.start()
+        self._poll.start()
+
+    def _finished(self, job: CommandJob, rc: int, stopped: bool) -> None:
+        if job.args[0] == "validate":
+            if rc == 0:
+                self._run(CommandJob("Training (fedsim train)", self._train_args(False)),
+                          "training")
+                return
+            self.problems.setText("<b>The data has problems</b> (fedsim validate):<br>"
+                                  + "<br>".join(job.log.strip().splitlines()[:12]))
+            self._set_phase("failed")
+            return
+        self.refresh()
+        if rc == 0:
+            self._set_phase("done")
+        elif stopped and rc == INTERRUPTED:
+            self._set_phase("paused")
+        elif stopped:
+            self._set_phase("cancelled")
+        else:
+            self._set_phase("failed")
+
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
+        running = phase in ("validating", "training")
+        self.start_button.setEnabled(not running)
+        self.pause_button.setEnabled(phase == "training")
+        self.resume_button.setEnabled(phase in ("paused", "cancelled"))
+        self.cancel_button.setEnabled(running)
+        if not running:
+            self._poll.stop()
+        out = self.out.text()
+        texts = {"idle": "not started", "validating": "checking the data…",
+                 "training": f"training: {self.job.command_line if self.job else ''}",
+                 "paused": f"paused; checkpoint in {out} (Resume continues it)",
+                 "cancelled": f"cancelled; the last checkpoint in {out} stays (Resume "
+                              "continues from it)",
+                 "done": f"finished: {out}"}
+        if phase in texts:
+            self.status.setText(texts[phase])
+
+    # -- what the run shows -------------------------------------------------------------
+    def _output(self, text: str) -> None:
+        found = run_folder.parse_progress(text)
+        if found is not None:
+            phase, done, total = found
+            bar = self.bars[min(phase, 3) - 1]
+            bar.setMaximum(max(total, 1))
+            bar.setValue(done)
+
+    def refresh(self) -> None:
+        """Read the run folder: loss curves, sample grid, checkpoints."""
+        folder = Path(self.out.text())
+        self.plot.set_series(run_folder.loss_series(run_folder.read_metrics(folder)))
+        png = folder / "samples.png"
+        if png.is_file() and png.stat().st_mtime != self._samples_mtime:
+            self._samples_mtime = png.stat().st_mtime
+            pixmap = QPixmap(str(png))
+            if not pixmap.isNull():
+                self.samples.setPixmap(pixmap.scaled(
+                    self.samples.size(), Qt.KeepAspectRatio, Qt.SmoothTransformation))
+        names = [str(p) for p in run_folder.checkpoints(folder)]
+        if names != [self.checkpoints.item(i).text() for i in range(self.checkpoints.count())]:
+            self.checkpoints.clear()
+            self.checkpoints.addItems(names)
+            self.checkpoints.setCurrentRow(0)
+
+    def load_checkpoint(self) -> None:
+        """Render the Explorer with the selected checkpoint's site enhancer."""
+        from napari.utils.notifications import show_error
+
+        item = self.checkpoints.currentItem()
+        if item is None:
+            show_error("FedSim training: no checkpoint yet; start a run and wait for one.")
+            return
+        try:
+            self.app_state.set_checkpoint(item.text())
+        except ValueError as exc:
+            show_error(f"FedSim training: {exc}")
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Training data folder")
+        if folder:
+            self.data.setText(folder)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._poll.stop()
+        super().closeEvent(event)

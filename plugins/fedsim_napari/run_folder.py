@@ -1,0 +1,58 @@
+"""What a ``fedsim train`` run folder says while it runs: metrics, progress, checkpoints.
+
+Qt-free: the training panel polls these, and they are tested without a display. The run
+writes ``metrics.jsonl`` a line per step (the last line may be half-written when read),
+``samples.png`` and ``checkpoint.pt``; its progress bars (tqdm, on stderr) read
+``phase 2:  40%|...| 4/10 [...]``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+_BAR = re.compile(r"phase (\d+):\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)")
+#: keys of a metrics row that are positions, not losses
+POSITION_KEYS = ("phase", "step", "epoch", "seconds", "lr")
+
+
+def read_metrics(folder: str | Path) -> list[dict]:
+    """The run's metrics rows so far (a half-written last line is skipped)."""
+    path = Path(folder) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # the line being written
+    return rows
+
+
+def loss_series(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """``{loss name: [(row index, value), ...]}`` for every numeric non-position key."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            if key in POSITION_KEYS or not isinstance(value, (int, float)):
+                continue
+            series.setdefault(key, []).append((i, float(value)))
+    return series
+
+
+def parse_progress(text: str) -> tuple[int, int, int] | None:
+    """The last ``(phase, done, total)`` a chunk of the run's stderr reports, or None."""
+    found = None
+    for m in _BAR.finditer(text):
+        found = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    return found
+
+
+def checkpoints(folder: str | Path) -> list[Path]:
+    """Checkpoints in the run folder, newest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)

@@ -1,0 +1,35 @@
+"""Reading a training run folder while it runs (no display)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from fedsim_napari import run_folder
+
+
+def test_metrics_skip_a_half_written_line(tmp_path):
+    rows = [{"phase": 1, "step": 1, "iou": 0.5, "l1": 2.0}, {"phase": 1, "step": 2, "iou": 0.4}]
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows) + '{"phase": 1, "st')
+    assert run_folder.read_metrics(tmp_path) == rows
+    assert run_folder.loss_series(rows) == {"iou": [(0, 0.5), (1, 0.4)], "l1": [(0, 2.0)]}
+    assert run_folder.read_metrics(tmp_path / "missing") == []
+
+
+def test_progress_of_tqdm_output():
+    text = ("\rphase 1:  20%|##        | 2/10 [00:01<00:04]\rphase 1:  30%|###       | 3/10"
+            " [00:02<00:03]\n\rphase 2:   0%|          | 0/6 [00:00<?]")
+    assert run_folder.parse_progress(text) == (2, 0, 6)
+    assert run_folder.parse_progress("trained site A") is None
+
+
+def test_checkpoints_newest_first(tmp_path):
+    old, new = tmp_path / "a.pt", tmp_path / "b.pt"
+    old.write_bytes(b"")
+    new.write_bytes(b"")
+    t = time.time()
+    os.utime(old, (t - 10, t - 10))
+    assert run_folder.checkpoints(tmp_path) == [new, old]
+    assert run_folder.checkpoints(tmp_path / "missing") == []

@@ -1,0 +1,106 @@
+"""The training panel runs `fedsim train` as a separate process: validate first, live
+metrics, pause (checkpoint, exit 130), resume (--resume), cancel, errors as notifications."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory):
+    from fedsim_app.cohort.generate import generate_cohort
+
+    root = tmp_path_factory.mktemp("cohort")
+    generate_cohort(root, sites="A", cases=5, size=32, seed=0)
+    return root
+
+
+def _panel(qtbot, cohort, run, config_text, tmp_path):
+    from fedsim_napari._qt.training import TrainingWidget
+
+    widget = TrainingWidget()
+    qtbot.addWidget(widget)
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(config_text)
+    widget.data.setText(str(cohort))
+    widget.site.setCurrentText("A")
+    widget.labels.setValue(2)
+    widget.preset.setCurrentText("smoke")
+    widget.config.setText(str(cfg))
+    widget.out.setText(str(run))
+    return widget
+
+
+def test_pause_resume_cancel_of_a_smoke_run(qtbot, tiny_cohort, tmp_path):
+    from fedsim_napari import run_folder
+
+    run = tmp_path / "run"
+    widget = _panel(qtbot, tiny_cohort, run,
+                    'preset = "smoke"\nphase1_epochs = 200\ncoarse_matrix = false\n', tmp_path)
+    assert not widget.pause_button.isEnabled() and not widget.resume_button.isEnabled()
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.phase == "training", timeout=120_000)
+    assert "--preset smoke" in widget.job.command_line
+    qtbot.waitUntil(lambda: len(run_folder.read_metrics(run)) >= 2, timeout=300_000)
+    widget.refresh()
+    assert widget.plot.series  # the loss curves have points
+    widget.pause_button.click()
+    qtbot.waitUntil(lambda: widget.phase == "paused", timeout=300_000)
+    assert (run / "checkpoint.pt").is_file()
+    assert widget.checkpoints.count() >= 1 and widget.resume_button.isEnabled()
+    n = len(run_folder.read_metrics(run))
+    assert widget.bars[0].value() >= 1  # phase 1's bar followed the command's progress
+
+    widget.resume_button.click()
+    qtbot.waitUntil(lambda: widget.phase == "training", timeout=10_000)
+    assert widget.job.args[-1] == "--resume"
+    qtbot.waitUntil(lambda: len(run_folder.read_metrics(run)) > n or widget.phase != "training",
+                    timeout=300_000)
+    assert widget.phase == "training", widget.job.log
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: widget.phase == "cancelled", timeout=60_000)
+    assert "stays" in widget.status.text() and widget.resume_button.isEnabled()
+
+
+def test_loading_a_checkpoint_sets_the_shared_state(qtbot, tmp_path):
+    from fedsim_napari._qt.training import TrainingWidget
+
+    widget = TrainingWidget()
+    qtbot.addWidget(widget)
+    widget.out.setText(str(tmp_path))
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    widget.refresh()
+    seen = []
+    widget.app_state.events.checkpoint.connect(seen.append)
+    widget.load_button.click()
+    assert seen == [str(tmp_path / "checkpoint.pt")]
+
+
+def test_a_failing_run_reaches_the_user(qtbot, tiny_cohort, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    n = len(notification_manager.records)
+    widget = _panel(qtbot, tiny_cohort, tmp_path / "run",
+                    'preset = "smoke"\nno_such_setting = 3\n', tmp_path)
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.phase == "failed", timeout=300_000)
+    messages = [str(r.message) for r in notification_manager.records[n:]]
+    assert any("Training (fedsim train) failed" in m and "no_such_setting" in m
+               for m in messages), messages
+    assert not any("Traceback" in m for m in messages)
+    assert widget.start_button.isEnabled()
+
+
+def test_bad_data_is_listed_and_nothing_trains(qtbot, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    widget = _panel(qtbot, tmp_path, tmp_path / "run", 'preset = "smoke"\n', tmp_path)
+    widget.source.setCurrentText("dataset folder")
+    widget.data.setText(str(empty))
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.phase == "failed", timeout=120_000)
+    assert "The data has problems" in widget.problems.text()
+    assert str(empty) in widget.problems.text()
+    assert not (tmp_path / "run").exists()
