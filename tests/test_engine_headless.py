@@ -3,14 +3,14 @@
 import subprocess
 import sys
 
+from engine_modules import IMPORT_ALL
+
 GUI_MODULES = ("qtpy", "napari", "magicgui", "PyQt5", "PyQt6", "superqt")
 
 
 def test_import_engine_leaves_gui_unloaded():
     code = (
-        "import sys, pkgutil, importlib, fedsim_app\n"
-        "for m in pkgutil.walk_packages(fedsim_app.__path__, 'fedsim_app.'):\n"
-        "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
+        "import sys\n" + IMPORT_ALL +
         f"bad = [m for m in {GUI_MODULES!r} if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

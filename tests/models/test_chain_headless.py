@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from engine_modules import IMPORT_ALL
+
 BLOCK_GUI = """
 import sys
 class _NoGui:
@@ -12,13 +14,8 @@ class _NoGui:
 sys.meta_path.insert(0, _NoGui())
 """
 
-RUN_CHAIN = """
-import importlib, pkgutil
+RUN_CHAIN = IMPORT_ALL + """
 import torch
-import fedsim_app
-for m in pkgutil.walk_packages(fedsim_app.__path__, 'fedsim_app.'):
-    if not m.name.endswith('__main__'):
-        importlib.import_module(m.name)
 from fedsim_app.models.generator import ChainConfig, Generator
 from fedsim_app.pipeline import FedSimModel, PipelinePreset, SampleState
 out = Generator('B', config=ChainConfig(label_size=16), device='cpu')(params=torch.zeros(1, 21))
