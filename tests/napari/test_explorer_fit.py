@@ -25,14 +25,14 @@ def test_fit_sets_sliders_and_shows_dice(make_napari_viewer, qtbot):
     target[0], target[2] = 0.7, -0.5
     truth = FedSimModel(PipelinePreset("fit", 48, 16)).render(SampleState(tuple(target)))
     viewer.add_labels(truth.labels, name="MM-WHS case", **truth.grid.napari_kwargs())
-    assert widget.fit_layer.currentText() == "MM-WHS case"
-    assert widget.fit_layer.findText(widget.slices.layers["labels"].name) == -1 \
+    assert widget.fit_box.layer.currentText() == "MM-WHS case"
+    assert widget.fit_box.layer.findText(widget.slices.layers["labels"].name) == -1 \
         if widget.slices.layers else True
     worker = widget.fit_to_labels()
     assert worker is not None
-    qtbot.waitUntil(lambda: widget.last_fit is not None, timeout=120_000)
-    assert "Dice" in widget.fit_status.text()
-    assert np.mean(list(widget.last_fit.dice.values())) > 0.7
+    qtbot.waitUntil(lambda: widget.fit_box.last_fit is not None, timeout=120_000)
+    assert "Dice" in widget.fit_box.status.text()
+    assert np.mean(list(widget.fit_box.last_fit.dice.values())) > 0.7
     values = np.array(widget.sliders.values())
     assert values[0] > 0.2  # the dominant mode is recovered with its sign
     # the state keeps the fit's exact values; the sliders show them to 0.01
@@ -67,11 +67,11 @@ def test_fit_an_mmwhs_file_opened_with_the_reader(make_napari_viewer, qtbot, tmp
     _, widget = viewer.window.add_plugin_dock_widget("fedsim", "FedSim Explorer")
     (layer,) = viewer.open(path, plugin="fedsim")
     assert layer.data.max() == 7  # MM-WHS codes became internal ones
-    assert widget.fit_layer.currentText() == layer.name
+    assert widget.fit_box.layer.currentText() == layer.name
     widget.fit_to_labels()
-    qtbot.waitUntil(lambda: widget.last_fit is not None, timeout=120_000)
-    assert np.mean(list(widget.last_fit.dice.values())) > 0.7
-    assert np.linalg.norm(widget.last_fit.offset_mm) > 100  # found where it sits
+    qtbot.waitUntil(lambda: widget.fit_box.last_fit is not None, timeout=120_000)
+    assert np.mean(list(widget.fit_box.last_fit.dice.values())) > 0.7
+    assert np.linalg.norm(widget.fit_box.last_fit.offset_mm) > 100  # found where it sits
     assert max(abs(v) for v in widget.state().params[17:20]) < 0.5  # shown in the SSM frame
-    assert "mm from where it sits" in widget.fit_status.text()
+    assert "mm from where it sits" in widget.fit_box.status.text()
     qtbot.waitUntil(lambda: not widget.scheduler.busy, timeout=60_000)

@@ -70,12 +70,12 @@ def test_folding_shape_modes_brings_every_pose_slider_into_view(make_napari_view
 
 
 def test_fit_selector_says_to_open_a_label_file(make_napari_viewer, qtbot):
-    from fedsim_napari._qt.explorer import FIT_PLACEHOLDER
+    from fedsim_napari._qt.fit_box import FIT_PLACEHOLDER
 
     viewer, widget = _explorer(make_napari_viewer, qtbot)
     # the Explorer's own Labels layer is in the layer list, but is no fit target
     assert any(layer.name == "Labels (SSM shape)" for layer in viewer.layers)
-    assert widget.fit_layer.count() == 0
-    assert widget.fit_layer.placeholderText() == FIT_PLACEHOLDER == "open a label file to fit"
-    assert "not a fit target" in widget.fit_layer.toolTip()
-    assert not widget.fit_button.isEnabled()
+    assert widget.fit_box.layer.count() == 0
+    assert widget.fit_box.layer.placeholderText() == FIT_PLACEHOLDER == "open a label file to fit"
+    assert "not a fit target" in widget.fit_box.layer.toolTip()
+    assert not widget.fit_box.button.isEnabled()

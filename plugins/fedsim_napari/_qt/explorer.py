@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from qtpy.QtCore import QEvent, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
@@ -32,6 +31,7 @@ from fedsim_app.pipeline import (
     SampleState,
     export_result,
 )
+from fedsim_napari._qt.fit_box import FitBox
 from fedsim_napari._qt.mesh import MeshCanvas, mesh_payload
 from fedsim_napari._qt.sliders import ParameterSliders, parameter_labels
 from fedsim_napari.state import AppState, shared_state
@@ -52,11 +52,6 @@ MESH_DELAY_MS = 15
 # and input events run between the layer writes and the paint
 PAINT_DELAY_MS = 1
 PAINT_FALLBACK_MS = 250
-
-
-#: What the fit selector says while no label file is open: the Explorer's own labels
-#: layer is listed in napari's layer list but is never offered as a fit target.
-FIT_PLACEHOLDER = "open a label file to fit"
 
 
 class ExplorerWidget(QWidget):
@@ -100,8 +95,6 @@ class ExplorerWidget(QWidget):
         self.result = None
         self.latencies_ms: list[float] = []
         self.last_failure = None
-        self.last_fit = None
-        self._fit_job = None
         self._pending_meshes = None
         self._pending_paint = None
         self._painting = None  # the window whose next update request paints the views
@@ -141,17 +134,13 @@ class ExplorerWidget(QWidget):
         self.sliders.set_values(state.sample.params)
         self.random_button = QPushButton("Random sample")
         self.reset_button = QPushButton("Reset to mean")
-        self.fit_layer = QComboBox()
-        self.fit_layer.setPlaceholderText(FIT_PLACEHOLDER)
-        self.fit_layer.setToolTip("a Labels layer to fit the shape model to: open a label "
-                                  "file (e.g. MM-WHS) with File > Open. The Explorer's own "
-                                  "labels layer is what it shows, not a fit target.")
-        self.fit_button = QPushButton("Fit to labels layer")
+        self.fit_box = FitBox(napari_viewer, self.model,
+                              own_layers=lambda: set(self.slices.layers.values()),
+                              on_params=lambda p: self.set_state(self.state().replace(params=p)))
         self.export_button = QPushButton("Export current sample…")
         self.provenance = QLabel()
         self.status = QLabel("rendering…")
-        self.fit_status = QLabel()
-        for label in (self.provenance, self.status, self.fit_status):
+        for label in (self.provenance, self.status):
             label.setWordWrap(True)
         # fixed heights: a new status text must not re-layout the dock (and repaint the 3D
         # canvas) on every render
@@ -174,12 +163,8 @@ class ExplorerWidget(QWidget):
         self._thumbnails.timeout.connect(self.slices.refresh_thumbnails)
         self.random_button.clicked.connect(self.random_sample)
         self.reset_button.clicked.connect(self.reset_to_mean)
-        self.fit_button.clicked.connect(self.fit_to_labels)
         self.export_button.clicked.connect(self._export_clicked)
         napari_viewer.dims.events.current_step.connect(self._slice_moved)
-        napari_viewer.layers.events.inserted.connect(self._refresh_fit_layers)
-        napari_viewer.layers.events.removed.connect(self._refresh_fit_layers)
-        self._refresh_fit_layers()
         self.request()
 
     def _layout(self, legend: QLabel) -> None:
@@ -192,10 +177,6 @@ class ExplorerWidget(QWidget):
         buttons.addWidget(self.random_button)
         buttons.addWidget(self.reset_button)
         buttons.addWidget(self.preset)
-        fit = QHBoxLayout()
-        fit.addWidget(self.fit_layer, 1)
-        fit.addWidget(self.fit_button)
-        self.fit_button.setMinimumWidth(self.fit_button.sizeHint().width())  # never cut
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.sliders)
@@ -208,8 +189,7 @@ class ExplorerWidget(QWidget):
         layout.addWidget(self.meshes.widget, 2)
         layout.addWidget(self.provenance)
         layout.addWidget(scroll, 3)
-        layout.addLayout(fit)
-        layout.addWidget(self.fit_status)
+        layout.addWidget(self.fit_box)
         layout.addWidget(self.export_button)
         layout.addWidget(self.status)
         self.setMinimumWidth(380)
@@ -410,55 +390,9 @@ class ExplorerWidget(QWidget):
         self.meshes.set_slice(float(self.viewer.dims.point[0]))
 
     # -- fit ----------------------------------------------------------------------------
-    def _refresh_fit_layers(self, event=None) -> None:
-        from napari.layers import Labels
-
-        ours = set(self.slices.layers.values())
-        names = [layer.name for layer in self.viewer.layers
-                 if isinstance(layer, Labels) and layer not in ours and layer.ndim == 3]
-        current = self.fit_layer.currentText()
-        self.fit_layer.clear()
-        self.fit_layer.addItems(names)
-        # with a placeholder text Qt leaves the index at -1: choose explicitly
-        self.fit_layer.setCurrentIndex(names.index(current) if current in names
-                                       else (0 if names else -1))
-        self.fit_button.setEnabled(bool(names))
-
     def fit_to_labels(self, layer=None) -> LongJob | None:
         """Fit the SSM to a Labels layer in a worker; sets the sliders and shows Dice."""
-        from napari.utils.notifications import show_error
-
-        from fedsim_napari.fit import labels_and_grid
-
-        name = layer.name if layer is not None else self.fit_layer.currentText()
-        try:
-            labels, grid = labels_and_grid(self.viewer, name)
-        except ValueError as exc:
-            show_error(f"FedSim Explorer cannot fit: {exc}")
-            return None
-        self.fit_button.setEnabled(False)
-        self.fit_status.setText(f"fitting the SSM to {name}…")
-        job = LongJob(f"FedSim Explorer: fitting {name} (check that the layer holds a whole "
-                      "heart in internal label codes 0..7)", self.model.fit, labels, grid)
-        job.returned.connect(lambda out: self._fit_done(name, out))
-        job.failed.connect(lambda message: self.fit_status.setText(message))
-        job.finished.connect(lambda: self.fit_button.setEnabled(True))
-        self._fit_job = job
-        return job.start()
-
-    def _fit_done(self, name: str, out) -> None:
-        from fedsim_app.pipeline import params_from_fit
-
-        self._fit_job = None
-        self.last_fit = out
-        mean = float(np.mean(list(out.dice.values()))) if out.dice else 0.0
-        shift = float(np.linalg.norm(out.offset_mm))
-        self.fit_status.setText(
-            f"Fit to <b>{name}</b>: mean Dice {mean:.3f} over {len(out.dice)} structures "
-            f"(heart IoU {out.binary_iou:.3f}, {out.seconds:.1f} s); shown in the SSM's "
-            f"frame ({shift:.0f} mm from where it sits in {name})")
-        params = params_from_fit(self.model.ssm, out)
-        self.set_state(self.state().replace(params=params))
+        return self.fit_box.fit(layer)
 
     # -- export -------------------------------------------------------------------------
     def _export_clicked(self) -> None:
