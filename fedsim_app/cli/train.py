@@ -13,17 +13,19 @@ def register(sub) -> None:
         "curves, a sample grid and checkpoint.pt. Ctrl-C saves a checkpoint and exits 130; "
         "--resume continues from it.",
     )
-    p.add_argument("--site", default="A",
+    p.add_argument("--site",
                    help="site key: its scanner renders the model, and without --data its "
-                   "cohort dataset is read (default A)")
+                   "cohort dataset is read (default A; with --resume, the run's)")
     p.add_argument("--data", metavar="DIR",
                    help="dataset folder (nnU-Net v2, MSD or image/label pairs); default: the "
                    "site's dataset under --cohort")
-    p.add_argument("--cohort", metavar="ROOT", default="cohort",
-                   help="cohort folder written by `fedsim cohort --out ROOT` (default ./cohort)")
+    p.add_argument("--cohort", metavar="ROOT",
+                   help="cohort folder written by `fedsim cohort --out ROOT` (default ./cohort;"
+                   " with --resume, the run's dataset)")
     p.add_argument("--labels", type=int,
                    help="labelled training volumes (the paper's budgets: site A 4 or 8, B/C 6 "
-                   "or 12; default the smaller); the rest of the training split is unlabelled")
+                   "or 12; default the smaller; with --resume, the run's); the rest of the "
+                   "training split is unlabelled")
     p.add_argument("--preset", default="cpu", choices=("paper", "cpu", "smoke"),
                    help="resolutions and amount of work (default cpu)")
     p.add_argument("--config", metavar="TOML", help="settings overriding the preset")
@@ -38,7 +40,8 @@ def register(sub) -> None:
                    "machine more threads were slower; 0 leaves torch's setting)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
-                   help="continue from RUN/checkpoint.pt (its settings are used)")
+                   help="continue from RUN/checkpoint.pt (its settings, dataset, site and "
+                   "label budget are used)")
     p.set_defaults(func=run)
 
 
@@ -60,11 +63,25 @@ def data_folder(args, site):
 
     if args.data:
         return Path(args.data)
-    path = Path(args.cohort) / site.dataset.folder
+    cohort = args.cohort or "cohort"
+    path = Path(cohort) / site.dataset.folder
     if not path.is_dir():
         raise FedSimError(f"{path}: no dataset for site {site.key} — write the cohort first "
-                          f"(`fedsim cohort --out {args.cohort}`) or pass --data DIR")
+                          f"(`fedsim cohort --out {cohort}`) or pass --data DIR")
     return path
+
+
+def _resume_defaults(args) -> None:
+    """Fill --site/--data/--labels the user left out from the run's record."""
+    from fedsim_app.train.session import read_run_record
+
+    record = read_run_record(args.out)
+    if args.site is None:
+        args.site = record["site"]
+    if args.data is None and args.cohort is None:
+        args.data = record["data"]
+    if args.labels is None:
+        args.labels = record["labels"]
 
 
 def run(args) -> int:
@@ -81,7 +98,9 @@ def run(args) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    site = get_site(args.site)
+    if args.resume:
+        _resume_defaults(args)
+    site = get_site(args.site or "A")
     cfg = _config(args)
     n_labelled = args.labels or LABEL_BUDGETS.get(site.key, (4,))[0]
     bars: dict[int, tqdm] = {}

@@ -23,7 +23,13 @@ from fedsim_app.ctsim.simulate import mu_to_hu
 FORMAT_VERSION = 2
 
 
-def basis_projections(op: CTOperator, batch: int = 512):
+#: Unit volumes probed per diffct call when building the matrix. Smaller batches keep
+#: diffct's work arrays small: at 16³ (26 views, site B) a whole build took 17.5 s with 64
+#: against 30.8 s with 512 on the 2-core CPU (docs/benchmarks.md, issue 9's section).
+PROBE_BATCH = 64
+
+
+def basis_projections(op: CTOperator, batch: int = PROBE_BATCH):
     """Yield ``(start, stop, sinograms (b, V, U, Vd))`` of the unit volumes
     ``start..stop-1`` of ``op``'s grid (flattened z, y, x order), ``batch`` at a time."""
     import torch
@@ -39,7 +45,7 @@ def basis_projections(op: CTOperator, batch: int = 512):
         yield start, stop, sino
 
 
-def build_system_matrix(op: CTOperator, *, batch: int = 512):
+def build_system_matrix(op: CTOperator, *, batch: int = PROBE_BATCH):
     """The (N, N) matrix of ``op.fdk(op.forward(·))`` on flattened (z, y, x) volumes.
 
     Column j is diffct's reconstruction of the j-th unit voxel.

@@ -101,6 +101,39 @@ def freeze_discriminator(disc: torch.nn.Module) -> None:
     disc.eval()
 
 
+@torch.no_grad()
+def calibrate_batchnorm(module: torch.nn.Module, z: torch.Tensor) -> None:
+    """Set ``module``'s BatchNorm running statistics to the exact statistics of one
+    train-mode pass over ``z`` (B, latent_dim), then put it in eval mode.
+
+    Phase 1 trains G_material on batches of all labelled latents, so its train-mode
+    BatchNorm normalises over exactly that set; after this call the eval-mode network
+    gives the same output on those latents, and a new latent (phase 3, inference) is
+    normalised with the statistics the network was trained under.
+    """
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    def record(norm, args):  # the batch's own (biased) statistics, as train mode uses them
+        x = args[0]
+        dims = [0, *range(2, x.ndim)]  # all but the channel axis
+        norm.running_mean.copy_(x.mean(dims))
+        norm.running_var.copy_(x.var(dims, unbiased=False))
+
+    hooks = [m.register_forward_pre_hook(record) for m in norms]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # train mode's own running update must leave the record alone
+    try:
+        module.train()
+        module(z)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mom in zip(norms, momenta, strict=True):
+            m.momentum = mom
+    module.eval()
+
+
 def start_phase3(nets: Nets, cfg: TrainConfig, n_unlabelled: int) -> dict:
     """Fit N(μ, Σ) to the labelled latents, draw the unlabelled ones from it (seeded) and
     freeze the discriminator; returns the prior ``{"mean", "cov"}``."""
@@ -157,7 +190,9 @@ class Trainer:
     # -- the loops ---------------------------------------------------------------------------
     def totals(self) -> dict[int, int]:
         n_lab, n_unl, c = self.data.n_labelled, self.data.n_unlabelled, self.cfg
-        return {1: c.phase1_epochs * n_lab, 2: c.phase2_epochs * n_lab,
+        # phase 1 steps over every labelled volume at once (G_material's BatchNorm needs a
+        # batch of latents, not one), so a step is an epoch there
+        return {1: c.phase1_epochs, 2: c.phase2_epochs * n_lab,
                 3: c.phase3_epochs * 2 * n_unl}
 
     def run(self) -> None:
@@ -177,9 +212,10 @@ class Trainer:
         for s in range(self.step, total):
             set_rates(self.opt["phase1"], self.base_rates["phase1"],
                       lr_factor(s, total, self.cfg.constant_fraction))
-            idx = torch.tensor([s % self.data.n_labelled])
+            idx = torch.arange(self.data.n_labelled)
             losses = self.steps.run_shape_material_step(idx, self.opt["phase1"])
             self._after_step(1, s, total, losses)
+        calibrate_batchnorm(self.nets.g_material, self.nets.z_lab.codes)
         self._end_phase(1)
 
     def run_phase2(self) -> None:
@@ -282,4 +318,6 @@ class Trainer:
         self.phase, self.step = int(state["phase"]), int(state["step"])
         self.seconds = {int(k): float(v) for k, v in state["seconds"].items()}
         restore_rng(state["rng"], self.rng)
+        if self.phase > 1:  # BatchNorm statistics were calibrated at the end of phase 1
+            self.nets.g_material.eval()
         self.log.truncate(self.phase, self.step)

@@ -3,8 +3,11 @@ trainer (fresh or resumed)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from fedsim_app.errors import FedSimError
+from fedsim_app.io.atomic import write_text_atomic
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import load_site_data
 from fedsim_app.train.glo import CHECKPOINT, Trainer
@@ -22,6 +25,36 @@ def site_chain(site, cfg: TrainConfig, *, with_nets=None):
     return Generator(site, config=ChainConfig(label_size=cfg.label_size,
                                               coarse_size=cfg.material_size),
                      device="cpu", **kwargs)
+
+
+RUN_RECORD = "run.json"  # what the run trains on, so --resume needs only the run folder
+
+
+def write_run_record(out: str | Path, data_dir: str | Path, site, n_labelled: int) -> Path:
+    """Record the run's dataset folder (absolute), site key and label budget."""
+    key = getattr(site, "key", site)
+    record = {"data": str(Path(data_dir).resolve()), "site": str(key),
+              "labels": int(n_labelled)}
+    path = Path(out) / RUN_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def read_run_record(out: str | Path) -> dict:
+    """``{"data", "site", "labels"}`` of a run folder, for ``--resume``."""
+    path = Path(out) / RUN_RECORD
+    try:
+        record = json.loads(path.read_text())
+        return {"data": str(record["data"]), "site": str(record["site"]),
+                "labels": int(record["labels"])}
+    except FileNotFoundError:
+        raise FedSimError(f"{path}: not found — is {out} a training run folder? Pass --data/"
+                          "--site/--labels to resume a run written before run records "
+                          "existed") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FedSimError(f"{path}: cannot read the run record ({exc}); pass --data/--site/"
+                          "--labels explicitly") from None
 
 
 def make_trainer(data_dir: str | Path, site, n_labelled: int, cfg: TrainConfig,
@@ -50,4 +83,6 @@ def make_trainer(data_dir: str | Path, site, n_labelled: int, cfg: TrainConfig,
     trainer = Trainer(cfg, data, chain, out, progress=progress, vgg=vgg)
     if resume:
         trainer.load(out / CHECKPOINT)
+    else:
+        write_run_record(out, data_dir, site, n_labelled)
     return trainer

@@ -1,5 +1,6 @@
 """``fedsim train``: a smoke run end to end, interrupt and resume, bad data."""
 
+import json
 import os
 import signal
 import subprocess
@@ -48,7 +49,17 @@ def test_train_smoke_then_resume_finished(tiny_site, tmp_path, capsys):
     assert main(args) == 0
     assert "trained site A" in capsys.readouterr().out
     assert (run / "checkpoint.pt").is_file() and (run / "samples.png").is_file()
-    assert main([*args, "--resume"]) == 0  # a finished run resumes to nothing
+    # --resume needs only the run folder: dataset, site and label budget are the run's
+    assert json.loads((run / "run.json").read_text())["labels"] == 2
+    assert main(["train", "--out", str(run), "--resume"]) == 0  # finished: nothing to do
+    assert "trained site A (2 labelled" in capsys.readouterr().out
+
+
+def test_resume_of_a_folder_without_run_record_says_what_to_do(tmp_path, capsys):
+    rc = main(["train", "--out", str(tmp_path / "nothing"), "--resume"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "run.json" in err and "--data" in err and "Traceback" not in err
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ def test_data_split_and_budget(tiny_site, tiny_cfg, tmp_path):
     assert d.n_labelled == 2 and d.n_unlabelled >= 1
     assert d.images.shape[1:] == (16, 16, 16) and d.images.dtype == torch.float32
     assert d.labels.dtype == torch.int64 and int(d.labels.max()) <= 7
-    assert tr.totals() == {1: 2, 2: 2, 3: 2 * d.n_unlabelled}
+    # phase 1 steps over both labelled volumes at once: one step per epoch
+    assert tr.totals() == {1: 1, 2: 2, 3: 2 * d.n_unlabelled}
 
 
 def test_phase3_rates_and_frozen_discriminator(tiny_site, tiny_cfg, tmp_path):
@@ -84,8 +85,27 @@ def test_finite_difference_shape_gradient_runs(tiny_site, tiny_cfg, tmp_path):
     assert tr.nets.z_lab.codes.grad is not None
 
 
+def test_phase1_batches_labelled_volumes_and_calibrates_batchnorm(tiny_site, tiny_cfg,
+                                                                    tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    seen = []
+    tr.nets.g_material.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    tr.run_phase1()
+    assert seen and seen[0] == tr.data.n_labelled  # every labelled latent in one batch
+    g = tr.nets.g_material
+    assert not g.training  # phases 2 and 3 use the calibrated statistics
+    z = tr.nets.z_lab.codes.detach()
+    with torch.no_grad():
+        eval_out = g(z)
+        g.train()
+        train_out = g(z)  # batch statistics of the same latents
+        g.eval()
+    assert torch.allclose(eval_out, train_out, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_resume_mid_phase_equals_uninterrupted(tiny_site, tiny_cfg, tmp_path):
+    tiny_cfg = tiny_cfg.replace(phase1_epochs=2)  # so that step 1 stops inside phase 1
     full = _trainer(tiny_site, tiny_cfg, tmp_path / "full")
     full.run()
     assert full.phase == DONE
