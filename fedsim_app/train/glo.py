@@ -213,7 +213,10 @@ class Trainer:
             set_rates(self.opt["phase1"], self.base_rates["phase1"],
                       lr_factor(s, total, self.cfg.constant_fraction))
             idx = torch.arange(self.data.n_labelled)
-            losses = self.steps.run_shape_material_step(idx, self.opt["phase1"])
+            init = {}
+            if s == 0 and self.cfg.shape_init_steps:
+                init = self.steps.run_shape_init(self.opt["phase1"], self.cfg.shape_init_steps)
+            losses = {**self.steps.run_shape_material_step(idx, self.opt["phase1"]), **init}
             self._after_step(1, s, total, losses)
         calibrate_batchnorm(self.nets.g_material, self.nets.z_lab.codes)
         self._end_phase(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -147,6 +148,29 @@ class GLOSteps:
              "vgg": c.w_vgg}
         return sum(w[k] * v for k, v in losses.items())
 
+    def shape_fit_targets(self) -> torch.Tensor:
+        """(N_labelled, 21) parameters the SSM's own fitter finds for each labelled volume
+        (its frame offset, a shift outside the parameters, is left out)."""
+        from fedsim_app.shape.fit import fit_labels
+
+        fits = [fit_labels(self.chain.ssm, lab.numpy(), self.chain.grid).params
+                for lab in self.data.labels]
+        return torch.as_tensor(np.stack(fits), dtype=torch.float32)
+
+    def run_shape_init(self, opt, n_steps: int) -> dict[str, float]:
+        """Phase 1's start: ``n_steps`` MSE steps of G_shape(z) towards the fitted
+        parameters of every labelled volume (updates G_shape and the latents)."""
+        # inside tanh's range, so that the MSE can reach it
+        target = self.shape_fit_targets().clamp(-0.97, 0.97)
+        loss = torch.zeros(())
+        for _ in range(n_steps):
+            opt.zero_grad(set_to_none=True)
+            loss = F.mse_loss(self.nets.g_shape(self.nets.z_lab.codes), target)
+            loss.backward()
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        return {"shape_init": float(loss.detach())}
+
     # -- steps ---------------------------------------------------------------------------
     def run_shape_material_step(self, idx: torch.Tensor, opt) -> dict[str, float]:
         """Phase 1: IoU + coarse MSE on labelled volumes; updates z, G_shape, G_material."""
@@ -197,8 +221,9 @@ class GLOSteps:
 
     def update_latents(self, idx: torch.Tensor, opt) -> dict[str, float]:
         """Phase 3, unlabelled: the full chain from the volume's latent (generated soft
-        labels and coarse CT into the enhancer) against its real slices; updates the
-        unlabelled latents, G_shape, G_material and the enhancer."""
+        labels and coarse CT into the enhancer) against its real slices, and the coarse
+        CT against the real volume reduced to the coarse grid; updates the unlabelled
+        latents, G_shape, G_material and the enhancer."""
         opt.zero_grad(set_to_none=True)
         z = self.nets.z_unl(idx)
         params = self.nets.g_shape(z)
@@ -206,7 +231,10 @@ class GLOSteps:
         probs = soft_label_probs(self.chain.ssm, params, self.chain.grid,
                                  self.chain.config.soft)
         coarse = self.coarse_of(z)
-        losses = self.enhancer_losses(coarse, idx + self.data.n_labelled, hard, probs)
+        real_idx = idx + self.data.n_labelled
+        losses = self.enhancer_losses(coarse, real_idx, hard, probs)
+        # the coarse MSE needs no labels: every unlabelled volume also teaches G_material
+        losses["mse"] = F.mse_loss(coarse / HU_SCALE, self.coarse_real[real_idx])
         self.weighted(losses).backward()
         opt.step()
         return _item(losses)
