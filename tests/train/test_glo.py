@@ -134,3 +134,21 @@ def test_resume_with_other_cases_refused(tiny_site, tiny_cfg, tmp_path):
     tr.save()
     with pytest.raises(CheckpointError, match="other training cases"):
         make_trainer(tiny_site, "A", 1, tiny_cfg, tmp_path, resume=True)
+
+
+def test_shape_init_moves_g_shape_to_the_fitted_parameters(tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    target = tr.steps.shape_fit_targets()
+    assert target.shape == (tr.data.n_labelled, 21) and target.abs().max() <= 1
+    z = tr.nets.z_lab.codes
+    before = float(torch.nn.functional.mse_loss(tr.nets.g_shape(z), target.clamp(-0.97, 0.97)))
+    after = tr.steps.run_shape_init(tr.opt["phase1"], 30)["shape_init"]
+    assert after < 0.5 * before
+    assert all(p.grad is None for p in tr.nets.g_material.parameters())
+
+
+def test_unlabelled_step_fits_the_coarse_volume(tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    tr.start_phase3()
+    losses = tr.steps.update_latents(torch.tensor([0]), tr.opt["unlabelled"])
+    assert {"mse", "l1", "g_adv", "fm"} <= set(losses) and losses["mse"] > 0
