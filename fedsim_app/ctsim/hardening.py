@@ -22,6 +22,7 @@ everywhere) is left out: the world's CT numbers are drawn as the image shows the
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -69,9 +70,14 @@ def hardening_beta(profile: ScannerProfile) -> float:
     return float(np.mean(betas))
 
 
+@functools.lru_cache(maxsize=8)
 def _rotation_grids(n: int, n_angles: int):
     """(A, n, n, 2) sampling grids of the projection (rotate, then sum over rows) and
-    (A, n, n) detector coordinates u = x cos θ + y sin θ of every pixel (normalised)."""
+    (A, n, n) detector coordinates u = x cos θ + y sin θ of every pixel (normalised).
+
+    Cached: a cohort's cases share their grid size, so the grids are built once (the
+    callers only read them).
+    """
     import torch
 
     theta = torch.arange(n_angles, dtype=torch.float64) * (math.pi / n_angles)
