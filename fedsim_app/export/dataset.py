@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fedsim_app.errors import FedSimError
-from fedsim_app.export.records import Record, RecordError, read_record, write_record
+from fedsim_app.io.records import Record, RecordError, read_record, write_record
 
 NOVELTY_FILE = "fedsim_novelty.csv"
 SUMMARY_FILE = "fedsim_export.json"

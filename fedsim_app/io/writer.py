@@ -6,7 +6,7 @@ Layout::
       dataset.json            nnU-Net v2 keys + MSD keys (training list, modality, ...)
       imagesTr/<case>_0000.nii.gz
       labelsTr/<case>.nii.gz
-      fedsim/<case>.json      the case record (:class:`fedsim_app.export.records.Record`);
+      fedsim/<case>.json      the case record (:class:`fedsim_app.io.records.Record`);
                               written last, so it marks a finished case
 
 ``dataset.json`` keeps nnU-Net's ``labels`` form (name → code), which nnU-Net requires;
@@ -97,10 +97,10 @@ class DatasetWriter:
         """Write one case (image, label in the writer's codes, record); returns the record path.
 
         ``label`` holds internal codes. Image and label must share a grid. The case file
-        is a :class:`~fedsim_app.export.records.Record` of ``kind`` whose ``record`` field
+        is a :class:`~fedsim_app.io.records.Record` of ``kind`` whose ``record`` field
         holds ``record``.
         """
-        from fedsim_app.export.records import Record, write_record
+        from fedsim_app.io.records import Record, write_record
 
         if not case_id or "/" in case_id or case_id.startswith("."):
             raise ValueError(f"case id {case_id!r} must be a plain file name")

@@ -7,9 +7,9 @@ import pytest
 
 from fedsim_app.cli import main
 from fedsim_app.export.dataset import export_dataset, replay
-from fedsim_app.export.records import read_record
 from fedsim_app.export.sample import load_export_model
 from fedsim_app.io import read_nifti
+from fedsim_app.io.records import read_record
 from fedsim_app.train.checkpoint import save_checkpoint
 from fedsim_app.train.config import preset
 from fedsim_app.train.glo import build_nets
