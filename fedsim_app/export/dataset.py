@@ -191,9 +191,11 @@ def export_dataset(model, *, n: int, out: str | Path, seed: int = 0,
     UnwritableError
         naming the path when the folder cannot be written or the disk is full.
     """
+    from fedsim_app.device import keep_freed_memory
     from fedsim_app.io import DatasetWriter, Volume
     from fedsim_app.io.atomic import write_text_atomic
 
+    keep_freed_memory()  # every case allocates the same buffers: reuse them, no page faults
     site = model.generator.site
     size = model.generator.grid.shape[0]
     if latents is not None and len(latents) < n:
