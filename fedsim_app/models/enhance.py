@@ -96,8 +96,8 @@ def enhance(coarse_hu: torch.Tensor, labels: torch.Tensor, enhancer=None, *,
         raise FedSimError(f"precision {precision!r} needs the inference plan: run without "
                           "gradients and with a SPADE site enhancer")
     step = chunk if chunk > 0 else slices_per_call(enhancer, b, h, w)
-    out = []
-    for start in range(0, k_total, step):
+
+    def call(start: int) -> torch.Tensor:
         ks = slice(start, min(start + step, k_total))
         n_k = ks.stop - ks.start
         coarse_up = up[:, ks].reshape(-1, 1, h, w)  # (B·n_k, 1, H, W), volume-major
@@ -109,8 +109,22 @@ def enhance(coarse_hu: torch.Tensor, labels: torch.Tensor, enhancer=None, *,
         if y.shape != coarse_up.shape:
             raise FedSimError(f"the enhancer returned {tuple(y.shape)} for "
                               f"{tuple(coarse_up.shape)} slices; it must keep (N, 1, H, W)")
-        out.append(y.reshape(b, n_k, h, w))
-    return torch.cat(out, 1) * HU_SCALE
+        return y.reshape(b, n_k, h, w)
+
+    starts = range(0, k_total, step)
+    workers = min(torch.get_num_threads(), len(starts))
+    if plan is None or up.device.type != "cpu" or workers < 2:
+        return torch.cat([call(s) for s in starts], 1) * HU_SCALE
+    # torch's threads become workers over the slice groups, each running its group on one
+    # thread: no barrier after every operation, so a busy CPU (another process taking a
+    # core for a while) slows one group instead of stalling every operation. Groups
+    # are independent (noise drawn above), so the result is the same as in series.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fedsim_app.shape.soft import torch_threads
+
+    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
+        return torch.cat(list(pool.map(call, starts)), 1) * HU_SCALE
 
 
 #: Bytes the largest activation of one enhancer call may take: below glibc's largest

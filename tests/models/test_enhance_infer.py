@@ -9,6 +9,7 @@ from fedsim_app.errors import FedSimError
 from fedsim_app.models.enhance import enhance, slices_per_call, takes_noise
 from fedsim_app.models.enhance_infer import EnhancerPlan, conditioning_map, plan_enhancer
 from fedsim_app.models.enhancer import SiteEnhancer, conditioning
+from fedsim_app.shape.soft import torch_threads
 
 
 def _net(width, n_down, hidden, seed=0):
@@ -82,10 +83,11 @@ def test_enhance_does_not_depend_on_the_grouping_of_slices_or_on_gradients():
     net = _net(8, 1, 8)
     coarse, labels = _volume()
     outs = []
-    for chunk in (1, 3, 8):
+    for chunk, threads in ((1, 1), (3, 1), (8, 1), (1, 2), (3, 3)):  # threads: workers
         torch.manual_seed(7)
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(threads):
             outs.append(enhance(coarse, labels, net, chunk=chunk))
+    assert torch.equal(outs[3], outs[0]) and torch.equal(outs[4], outs[1])
     torch.manual_seed(7)
     with_grad = enhance(coarse, labels, net, chunk=5)  # the module's own forward
     assert with_grad.requires_grad
