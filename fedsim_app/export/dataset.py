@@ -120,6 +120,7 @@ def case_record(model, draw, result, novelty: dict, *, seed: int, size: int) -> 
         "case_seed": draw.seed, "latent": None if draw.latent is None else list(draw.latent),
         "params": params, "params_named": dict(zip(PARAM_NAMES, params, strict=True)),
         "size": int(size), "device": str(model.generator.device),
+        "precision": model.generator.config.precision,
         "grid": {"shape": list(g.shape), "spacing_mm": list(g.spacing_mm),
                  "origin_mm": list(g.origin_mm)},
         "model": model.source, "shape_source": result.shape_source,
@@ -139,6 +140,7 @@ def _same_case(writer, case_id: str, model, draw, size: int) -> bool:
     latent = None if draw.latent is None else list(draw.latent)
     return (rec.get("case_seed") == draw.seed and rec.get("latent") == latent
             and rec.get("size") == size
+            and rec.get("precision", "float32") == model.generator.config.precision
             and rec.get("model", {}).get("checkpoint_sha256")
             == model.source["checkpoint_sha256"]
             and (draw.params is None or rec.get("params") == list(draw.params)))
@@ -292,7 +294,8 @@ def replay(record: str | Path | Record, *, device=None):
             raise FedSimError(f"{ckpt}: not the checkpoint the case was made with (sha256 "
                               "differs) — replay needs that exact file")
     model = load_export_model(ckpt, body["site"], size=body["size"],
-                              device=device or body["device"])
+                              device=device or body["device"],
+                              precision=body.get("precision", "float32"))
     params = body["params"] if body["latent"] is None else None
     draw = CaseDraw(body["index"], body["case_seed"],
                     None if body["latent"] is None else tuple(body["latent"]),

@@ -258,7 +258,10 @@ class Generator:
     def enhance(self, coarse_hu: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, str]:
         ct = enhance(coarse_hu, labels, self.enhancer, chunk=self.config.slice_chunk,
                      precision=self.config.precision)
-        return ct, enhancer_source(self.enhancer, self.enhancer_checkpoint)
+        source = enhancer_source(self.enhancer, self.enhancer_checkpoint)
+        if self.enhancer is not None and self.config.precision != "float32":
+            source += f" ({self.config.precision} convolutions)"
+        return ct, source
 
     def __call__(self, params=None, *, z=None, soft: bool = False) -> ChainResult:
         """Run the chain on a batch.
