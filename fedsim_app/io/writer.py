@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedsim_app.io.atomic import check_writable, write_json_atomic
+from fedsim_app.io.atomic import check_writable, remove_stale_temps, write_json_atomic
 from fedsim_app.io.dataset import check_pair
 from fedsim_app.io.labels import CODE_SETS, CodeSet, from_internal, get_code_set
 from fedsim_app.io.nifti import write_nifti
@@ -60,6 +60,8 @@ class DatasetWriter:
                  "internal", description: str = "", modality: str = "CT",
                  orientation: str = "RAS", image_hu_int16: bool = False) -> None:
         self.root = check_writable(root)
+        for sub, deep in (("imagesTr", False), ("labelsTr", False), (RECORD_DIR, True)):
+            remove_stale_temps(self.root / sub, recursive=deep)  # a killed run's half files
         self.image_hu_int16 = image_hu_int16
         self.name = name
         self.codes = get_code_set(label_codes)
