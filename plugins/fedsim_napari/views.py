@@ -127,9 +127,10 @@ class SliceLayers:
                 self.viewer.layers.remove(layer)
         self.layers = {}
 
-    def update(self, result) -> None:
+    def update(self, result, only=None) -> None:
         """Put ``result``'s volumes into the layers (created the first time, and again
-        when the grids change, e.g. with another preset)."""
+        when the grids change, e.g. with another preset); ``only``: these layer keys
+        (latent mode's fill-in steps change the CT alone)."""
         grids = (result.grid, result.coarse_grid)
         if not self.alive() or grids != self._grids:
             self._grids = grids
@@ -144,6 +145,8 @@ class SliceLayers:
         # shows changes here, so that relay is blocked while the slices refresh.
         with self.viewer.layers.events.blocker():
             for key, attr in LAYER_SOURCES.items():
+                if only is not None and key not in only:
+                    continue
                 layer = self.layers[key]
                 np.copyto(layer.data, getattr(result, attr))
                 layer.refresh(extent=False, highlight=False, thumbnail=False)
@@ -178,8 +181,9 @@ class SiteStripLayers:
                 self.viewer.layers.remove(layer)
         self.layers = {}
 
-    def update(self, results: dict) -> None:
-        """Show ``{site: SampleResult}`` (one latent; the shape shared)."""
+    def update(self, results: dict, only=None) -> None:
+        """Show ``{site: SampleResult}`` (one latent; the shape shared); ``only``: these
+        layer kinds (``"ct"``, …)."""
         first = next(iter(results.values()))
         key = (tuple(results), first.grid, first.coarse_grid)
         if not self.alive() or key != self._key:
@@ -189,6 +193,8 @@ class SiteStripLayers:
             return
         with self.viewer.layers.events.blocker():
             for (what, site), layer in self.layers.items():
+                if only is not None and what not in only:
+                    continue
                 r = first if site is None else results[site]
                 np.copyto(layer.data, getattr(r, LAYER_SOURCES[what]))
                 layer.refresh(extent=False, highlight=False, thumbnail=False)

@@ -61,7 +61,7 @@ PAINT_FALLBACK_MS = 250
 #: latent mode fills in the volume's other slices once the controls rest this long
 FILL_DELAY_MS = 250
 #: seconds of enhancer work per fill step: a change waits for at most one step
-FILL_STEP_S = 0.12
+FILL_STEP_S = 0.25
 MODE_NAMES = {"shape": "Shape model", "latent": "Latent"}
 
 
@@ -388,7 +388,8 @@ class ExplorerWidget(QWidget):
             result = shown[request.site] if isinstance(shown, dict) else shown
         else:
             shown = result = self.model.render(request)
-        return shown, mesh_payload(result.meshes), request
+        fill = isinstance(request, LatentRequest) and request.fill > 0  # same shape
+        return shown, None if fill else mesh_payload(result.meshes), request
 
     def _show(self, rendered, generation: int, requested_at: float) -> None:
         """Write a result into the layers; the views are painted in the next turn.
@@ -406,12 +407,13 @@ class ExplorerWidget(QWidget):
         views = self._views_widget()
         if views is not None:
             views.setUpdatesEnabled(False)
+        only = ("ct",) if self._shown_fill else None  # a fill step changes the CT alone
         if isinstance(shown, dict):
             self.slices.clear()
-            self.strip.update(shown)
+            self.strip.update(shown, only)
         else:
             self.strip.clear()
-            self.slices.update(result)
+            self.slices.update(result, only)
         if latent:
             self.latent_box.show_result(result)
             enhance_s = sum(r.seconds.get("enhance", 0.0) for r in (
@@ -423,7 +425,7 @@ class ExplorerWidget(QWidget):
                 self._fill.setInterval(1 if self._shown_fill else FILL_DELAY_MS)
                 self._fill.start()
         self._pending_paint = requested_at
-        self._pending_meshes = meshdata
+        self._pending_meshes = None if self._shown_fill else meshdata
         QTimer.singleShot(PAINT_DELAY_MS, self._paint_views)
         self._thumbnails.start()  # once the sliders rest
         self._prepare_site(result.state.site)
