@@ -110,7 +110,10 @@ class _Bar:
         if result.missing:
             self.bar.write(f"round {t.round + 1}: no answer from site(s) "
                            f"{', '.join(result.missing)}; continued with "
-                           f"{', '.join(result.accepted)}")
+                           f"{', '.join(sorted(result.accepted))}")
+        for site, last in result.rejoined.items():
+            self.bar.write(f"round {t.round + 1}: site {site} rejoined (last answered round "
+                           f"{last + 1}) and trained on the current shared weights")
         self.bar.update(1)
 
     def close(self):
@@ -186,7 +189,8 @@ def _run_flower(fed, args) -> int:
             bar["bar"] = _Bar(None, line["round"])
         result = SimpleNamespace(task=RoundTask.from_dict(line), metrics=line["metrics"],
                                  rejected=line["rejected"], missing=line["missing"],
-                                 accepted=line["accepted"])
+                                 accepted=line["accepted"],
+                                 rejoined=line.get("rejoined", {}))
         bar["bar"](result)
 
     try:

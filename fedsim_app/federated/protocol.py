@@ -156,6 +156,35 @@ class SiteUpdate:
         return sum(v.numel() * v.element_size() for v in self.grads.values())
 
 
+def pack(named: dict[str, torch.Tensor]) -> tuple[dict, torch.Tensor]:
+    """Named float32 tensors as one flat tensor and its layout (names, value counts).
+
+    Flower moves every tensor of a message as its own object, each fetched with waits
+    that grow 1, 2, 4 s while the SuperNode is still getting it from the SuperLink; one
+    tensor a message is what made Flower's rounds affordable (``docs/benchmarks.md``).
+    """
+    names = list(named)
+    flat = (torch.cat([named[k].detach().reshape(-1).to(torch.float32) for k in names])
+            if names else torch.zeros(0))
+    return {"names": names, "sizes": [int(named[k].numel()) for k in names]}, flat
+
+
+def unpack(layout: dict, flat: torch.Tensor, spec: dict) -> dict[str, torch.Tensor]:
+    """The named tensors of :func:`pack`, shaped as ``spec`` (``{name: (shape, dtype)}``)
+    says; a tensor whose name or size does not fit stays flat, for
+    :func:`validate_update` (or the site) to refuse with its name."""
+    names, sizes = list(layout["names"]), [int(n) for n in layout["sizes"]]
+    if len(names) != len(sizes) or sum(sizes) != flat.numel():
+        raise FedSimError(f"a packed message lists {len(names)} tensors of {sum(sizes)} "
+                          f"values but carries {flat.numel()}")
+    out = {}
+    for k, part in zip(names, torch.split(flat, sizes), strict=True):
+        shape = spec.get(k, (None,))[0]
+        fits = shape is not None and math.prod(shape) == part.numel()
+        out[k] = part.reshape(shape).clone() if fits else part.clone()
+    return out
+
+
 def tensor_spec(named: dict[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """``{name: (shape, dtype)}`` of the shared parameters, what every update must match."""
     return {k: (tuple(v.shape), v.dtype) for k, v in named.items()}

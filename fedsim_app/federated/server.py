@@ -54,11 +54,14 @@ class RoundResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     bytes_sent: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: sites back after missing rounds: {site: the last round (0-based) they answered}
+    rejoined: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {**self.task.to_dict(), "accepted": self.accepted, "rejected": self.rejected,
                 "missing": self.missing, "metrics": self.metrics,
-                "bytes_sent": self.bytes_sent, "seconds": round(self.seconds, 4)}
+                "bytes_sent": self.bytes_sent, "seconds": round(self.seconds, 4),
+                "rejoined": self.rejoined}
 
 
 class FedServer:
@@ -142,12 +145,16 @@ class FedServer:
         with_grads = [u for u in accepted if u.grads]
         if task.shared and with_grads:
             self._apply(task, with_grads)
+        # a site that answered before but not in the round before this one was away; it
+        # trained this round on the weights just broadcast, the federation's current ones
+        rejoined = {u.site: self.last_seen[u.site] for u in accepted
+                    if self.last_seen.get(u.site, task.round - 1) < task.round - 1}
         for u in accepted:
             self.last_seen[u.site] = task.round
         self.round += 1
         result = RoundResult(task, [u.site for u in accepted], rejected, missing,
                              {u.site: dict(u.metrics) for u in accepted},
-                             {u.site: u.nbytes for u in updates}, seconds)
+                             {u.site: u.nbytes for u in updates}, seconds, rejoined)
         if self.run_dir is not None:
             self.save()
             with open(self.run_dir / ROUND_LOG, "a") as fh:
