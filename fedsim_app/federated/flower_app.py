@@ -203,7 +203,7 @@ def serve(grid: Grid, context: Context) -> None:
         plan = plan_rounds(fed.config, [sites[k][1] for k in fed.sites if k in sites],
                            fed.rounds)
         server = FedServer(fed.config, plan, list(fed.sites), run_dir,
-                           min_sites=fed.min_sites)
+                           min_sites=fed.min_sites, dp=fed.dp)
         server.save()
     until = int(context.run_config.get("until-round", 0)) or server.plan.total
     while server.round < min(until, server.plan.total):

@@ -40,6 +40,10 @@ class RoundTask:
     total: int  # rounds of this phase
     kind: str
     lr_factor: float
+    #: differential privacy (see :mod:`~fedsim_app.federated.dp`): the L2 norm a site
+    #: clips its gradients to and the std of the noise it adds (0, 0: off)
+    dp_clip: float = 0.0
+    dp_noise: float = 0.0
 
     @property
     def shared(self) -> bool:
@@ -47,12 +51,14 @@ class RoundTask:
 
     def to_dict(self) -> dict:
         return {"round": self.round, "phase": self.phase, "step": self.step,
-                "total": self.total, "kind": self.kind, "lr_factor": self.lr_factor}
+                "total": self.total, "kind": self.kind, "lr_factor": self.lr_factor,
+                "dp_clip": self.dp_clip, "dp_noise": self.dp_noise}
 
     @classmethod
     def from_dict(cls, d: dict) -> RoundTask:
         return cls(int(d["round"]), int(d["phase"]), int(d["step"]), int(d["total"]),
-                   str(d["kind"]), float(d["lr_factor"]))
+                   str(d["kind"]), float(d["lr_factor"]), float(d.get("dp_clip", 0.0)),
+                   float(d.get("dp_noise", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,11 @@ class RoundPlan:
     @property
     def total(self) -> int:
         return sum(self.phase_rounds)
+
+    @property
+    def shared_rounds(self) -> int:
+        """Rounds that train the shared generators (phases 1 and 3)."""
+        return self.phase_rounds[0] + self.phase_rounds[2]
 
     def task(self, r: int) -> RoundTask:
         """The task of round ``r`` (0 ≤ r < total)."""

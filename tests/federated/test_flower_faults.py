@@ -79,7 +79,8 @@ def test_a_killed_site_is_left_out_then_rejoins(tiny_data, fed_cfg, tmp_path, ca
     for r in rounds:
         bar(SimpleNamespace(task=RoundTask.from_dict(r), metrics=r["metrics"],
                             rejected=r["rejected"], missing=r["missing"],
-                            accepted=r["accepted"], rejoined=r["rejoined"]))
+                            accepted=r["accepted"], rejoined=r["rejoined"],
+                            dp_epsilon=r["dp_epsilon"]))
     bar.close()
     printed = "".join(capsys.readouterr())
     assert f"round {missed[0] + 1}: no answer from site(s) C; continued with A, B" in printed
