@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -30,14 +31,23 @@ class Ingredients:
                                cfg.generator, self.out / "generators", log=log)
         self._synthetic: tuple = (None, None)  # (key, data): one row's export at a time
         self._ood: dict = {}
-        self.seconds: dict[str, float] = {}  # what making each ingredient took
+        # what making each ingredient took, kept across resumes (a rerun makes nothing)
+        self._seconds_file = self.out / "ingredient_seconds.json"
+        self.seconds: dict[str, float] = {}
+        if self._seconds_file.is_file():
+            self.seconds = json.loads(self._seconds_file.read_text())
         self.notes: list[str] = []
 
     def _timed(self, name: str, fn, *args):
         t0 = time.perf_counter()
         res = fn(*args)
-        self.seconds.setdefault(name, time.perf_counter() - t0)
+        self._record(name, time.perf_counter() - t0)
         return res
+
+    def _record(self, name: str, seconds: float) -> None:
+        if seconds > 1e-2 or name not in self.seconds:  # a reuse from disk keeps the first
+            self.seconds[name] = seconds
+            write_json_atomic(self._seconds_file, self.seconds)
 
     # -- generators ------------------------------------------------------------------------
     def checkpoint(self, row: str, site: str, k: int) -> tuple:
@@ -102,7 +112,7 @@ class Ingredients:
         t0 = time.perf_counter()
         net = train_direct_fl(data, unet, rounds=rounds, local_steps=self.cfg.fl_local_steps,
                               seed=self.cfg.seed, val=val, log=record)
-        self.seconds[f"direct-fl fold{k}"] = time.perf_counter() - t0
+        self._record(f"direct-fl fold{k}", time.perf_counter() - t0)
         state = {n: t.detach().clone() for n, t in net.state_dict().items()}
         with atomic_path(path) as tmp:
             torch.save(state, tmp)

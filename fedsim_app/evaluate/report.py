@@ -83,7 +83,7 @@ def markdown(summary: dict, *, title: str, notes: list[str] = (),
     for site, s in summary.items():
         lines += [f"## Site {site}", "",
                   "| Row | Dice (mean ± std over folds) | std over cases | folds | cases | "
-                  "C2ST | s |", "|---|---|---|---|---|---|---|"]
+                  "C2ST | U-Net s |", "|---|---|---|---|---|---|---|"]
         for key, r in s["rows"].items():
             row = titles.get(key, key)
             if "not_run" in r:

@@ -24,7 +24,7 @@ def sites_ab(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         # 12 cases: each site keeps cases beyond its budget for the semi-supervised phase
-        return generate_cohort(tmp_path_factory.mktemp("cohort"), sites="AB", cases=12,
+        return generate_cohort(tmp_path_factory.mktemp("cohort"), sites="A,B", cases=12,
                                size=32, seed=0).datasets
 
 
