@@ -246,6 +246,7 @@ def _run_row(row, site, st: SiteState, ing, out: Path, cfg: EvalConfig, log, *,
         if synthetic is not None and fold.index == 0:
             examples.append((f"{TITLES[row]} (synthetic)", synthetic[0][0], synthetic[1][0]))
             realism = ing.realism(site, fold, synthetic)
+        ood_sets = ing.ood(site, fold.index)  # made (or read) before the U-Net's clock
         t1 = time.perf_counter()
         ids = fold.labelled + (fold.extra if row == "upper" else ())
         net, train_log = pretrain_finetune(cfg.unet, st.stack(ids), synthetic=synthetic,
@@ -253,7 +254,7 @@ def _run_row(row, site, st: SiteState, ing, out: Path, cfg: EvalConfig, log, *,
         test_x, test_y = st.stack(st.split.test)
         dice = dice_scores(predict(net, test_x, cfg.unet), test_y).tolist()
         fold_ood = {t: dice_scores(predict(net, x, cfg.unet), y).tolist()
-                    for t, (x, y) in ing.ood(site, fold.index).items()}
+                    for t, (x, y) in ood_sets.items()}
         for t, d in fold_ood.items():
             ood.setdefault(t, []).append(d)
         seconds.append(time.perf_counter() - t1)
