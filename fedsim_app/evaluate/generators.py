@@ -89,8 +89,9 @@ def _phase(path: Path) -> int:
 
 
 def train_federated(views: dict, labels: dict[str, int], cfg: TrainConfig, run_dir, *,
-                    log=print) -> dict[str, Path]:
-    """Federated generator over ``views`` (``{site: dataset view}``), in process.
+                    rounds: int | None = None, log=print) -> dict[str, Path]:
+    """Federated generator over ``views`` (``{site: dataset view}``), in process, for
+    ``rounds`` rounds (None: the preset's full schedule).
 
     Returns ``{site: checkpoint}``: the server's final G_shape/G_material with the
     site's own enhancer, latents and prior, in the training checkpoint format.
@@ -108,7 +109,7 @@ def train_federated(views: dict, labels: dict[str, int], cfg: TrainConfig, run_d
     if (run_dir / CHECKPOINT).is_file():
         server = FedServer.resume(run_dir)
     else:
-        server = new_server(cfg, clients, run_dir)
+        server = new_server(cfg, clients, run_dir, rounds=rounds)
         server.save()
     log(f"Sim-FL: federated generator over sites {', '.join(views)} "
         f"({server.plan.total} rounds, {cfg.preset} preset, from round {server.round}) "
@@ -144,10 +145,12 @@ class Generators:
     sites : ``{site: (dataset root, SiteSplit)}``
     cfg : the generators' training configuration
     out : ``OUT/generators``
+    fed_rounds : rounds of the federated generator (None: the preset's full schedule)
     """
 
-    def __init__(self, sites: dict, cfg: TrainConfig, out, *, log=print):
+    def __init__(self, sites: dict, cfg: TrainConfig, out, *, fed_rounds=None, log=print):
         self.sites, self.cfg, self.out, self.log = sites, cfg, Path(out), log
+        self.fed_rounds = fed_rounds
 
     def view(self, site: str, k: int) -> tuple[Path, int]:
         root, split = self.sites[site]
@@ -170,7 +173,7 @@ class Generators:
         for site in self.sites:
             views[site], labels[site] = self.view(site, k)
         return train_federated(views, labels, self.cfg, self.out / FEDERATED / f"fold{k}",
-                               log=self.log)
+                               rounds=self.fed_rounds, log=self.log)
 
 
 def describe(cfg: TrainConfig) -> str:

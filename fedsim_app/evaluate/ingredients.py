@@ -28,7 +28,8 @@ class Ingredients:
         self.sites, self.out, self.cfg, self.log = sites, Path(out), cfg, log
         self.checkpoints = checkpoints
         self.gens = Generators({s: (st.root, st.split) for s, st in sites.items()},
-                               cfg.generator, self.out / "generators", log=log)
+                               cfg.generator, self.out / "generators",
+                               fed_rounds=cfg.fed_rounds, log=log)
         self._synthetic: tuple = (None, None)  # (key, data): one row's export at a time
         self._ood: dict = {}
         # what making each ingredient took, kept across resumes (a rerun makes nothing)

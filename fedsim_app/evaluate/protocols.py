@@ -56,6 +56,10 @@ GENERATOR_PRESETS = {
 }
 #: FedAvg local steps per round of Direct-FL (rounds = pre-training steps / these)
 FL_LOCAL_STEPS = {"full": 20, "quick": 10, "smoke": 2}
+#: Sim-FL's federated rounds (None: the generator preset's full schedule, as many rounds
+#: per phase as the largest site's single-site run has steps); quick caps them so the
+#: federation (three sites a round, one after another) fits in minutes on a CPU
+FED_ROUNDS = {"full": None, "quick": 150, "smoke": None}
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class EvalConfig:
     large_budget: bool = False
     generator: TrainConfig = field(default_factory=TrainConfig)
     fl_local_steps: int = 20
+    fed_rounds: int | None = None
     ood: bool = True
 
     def to_dict(self) -> dict:
@@ -87,7 +92,7 @@ def preset(name: str, *, folds: int | None = None, seed: int = 0) -> EvalConfig:
     return EvalConfig(unet=UNetConfig(**{**unet.to_dict(), "seed": seed}), size=size,
                       folds=folds or n_folds, n_synthetic=n_syn, seed=seed,
                       generator=train_preset(base, seed=seed, **overrides),
-                      fl_local_steps=FL_LOCAL_STEPS[name])
+                      fl_local_steps=FL_LOCAL_STEPS[name], fed_rounds=FED_ROUNDS[name])
 
 
 def site_grid(site: str, size: int):
