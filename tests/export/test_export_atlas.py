@@ -196,7 +196,7 @@ def test_ctrl_c_exits_130_after_the_last_complete_case(tmp_path, monkeypatch, ca
 def test_cli_summary_and_latents_file(tmp_path, capsys):
     lat = tmp_path / "params.npy"
     np.save(lat, np.zeros((2, 21), np.float32))
-    code = main(["export", "--checkpoint", "default", "--out", str(tmp_path / "Dataset777_Mine"),
+    code = main(["export", "--checkpoint", "atlas", "--out", str(tmp_path / "Dataset777_Mine"),
                  "--n", "2", "--size", str(SIZE), "--latents", str(lat)])
     out = capsys.readouterr().out
     assert code == 0 and "2/2 cases" in out and "volumes/min" in out

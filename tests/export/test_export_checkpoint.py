@@ -146,3 +146,22 @@ def test_cli_export_replays_bit_for_bit_with_the_enhancers_noise(tmp_path, preci
     plain.generator.enhancer = None
     draw = plain.draw(0, 0)
     assert not np.array_equal(np.rint(plain.render(draw).ct_hu[0].numpy()), images[0])
+
+
+def test_default_is_the_shipped_checkpoint_once_it_lands(ckpt, tmp_path, monkeypatch):
+    """``--checkpoint default``: assets/checkpoints/default.pt when it ships, else the
+    atlas model, labelled as such."""
+    from fedsim_app.assets import assets_dir
+    from fedsim_app.train.model_io import write_bundle
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for sub in assets_dir().iterdir():
+        if sub.name != "checkpoints":
+            (assets / sub.name).symlink_to(sub)
+    monkeypatch.setenv("FEDSIM_ASSETS", str(assets))
+    fallback = load_export_model("default", "A", size=SIZE)
+    assert not fallback.trained and "no trained checkpoint" in fallback.source["model"]
+    shipped = write_bundle([ckpt], assets / "checkpoints" / "default.pt")
+    model = load_export_model("default", "A", size=SIZE)
+    assert model.trained and model.source["checkpoint"] == str(shipped)
