@@ -67,6 +67,7 @@ class LatentModel:
         self._models: dict = {}
         self._spaces: dict = {}
         self._scanners: dict = {}
+        self._plans: dict = {}  # id(enhancer) -> (enhancer, its inference plan)
         self._shapes = _LRU(cache_size)
         self._volumes = _LRU(cache_size * 3)
 
@@ -202,20 +203,28 @@ class LatentModel:
             "noise": torch.randn((k_total, 1, h, w), generator=g),  # (K, 1, H, W)
         })
 
+    def _runner(self, enhancer):
+        """The enhancer's fused inference plan (the chain's, built once), else itself."""
+        from fedsim_app.models.enhance_infer import plan_enhancer
+
+        key = id(enhancer)
+        if key not in self._plans:
+            self._plans[key] = (enhancer, plan_enhancer(enhancer) or enhancer)
+        return self._plans[key][1]
+
     def _enhance(self, vol: dict, labels: torch.Tensor, gen, slices: list[int]) -> None:
         """Enhance ``slices`` of ``vol`` in place (one enhancer call)."""
-        from fedsim_app.models.enhance import HU_SCALE, enhancer_conditioning
-        from fedsim_app.models.enhancer import SiteEnhancer
+        from fedsim_app.models.enhance import HU_SCALE, enhancer_conditioning, takes_noise
 
         if not slices or gen.enhancer is None:
             vol["done"][slices] = True
             return
         ks = torch.as_tensor(slices)
         cond = enhancer_conditioning(vol["coarse_t"], labels, ks)  # rows: one per slice
-        if isinstance(gen.enhancer, SiteEnhancer):  # the volume's noise, not a fresh draw
-            y = gen.enhancer(*cond, noise=vol["noise"][ks])
-        else:
-            y = gen.enhancer(*cond)
+        run = self._runner(gen.enhancer)
+        # the volume's noise, not a fresh draw: a slice is the same in any order
+        kw = {"noise": vol["noise"][ks]} if takes_noise(gen.enhancer) else {}
+        y = run(*cond, **kw)
         vol["ct"][slices] = y[:, 0].cpu().numpy() * HU_SCALE  # (n, H, W)
         vol["done"][slices] = True
         self.stage_counts["enhanced_slices"] += len(slices)

@@ -189,7 +189,8 @@ def test_hiding_the_dock_never_leaves_the_canvas_frozen(make_napari_viewer, qtbo
     widget = _open(viewer, qtbot)
     views = widget._views_widget()
     # a result arrives (called directly: no event runs until the hide below)
-    widget._show((widget.result, widget.meshes.data), 1, time.perf_counter())
+    widget._show((widget.result, widget.meshes.data, widget.result.state), 1,
+                 time.perf_counter())
     assert not views.updatesEnabled()  # layers written, paint not yet
     widget.hide()
     assert views.updatesEnabled()

@@ -38,6 +38,7 @@ from fedsim_app.pipeline import (
 )
 from fedsim_napari._qt.fit_box import FitBox
 from fedsim_napari._qt.latent_box import LatentBox, LatentRequest
+from fedsim_napari._qt.latent_mode import FILL_DELAY_MS, LatentModeMixin
 from fedsim_napari._qt.mesh import MeshCanvas, mesh_payload
 from fedsim_napari._qt.sliders import ParameterSliders, parameter_labels
 from fedsim_napari.state import AppState, shared_state
@@ -58,14 +59,10 @@ MESH_DELAY_MS = 15
 # and input events run between the layer writes and the paint
 PAINT_DELAY_MS = 1
 PAINT_FALLBACK_MS = 250
-#: latent mode fills in the volume's other slices once the controls rest this long
-FILL_DELAY_MS = 250
-#: seconds of enhancer work per fill step: a change waits for at most one step
-FILL_STEP_S = 0.25
 MODE_NAMES = {"shape": "Shape model", "latent": "Latent"}
 
 
-class ExplorerWidget(QWidget):
+class ExplorerWidget(LatentModeMixin, QWidget):
     """Sliders → shape, material map, coarse CT, CT slices and meshes, all live.
 
     Parameters
@@ -279,55 +276,6 @@ class ExplorerWidget(QWidget):
             return None
         return self.scheduler.request(request)
 
-    def _current_slice(self) -> int | None:
-        """Index of the axial slice on screen in the label grid (None before a result)."""
-        import numpy as np
-
-        if self.result is None:
-            return None
-        centres = self.result.grid.axis_centers()[0]
-        return int(np.argmin(np.abs(centres - float(self.viewer.dims.point[0]))))
-
-    # -- latent mode --------------------------------------------------------------------
-    def set_mode(self, mode: str) -> None:
-        """``"shape"`` or ``"latent"``."""
-        self.app_state.set_mode(mode)
-
-    def _mode_changed(self, mode: str) -> None:
-        index = self.mode.findData(mode)
-        if self.mode.currentIndex() != index:
-            self.mode.blockSignals(True)
-            self.mode.setCurrentIndex(index)
-            self.mode.blockSignals(False)
-        self.pages.setCurrentIndex(1 if mode == "latent" else 0)
-        if mode == "latent":
-            self.latent_box.ensure_loaded(self.model.preset.name)
-            if self.latent_box.model is None and self.latent_box.job is None:
-                from napari.utils.notifications import show_info
-
-                show_info(f"FedSim Explorer: {self.latent_box.notice.text()}")
-        self.request()
-
-    def _latent_loaded(self, model) -> None:
-        if self.app_state.mode == "latent":
-            self.request()
-
-    def _latent_changed(self, z) -> None:
-        self.latent_box.sync()
-        if self.app_state.mode == "latent":
-            self.request()
-
-    def _fill_step(self) -> None:
-        """Enhance more of the shown latent volume (after the controls rested)."""
-        r = self.result
-        if (self.app_state.mode == "latent" and r is not None and r.latent is not None
-                and not self._complete() and self.scheduler.current):
-            self.request(fill=self._fill_slices)
-
-    def _complete(self) -> bool:
-        shown = self._shown if isinstance(self._shown, dict) else {"": self.result}
-        return all(r.complete for r in shown.values())
-
     def set_preset(self, name: str) -> None:
         """Switch resolution preset (``interactive`` 64³, ``paper`` 128³): a new model."""
         self.app_state.set_preset(name)
@@ -415,15 +363,7 @@ class ExplorerWidget(QWidget):
             self.strip.clear()
             self.slices.update(result, only)
         if latent:
-            self.latent_box.show_result(result)
-            enhance_s = sum(r.seconds.get("enhance", 0.0) for r in (
-                shown.values() if isinstance(shown, dict) else [shown]))
-            if self._shown_fill and enhance_s > 0:  # about FILL_STEP_S of work per step
-                per_slice = enhance_s / max(request.fill, 1)
-                self._fill_slices = int(max(1, min(32, FILL_STEP_S / max(per_slice, 1e-4))))
-            if not self._complete():
-                self._fill.setInterval(1 if self._shown_fill else FILL_DELAY_MS)
-                self._fill.start()
+            self._latent_shown(shown, request)
         self._pending_paint = requested_at
         self._pending_meshes = None if self._shown_fill else meshdata
         QTimer.singleShot(PAINT_DELAY_MS, self._paint_views)
