@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install -q -e '.[pyqt5,test,flower]'
+	$(PY) -m pip install -q -e '.[pyqt5,test,flower,evaluate]'
 	@touch $(STAMP)
 
 run: setup

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedsim_app.anatomy.atria import LA_BUMPS, RA_BUMPS, StarAtrium, push_apart
+from fedsim_app.anatomy.heart_checks import untangle
 from fedsim_app.anatomy.meshes import HeartMeshes
 from fedsim_app.anatomy.params import HeartParams, filling_fraction
 from fedsim_app.anatomy.shapes import (
@@ -196,7 +197,11 @@ def build_heart(params: HeartParams) -> HeartMeshes:
     rot = rotation_matrix(np.deg2rad(np.asarray(p.rotation_deg)))
     for name, v in out.items():
         v = (v - centre) @ rot.T
-        out[name] = _warp(v, p.warp_mm, 60.0 * sc, _vol_ml(v) if name in _CHAMBERS else None)
+        # the warp's coefficients are mm for the adult heart: scaled with the heart, an
+        # infant's heart (a third of the size) gets the same relative bend, not three
+        # times it (which bent a dilated trunk tighter than its radius)
+        out[name] = _warp(v, tuple(c * sc for c in p.warp_mm), 60.0 * sc,
+                          _vol_ml(v) if name in _CHAMBERS else None)
         out[name] += np.asarray(p.offset_mm)
     return HeartMeshes(out, params=p)
 
@@ -301,27 +306,58 @@ def _great_vessels(p: HeartParams, rb: float, rv_w: np.ndarray) -> tuple[Tube, T
         f = max((z_lim - q[1][2]) / rise, 0.2)
         q[2][2] = q[1][2] + f * (q[2][2] - q[1][2])
         q[3][2] = q[1][2] + f * rise
+    # MM-WHS-style labels hold the trunk and the proximal branches (heart-norms.md), not
+    # a stub: the one tube of the template runs on past the bifurcation into the left
+    # branch, which continues the trunk's course (left and back, to arch over the left
+    # bronchus) while the right one leaves at a right angle behind the aorta
+    q.append(q[-1] + bend * turn @ np.array([-13.0, -15.0, 2.0]))
+    trunk = _polyline_mm(q[:4]) / _polyline_mm(q)  # fraction of the length that is trunk
     pa = Tube.through(
         q,
         TUBES["pulmonary_artery"][0],
-        lambda f: r_pa * np.where(f == 0, 0.85, 0.95 + 0.05 * np.sin(np.pi * f)),
+        # the left branch narrows to about three quarters of the trunk's diameter
+        lambda f: r_pa * np.where(
+            f == 0, 0.85,
+            np.where(f <= trunk, 0.95 + 0.05 * np.sin(np.pi * f / trunk),
+                     0.95 - 0.2 * (f - trunk) / (1.0 - trunk)),
+        ),
     )
     pa = clear_of(pa, aorta, _GAP_MM)
     return aorta, pa
 
 
-def _valve_plane_under(rv_w: np.ndarray, pa: Tube) -> np.ndarray:
-    """Flatten the top of the RV outflow tract onto the pulmonary valve plane where the
-    trunk sits on it, so the trunk does not cut into the RV (vertices move only along
-    the trunk's axis, toward the ventricle)."""
+def _polyline_mm(points: list[np.ndarray]) -> float:
+    """Length (mm) of the polyline through ``points``."""
+    return float(np.linalg.norm(np.diff(np.array(points), axis=0), axis=1).sum())
+
+
+def _valve_plane_under(rv_w: np.ndarray, pa: Tube, soft_mm: float = 1.0) -> np.ndarray:
+    """Press the top of the RV outflow tract under the pulmonary valve plane where the
+    trunk sits on it, so the trunk does not cut into the RV.
+
+    Vertices move only along the trunk's axis, toward the ventricle, to a soft minimum
+    of their height and the plane (0.3 mm under it), fully within the trunk's radius and
+    fading out by 1.6 radii. The new height is a weighted mean of two increasing
+    functions of the old one, so the map is one-to-one: two sheets of the thin outflow
+    tract never land on one plane (projecting onto the plane, as before, made the RV
+    cross itself in half the hearts); a patch still crossing is smoothed back
+    (:func:`~fedsim_app.anatomy.heart_checks.untangle`).
+    """
     origin = pa.line[0]
     axis = pa.line[1] - pa.line[0]
     axis /= np.linalg.norm(axis)
     rel = rv_w - origin
     along = rel @ axis
     off_axis = np.linalg.norm(rel - along[:, None] * axis, axis=1)
-    under = (off_axis < 1.3 * pa.radii[0]) & (along > -0.3)
-    return rv_w - (np.where(under, along + 0.3, 0.0))[:, None] * axis[None, :]
+    r0 = pa.radii[0]
+    weight = 1.0 - smoothstep((off_axis - 1.0 * r0) / (0.6 * r0))
+    x = (along + 0.3) / soft_mm
+    # soft minimum of (along, -0.3): -0.3 - soft·log(1 + exp(-x)), overflow-safe
+    soft_min = -0.3 - soft_mm * (np.maximum(-x, 0.0) + np.log1p(np.exp(-np.abs(x))))
+    pressed = rv_w + (weight * (soft_min - along))[:, None] * axis[None, :]
+    # where the outflow tract's tip rose far into the trunk, its pressed triangles can
+    # still cross: smooth the move back there (the overlap left is the trunk's label)
+    return untangle(rv_w, pressed, template_topology().faces["rv"])
 
 
 def _with_vsd(p, cav: _LV, epi: _LV, rv_local: np.ndarray, d: np.ndarray) -> np.ndarray:

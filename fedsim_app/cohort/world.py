@@ -52,6 +52,9 @@ CORTEX_TRUE_HU = (1300.0, 1700.0)
 CORTEX_MM = 1.2  # adult cortical thickness of ribs and vertebrae (scaled by body size)
 FIELD_CORR_MM = (0.8, 2.0, 7.0)  # fine, mid, coarse texture fields
 BLOOD_TEXTURE_HU = 8.0
+#: beam hardening in `fast`, relative to a scanner with water correction only (1, the
+#: `physics` fidelity); below 1, the share a vendor's bone correction leaves
+HARDENING_SCALE = (0.4, 1.0)
 
 
 def _u(rng, lo_hi) -> float:
@@ -85,6 +88,8 @@ def sample_world(rng: np.random.Generator, *, population: str, age_years: float)
         "trabeculation": _u(rng, (0.4, 0.9)),
         "motion_mm": _u(rng, (0.2, 0.9)) if adult else _u(rng, (0.4, 1.2)),
         "lung_gradient_hu": _u(rng, (30.0, 80.0)),
+        # drawn last, so the choices above keep their values for the same arguments
+        "hardening_scale": _u(rng, HARDENING_SCALE),
     }
 
 
@@ -216,6 +221,7 @@ def render_world(record, labels: np.ndarray, fidelity: str | None = None, *,
     opacified pool (their beam hardening), and the world's CT numbers as an extra μ map
     (texture, per-vessel contrast) on top.
     """
+    from fedsim_app.ctsim.hardening import hardening_hu
     from fedsim_app.ctsim.render import render_hu_fast, render_physics
     from fedsim_app.ctsim.scanner import load_scanner
     from fedsim_app.ctsim.simulate import water_mu_per_mm
@@ -227,6 +233,10 @@ def render_world(record, labels: np.ndarray, fidelity: str | None = None, *,
     sp = record.grid.spacing_mm
     fidelity = fidelity or record.fidelity
     if fidelity == "fast":
+        # records from before the image-domain beam hardening have no scale: none
+        scale = float(record.world.get("hardening_scale", 0.0))
+        if scale > 0:
+            hu = hu + hardening_hu(hu, profile, sp, scale=scale)
         weight = np.clip(trees.heart_blur * 2.0, 0.0, 1.0)
         return render_hu_fast(hu, profile, spacing_mm=sp, motion_weight=weight,
                               motion_mm=record.world["motion_mm"], n_views=n_views,

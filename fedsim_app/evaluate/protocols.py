@@ -5,15 +5,18 @@ Rows (the U-Net and schedule are the same for all, :mod:`.unet`):
 - ``lower``: the fold's labelled real volumes only (the site's label budget)
 - ``upper``: every training volume of the fold labelled
 - ``fix-mat``: pre-train on a ``fedsim export`` of the atlas SSM + Fix-Mat model, fine-tune
-- ``ours-pre`` / ``ours-full``: the same from a trained checkpoint (after the labelled
-  phases / after the semi-supervised phase), when one is given for the site
-- ``direct-fl``: the U-Net trained federatedly on the sites' labelled volumes
+- ``ours-pre`` / ``ours-full``: the same from the site's generator after the labelled
+  phases / after the semi-supervised phase: a checkpoint passed by the user, else trained
+  here per fold (:mod:`.generators`: one run gives both)
+- ``direct-fl``: the U-Net trained federatedly (FedAvg) on every site's labelled volumes
+  (:func:`fedsim_app.federated.direct_fl.train_direct_fl`), then fine-tuned locally
 - ``sim-fl``: pre-train on an export of the federatedly trained generator, fine-tune
 
-A row whose ingredient is missing is recorded as ``{"not_run": why}``. Each (site, row,
-fold) result is its own JSON file under ``out/<site>/<row>/``; a rerun skips what exists.
-Synthetic datasets are exported once per (site, row) and reused by every fold (the
-generator's checkpoint is fixed; the paper retrains it per fold).
+Every row's U-Net of a site is also scored on the site's test patients re-rendered by each
+other site's Ours-Full enhancer (OOD, :mod:`.ood`). A row whose ingredient is missing is
+recorded as ``{"not_run": why}``. Each (site, row, fold) result is its own JSON file under
+``out/<site>/<row>/``; a rerun skips what exists, and trained generators, the Direct-FL
+U-Net and exports are reused from disk.
 """
 
 from __future__ import annotations
@@ -31,16 +34,32 @@ from fedsim_app.evaluate.plots import example_slices
 from fedsim_app.evaluate.splits import make_split, read_split, write_split
 from fedsim_app.evaluate.unet import PRESETS, UNetConfig, predict, pretrain_finetune
 from fedsim_app.io.atomic import write_json_atomic
+from fedsim_app.train.config import TrainConfig
+from fedsim_app.train.config import preset as train_preset
 
 ROWS = ("lower", "upper", "fix-mat", "ours-pre", "ours-full", "direct-fl", "sim-fl")
 TITLES = {"lower": "Lower Bound", "upper": "Upper Bound", "fix-mat": "Fix-Mat",
           "ours-pre": "Ours-Pre", "ours-full": "Ours-Full", "direct-fl": "Direct-FL",
           "sim-fl": "Sim-FL"}
-#: rows whose synthetic data come from a checkpoint the user passes
+#: rows whose synthetic data come from a trained generator (passed, or trained here)
 CHECKPOINT_ROWS = ("ours-pre", "ours-full", "sim-fl")
+SYNTHETIC_ROWS = ("fix-mat",) + CHECKPOINT_ROWS
 AIR_HU = -1000.0
-DIRECT_FL_MISSING = ("no federated U-Net training on this branch (fedsim federate trains "
-                     "the generator, not a segmentation network)")
+DIRECT_FL_MISSING = ("fedsim_app.federated.direct_fl is not on this branch (the federated "
+                     "U-Net training); merge the federated branch")
+#: the generators' training per preset (fields of fedsim_app.train.config.TrainConfig)
+GENERATOR_PRESETS = {
+    "full": ("paper", {}),
+    "quick": ("cpu", {}),
+    "smoke": ("smoke", {"phase1_epochs": 1, "phase2_epochs": 1, "phase3_epochs": 1,
+                        "coarse_matrix": False}),
+}
+#: FedAvg local steps per round of Direct-FL (rounds = pre-training steps / these)
+FL_LOCAL_STEPS = {"full": 20, "quick": 10, "smoke": 2}
+#: Sim-FL's federated rounds (None: the generator preset's full schedule, as many rounds
+#: per phase as the largest site's single-site run has steps); quick caps them so the
+#: federation (three sites a round, one after another) fits in minutes on a CPU
+FED_ROUNDS = {"full": None, "quick": 150, "smoke": None}
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,10 @@ class EvalConfig:
     n_synthetic: int = 40
     seed: int = 0
     large_budget: bool = False
+    generator: TrainConfig = field(default_factory=TrainConfig)
+    fl_local_steps: int = 20
+    fed_rounds: int | None = None
+    ood: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,8 +88,11 @@ def preset(name: str, *, folds: int | None = None, seed: int = 0) -> EvalConfig:
         raise FedSimError(f"--preset {name!r}: use one of {', '.join(sizes)}")
     size, n_folds, n_syn = sizes[name]
     unet = PRESETS[name]
+    base, overrides = GENERATOR_PRESETS[name]
     return EvalConfig(unet=UNetConfig(**{**unet.to_dict(), "seed": seed}), size=size,
-                      folds=folds or n_folds, n_synthetic=n_syn, seed=seed)
+                      folds=folds or n_folds, n_synthetic=n_syn, seed=seed,
+                      generator=train_preset(base, seed=seed, **overrides),
+                      fl_local_steps=FL_LOCAL_STEPS[name], fed_rounds=FED_ROUNDS[name])
 
 
 def site_grid(site: str, size: int):
@@ -77,7 +103,7 @@ def site_grid(site: str, size: int):
 
 
 def _read_cases(cases, grid) -> tuple[np.ndarray, np.ndarray]:
-    """(N, S, S, S) HU images and binary whole-heart masks of cases on ``grid``."""
+    """(N, S, S, S) HU images and internal label codes (int8; > 0 is the whole heart)."""
     from fedsim_app.io.dataset import load_case
     from fedsim_app.io.errors import DataError
     from fedsim_app.io.resample import resample_to_grid
@@ -92,9 +118,8 @@ def _read_cases(cases, grid) -> tuple[np.ndarray, np.ndarray]:
             raise FedSimError(f"{case.image}: no label — evaluation needs every case labelled "
                               "(the budget decides which labels a row sees)")
         images.append(resample_to_grid(image, grid, fill_value=AIR_HU).array)
-        # every internal structure code > 0 is part of the whole heart
-        labels.append(resample_to_grid(label, grid).array > 0)
-    return np.stack(images).astype(np.float32), np.stack(labels)
+        labels.append(resample_to_grid(label, grid).array)
+    return np.stack(images).astype(np.float32), np.stack(labels).astype(np.int8)
 
 
 def site_cases(root) -> tuple[dict, list[str], list[str]]:
@@ -120,9 +145,13 @@ def export_synthetic(row: str, site: str, out: Path, cfg: EvalConfig,
                      checkpoint=None) -> tuple[np.ndarray, np.ndarray]:
     """Export (or reuse) ``cfg.n_synthetic`` cases of a row's model and read them back."""
     from fedsim_app.export.dataset import export_dataset
-    from fedsim_app.export.sample import load_export_model
+    from fedsim_app.export.sample import load_export_model, resolve_checkpoint
     from fedsim_app.io.layouts import index_dataset
 
+    if checkpoint is not None and str(checkpoint) != "atlas" and \
+            resolve_checkpoint(checkpoint) is None:
+        raise FedSimError("no default checkpoint ships yet (assets/checkpoints/default.pt) — "
+                          "omit --checkpoint to train the generators here")
     model = load_export_model(checkpoint or "atlas", site, size=cfg.size)
     if row == "ours-full" and not model.source["training"].get("phase3_prior"):
         raise FedSimError(f"{checkpoint}: the run has not finished the semi-supervised "
@@ -136,83 +165,71 @@ def _fold_file(out: Path, site: str, row: str, k: int) -> Path:
     return out / site / row / f"fold{k}.json"
 
 
+@dataclass
+class SiteState:
+    """A site's data on its evaluation grid and its recorded split."""
+
+    root: Path
+    split: object
+    vol: dict  # case id -> (image HU, label codes)
+
+    def stack(self, case_ids) -> tuple[np.ndarray, np.ndarray]:
+        return (np.stack([self.vol[i][0] for i in case_ids]),
+                np.stack([self.vol[i][1] for i in case_ids]))
+
+
+def _prepare_site(site: str, root, out: Path, cfg: EvalConfig) -> SiteState:
+    by_id, pool, test = site_cases(root)
+    split_path = out / site / "split.json"
+    if split_path.is_file():
+        split = read_split(split_path)
+        if (split.seed, len(split.folds)) != (cfg.seed, cfg.folds):
+            raise FedSimError(f"{split_path}: recorded with seed {split.seed} and "
+                              f"{len(split.folds)} fold(s), asked for seed {cfg.seed} and "
+                              f"{cfg.folds} — rerun with those settings or use a new --out")
+    else:
+        split = make_split(site, pool, test, seed=cfg.seed, folds=cfg.folds,
+                           large_budget=cfg.large_budget)
+        split_path.parent.mkdir(parents=True, exist_ok=True)
+        write_split(split_path, split)
+    ids = sorted(set(pool) | set(test))
+    images, labels = _read_cases([by_id[i] for i in ids], site_grid(site, cfg.size))
+    return SiteState(Path(root), split,
+                     {i: (images[n], labels[n]) for n, i in enumerate(ids)})
+
+
 def run_table3(data: dict, out, cfg: EvalConfig, *, checkpoints: dict | None = None,
-               rows=ROWS, log=print) -> dict:
+               rows=ROWS, log=print, info: dict | None = None) -> dict:
     """Run (or resume) Table 3 on ``data`` (``{site: dataset folder}``) into ``out``.
 
     ``checkpoints`` maps ``(row, site)`` to a checkpoint for the rows in
-    :data:`CHECKPOINT_ROWS`. Returns ``results[site][row]`` for :mod:`.report`.
+    :data:`CHECKPOINT_ROWS`; rows without one train their generator here. Returns
+    ``results[site][row]`` for :mod:`.report`; ``info`` (a dict) receives what making
+    each ingredient took (``seconds``) and the OOD cases not made (``notes``).
     """
+    from fedsim_app.evaluate.ingredients import Ingredients
+
     out = Path(out)
-    checkpoints = checkpoints or {}
+    sites = {s: _prepare_site(s, root, out, cfg) for s, root in data.items()}
+    ing = Ingredients(sites, out, cfg, checkpoints or {}, log=log)
     results: dict = {}
-    for site, root in data.items():
-        by_id, pool, test = site_cases(root)
-        split_path = out / site / "split.json"
-        if split_path.is_file():
-            split = read_split(split_path)
-            if (split.seed, len(split.folds)) != (cfg.seed, cfg.folds):
-                raise FedSimError(f"{split_path}: recorded with seed {split.seed} and "
-                                  f"{len(split.folds)} fold(s), asked for seed {cfg.seed} and "
-                                  f"{cfg.folds} — rerun with those settings or use a new --out")
-        else:
-            split = make_split(site, pool, test, seed=cfg.seed, folds=cfg.folds,
-                               large_budget=cfg.large_budget)
-            split_path.parent.mkdir(parents=True, exist_ok=True)
-            write_split(split_path, split)
-        grid = site_grid(site, cfg.size)
-        ids = sorted(set(pool) | set(test))
-        images, labels = _read_cases([by_id[i] for i in ids], grid)
-        vol = {i: (images[n], labels[n]) for n, i in enumerate(ids)}
-
-        def stack(case_ids, vol=vol):
-            return (np.stack([vol[i][0] for i in case_ids]),
-                    np.stack([vol[i][1] for i in case_ids]))
-
+    for site, st in sites.items():
         results[site] = {}
-        first = split.folds[0].labelled[0]
-        examples = [(f"site {site} real ({first})", *vol[first])]
+        first = st.split.folds[0].labelled[0]
+        examples = [(f"site {site} real ({first})", *st.vol[first])]
         for row in rows:
-            results[site][row] = _run_row(row, site, split, stack, out, cfg,
-                                          checkpoints.get((row, site)), log,
+            results[site][row] = _run_row(row, site, st, ing, out, cfg, log,
                                           examples=examples)
         example_slices(out / site / "examples.png", examples)
+    if info is not None:
+        info.update(seconds=dict(ing.seconds), notes=list(ing.notes))
     return results
 
 
-def _ingredient(row: str, site: str, checkpoint) -> str | None:
-    """Why ``row`` cannot run for ``site``, or None."""
-    if row == "direct-fl":
-        return DIRECT_FL_MISSING
-    if row in CHECKPOINT_ROWS and checkpoint is None:
-        return (f"no {TITLES[row]} checkpoint for site {site} (pass --checkpoint "
-                f"{row}:{site}=RUN)")
-    if checkpoint is not None and not Path(checkpoint).exists() and \
-            checkpoint not in ("default", "atlas"):
-        return f"checkpoint {checkpoint} does not exist"
-    return None
-
-
-def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, log, *,
+def _run_row(row, site, st: SiteState, ing, out: Path, cfg: EvalConfig, log, *,
              examples: list) -> dict:
-    why = _ingredient(row, site, checkpoint)
-    if why:
-        log(f"site {site} {TITLES[row]}: not run: {why}")
-        return {"not_run": why}
-    synthetic = None
-    t0 = time.perf_counter()
-    if row in ("fix-mat",) + CHECKPOINT_ROWS:
-        try:
-            synthetic = export_synthetic(row, site, out / site / row / "synthetic", cfg,
-                                         checkpoint=checkpoint if row != "fix-mat" else None)
-        except FedSimError as exc:  # an unusable checkpoint is a missing ingredient
-            why = " ".join(str(exc).split())
-            log(f"site {site} {TITLES[row]}: not run: {why}")
-            return {"not_run": why}
-        examples.append((f"{TITLES[row]} (synthetic)", synthetic[0][0], synthetic[1][0]))
-    t_export = time.perf_counter() - t0
-    folds, seconds = [], []
-    for fold in split.folds:
+    folds, seconds, ood, realism = [], [], {}, None
+    for fold in st.split.folds:
         path = _fold_file(out, site, row, fold.index)
         if path.is_file():
             done = json.loads(path.read_text())
@@ -221,27 +238,49 @@ def _run_row(row, site, split, stack, out: Path, cfg: EvalConfig, checkpoint, lo
                                   "seed) — rerun with those or use a new --out")
             folds.append(done["test_dice"])
             seconds.append(float(done.get("seconds", 0.0)))
+            for t, d in done.get("ood_dice", {}).items():
+                ood.setdefault(t, []).append(d)
+            realism = done.get("realism", realism)
             continue
+        try:
+            synthetic, init, source = ing.for_row(row, site, fold.index)
+        except FedSimError as exc:  # a missing or unusable ingredient: the row is not run
+            why = " ".join(str(exc).split())
+            log(f"site {site} {TITLES[row]}: not run: {why}")
+            return {"not_run": why}
+        if synthetic is not None and fold.index == 0:
+            examples.append((f"{TITLES[row]} (synthetic)", synthetic[0][0], synthetic[1][0]))
+            realism = ing.realism(site, fold, synthetic)
+        ood_sets = ing.ood(site, fold.index)  # made (or read) before the U-Net's clock
         t1 = time.perf_counter()
         ids = fold.labelled + (fold.extra if row == "upper" else ())
-        net, train_log = pretrain_finetune(cfg.unet, stack(ids), synthetic=synthetic,
-                                           val=stack(fold.val))
-        test_x, test_y = stack(split.test)
+        net, train_log = pretrain_finetune(cfg.unet, st.stack(ids), synthetic=synthetic,
+                                           val=st.stack(fold.val), init=init)
+        test_x, test_y = st.stack(st.split.test)
         dice = dice_scores(predict(net, test_x, cfg.unet), test_y).tolist()
+        fold_ood = {t: dice_scores(predict(net, x, cfg.unet), y).tolist()
+                    for t, (x, y) in ood_sets.items()}
+        for t, d in fold_ood.items():
+            ood.setdefault(t, []).append(d)
         seconds.append(time.perf_counter() - t1)
         write_json_atomic(path, {"site": site, "row": row, "fold": fold.index,
                                  "train_ids": list(ids), "val_ids": list(fold.val),
-                                 "test_ids": list(split.test), "test_dice": dice,
+                                 "test_ids": list(st.split.test), "test_dice": dice,
+                                 "ood_dice": fold_ood, "realism": realism,
                                  "seconds": seconds[-1], "log": train_log,
-                                 "checkpoint": None if checkpoint is None else str(checkpoint),
-                                 "config": cfg.to_dict()})
+                                 "source": source, "config": cfg.to_dict()})
         folds.append(dice)
-    # export now + every fold's training (measured when it ran, also on a resume)
-    took = t_export + sum(seconds)
+    # every fold's U-Net (training, validation, test and OOD passes, measured when it ran);
+    # what the ingredients took is recorded once per ingredient (Ingredients.seconds)
+    took = sum(seconds)
     log(f"site {site} {TITLES[row]}: Dice {np.mean([np.mean(f) for f in folds]):.3f} "
-        f"({len(folds)} fold(s), {took:.0f} s)")
+        f"({len(folds)} fold(s), U-Net {took:.0f} s)")
     res = {"folds": folds, "seconds": took}
-    if row == "upper" and not any(f.extra for f in split.folds):
+    if ood:
+        res["ood"] = ood
+    if realism is not None:
+        res["realism"] = realism
+    if row == "upper" and not any(f.extra for f in st.split.folds):
         res["note"] = ("Upper Bound saw the same labelled cases as Lower Bound: the site has "
                        "no training cases beyond the budget and validation")
     return res

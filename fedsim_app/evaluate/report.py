@@ -51,8 +51,14 @@ def summarise(results: dict, *, seed: int = 0) -> dict:
         for row, res in rows.items():
             if "not_run" in res:
                 table[row] = {"not_run": res["not_run"]}
-            else:
-                table[row] = fold_stats(res["folds"])
+                continue
+            table[row] = fold_stats(res["folds"])
+            if res.get("ood"):
+                table[row]["ood"] = {t: fold_stats(f) for t, f in res["ood"].items()}
+            if res.get("realism"):
+                table[row]["c2st"] = res["realism"]["c2st"]
+            if "seconds" in res:
+                table[row]["seconds"] = res["seconds"]
         diffs = {}
         for a, b in DIFFERENCES:
             ra, rb = rows.get(a, {}), rows.get(b, {})
@@ -76,15 +82,19 @@ def markdown(summary: dict, *, title: str, notes: list[str] = (),
     lines = [f"# {title}", ""]
     for site, s in summary.items():
         lines += [f"## Site {site}", "",
-                  "| Row | Dice (mean ± std over folds) | std over cases | folds | cases |",
-                  "|---|---|---|---|---|"]
+                  "| Row | Dice (mean ± std over folds) | std over cases | folds | cases | "
+                  "C2ST | U-Net s |", "|---|---|---|---|---|---|---|"]
         for key, r in s["rows"].items():
             row = titles.get(key, key)
             if "not_run" in r:
-                lines.append(f"| {row} | not run: {r['not_run']} | – | – | – |")
-            else:
-                lines.append(f"| {row} | {r['mean']:.3f} ± {r['std_folds']:.3f} | "
-                             f"{r['std_cases']:.3f} | {r['n_folds']} | {r['n_cases']} |")
+                lines.append(f"| {row} | not run: {r['not_run']} | – | – | – | – | – |")
+                continue
+            c2st = f"{r['c2st']:.2f}" if "c2st" in r else "–"
+            secs = f"{r['seconds']:.0f}" if "seconds" in r else "–"
+            lines.append(f"| {row} | {r['mean']:.3f} ± {r['std_folds']:.3f} | "
+                         f"{r['std_cases']:.3f} | {r['n_folds']} | {r['n_cases']} | "
+                         f"{c2st} | {secs} |")
+        lines += _ood_table(site, s["rows"], titles)
         for name, d in s["differences"].items():
             lines.append(f"\n{name}: {d['mean']:+.3f} (paired bootstrap "
                          f"{int(d['level'] * 100)} %: {d['low']:+.3f} to {d['high']:+.3f}, "
@@ -93,6 +103,24 @@ def markdown(summary: dict, *, title: str, notes: list[str] = (),
         lines.append("")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _ood_table(site: str, rows: dict, titles: dict) -> list[str]:
+    """OOD Dice per row: the site's test patients re-rendered at each other site."""
+    targets = sorted({t for r in rows.values() for t in r.get("ood", {})})
+    if not targets:
+        return []
+    lines = ["", f"OOD: site {site}'s test patients as scanned at another site "
+             "(that site's Ours-Full enhancer on their labels and coarse CT); Dice mean ± "
+             "std over cases", "", "| Row | " + " | ".join(f"as at {t}" for t in targets)
+             + " |", "|---|" + "---|" * len(targets)]
+    for key, r in rows.items():
+        if "ood" not in r:
+            continue
+        cells = [f"{r['ood'][t]['mean']:.3f} ± {r['ood'][t]['std_cases']:.3f}"
+                 if t in r["ood"] else "–" for t in targets]
+        lines.append(f"| {titles.get(key, key)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_report(out: str | Path, results: dict, *, title: str, meta: dict,

@@ -128,18 +128,22 @@ def train(net, images_hu, labels, steps: int, cfg: UNetConfig, *, val=None, seed
     return net, log
 
 
-def pretrain_finetune(cfg: UNetConfig, labelled, *, synthetic=None, val=None):
+def pretrain_finetune(cfg: UNetConfig, labelled, *, synthetic=None, val=None, init=None):
     """One row's U-Net: pre-train on ``synthetic`` (when given), fine-tune on ``labelled``.
 
     Parameters
     ----------
     labelled, synthetic, val : ``(images_hu, labels)`` pairs of (N, Z, Y, X) arrays
+    init : a state dict to start from (Direct-FL's federated U-Net) instead of
+        :func:`make_unet`'s seeded initialisation
 
     Returns
     -------
     (net, log) with the pre-training and fine-tuning logs.
     """
     net = make_unet(cfg)
+    if init is not None:
+        net.load_state_dict(init)
     log = {}
     if synthetic is not None:
         net, log["pretrain"] = train(net, *synthetic, cfg.pretrain_steps, cfg, val=val,

@@ -4,7 +4,8 @@ Volumes are label volumes (what a segmentation holds, precedence applied) on a 1
 grid: LV blood pool, LV mass (myocardium label × 1.05 g/mL), RV, LA, RA. Vessel sizes come
 from the tube meshes' rings (ring ``k`` is vertices ``k·n_around ..``): the main
 pulmonary artery diameter (median over the trunk's rings), the ascending aorta's
-(median over the rings past the sinuses) and the centreline length of each vessel.
+(median over the rings past the sinuses) and the centreline length of each vessel (the
+extent the label draws).
 
 The norm intervals (``NORMS``) are derived from the figures in
 ``shared/reference/heart-norms.md`` as stated per row; a population median outside its
@@ -53,9 +54,17 @@ NORMS: tuple[Norm, ...] = (
          "CT mean − 2 SD .. upper limit (Truong 2012)"),
     Norm("atria_lv", "(LA + RA) / 2 ÷ LV", 0.8, 3.0,
          "CT atria as large as or larger than the LV blood pool (all phases; Fuchs 2016)"),
+    # the great vessels' extent as MM-WHS-style labels draw them (heart-norms.md: the
+    # aorta label holds the ascending aorta and part of the arch, the PA label the trunk
+    # and the proximal branches, "long structures rather than stubs"): each label is
+    # longer than the segment it starts with, ~5 cm in both cases (Gray's Anatomy); the
+    # upper bounds are FedSim's (the arch's first half; the branches' first ~3 cm)
+    Norm("ao_len_mm", "aorta centreline (mm)", 50.0, 150.0,
+         "ascending aorta ~5 cm (Gray's) + part of the arch (MM-WHS labels); upper FedSim's"),
+    Norm("pa_len_mm", "PA centreline (mm)", 50.0, 100.0,
+         "trunk ~5 cm (Gray's) + proximal branches (MM-WHS labels); upper FedSim's"),
 )
-EXTRA = (("ao_mm", "ascending aorta diameter (mm)"),
-         ("ao_len_mm", "aorta centreline (mm)"), ("pa_len_mm", "PA centreline (mm)"))
+EXTRA = (("ao_mm", "ascending aorta diameter (mm)"),)
 
 
 def _rings(vertices: np.ndarray, n_around: int) -> np.ndarray:

@@ -29,6 +29,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fedsim_app.anatomy.heart_checks import (
+    crossing_pairs,
+    face_normals,
+    neighbour_mean,
+    untangle,
+)
+from fedsim_app.anatomy.templates import TUBES
 from fedsim_app.errors import FedSimError
 from fedsim_app.io.grid import Grid
 from fedsim_app.io.labels_core import LABEL_OF
@@ -257,12 +264,14 @@ def refine(topology, fit_vertices: np.ndarray, labels: np.ndarray, grid: Grid,
             continue
         v0, v1 = topology.vertex_offsets[i : i + 2]
         _, faces = topology.structure(out, name)
+        tube = TUBES.get(name)
         out[v0:v1], start[v0:v1] = _refine_structure(out[v0:v1], faces, regions[name],
-                                                     fine, cfg)
+                                                     fine, cfg, tube and tube[1])
     return out, start
 
 
-def _refine_structure(verts, faces, region, fine: Grid, cfg: RegisterConfig) -> np.ndarray:
+def _refine_structure(verts, faces, region, fine: Grid, cfg: RegisterConfig,
+                      n_around: int | None = None) -> np.ndarray:
     from scipy.ndimage import map_coordinates
 
     # crop the field to the region and the mesh (plus room to move) to keep the EDT small
@@ -276,14 +285,21 @@ def _refine_structure(verts, faces, region, fine: Grid, cfg: RegisterConfig) -> 
     crop = region[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     phi = signed_distance(crop, h)
     grads = np.gradient(phi, h)  # three (z, y, x) arrays, mm per mm
-    smooth = _neighbour_mean(faces, len(verts))
-    base = _taubin_until_clean(np.array(verts, float), faces, smooth)
-    v = base.copy()
-    for _ in range(cfg.iterations):
+
+    def sample(v):  # signed distance (n,) and its gradient (n, 3) x, y, z at vertices
         coords = (fine.world_to_index(v) - lo).T  # (3, n) z, y, x within the crop
         d = map_coordinates(phi, coords, order=1, mode="nearest")
         g_zyx = np.stack([map_coordinates(g, coords, order=1, mode="nearest") for g in grads])
-        g = g_zyx[::-1].T  # (n, 3) x, y, z
+        return d, g_zyx[::-1].T
+
+    smooth = neighbour_mean(faces, len(verts))
+    base = np.array(verts, float)
+    if n_around is not None:  # a great vessel: placed on its region, then unbent
+        base = unbend_tube(rigid_to_field(base, sample), n_around)
+    base = _taubin_until_clean(base, faces, smooth)
+    v = base.copy()
+    for _ in range(cfg.iterations):
+        d, g = sample(v)
         g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-6)
         move = -np.clip(d, -cfg.max_step_mm, cfg.max_step_mm)[:, None] * g
         for _ in range(cfg.smooth_passes):
@@ -291,64 +307,86 @@ def _refine_structure(verts, faces, region, fine: Grid, cfg: RegisterConfig) -> 
         v = v + cfg.step * move
         u = v - base  # total displacement from the SSM fit: keep it a membrane
         v = base + (1 - cfg.membrane) * u + cfg.membrane * (smooth @ u)
-    return _untangle(base, v, faces, smooth, cfg.repair_passes), base
+    return untangle(base, v, faces, cfg.repair_passes, smooth), base
+
+
+def rigid_to_field(v: np.ndarray, sample, iterations: int = 30) -> np.ndarray:
+    """``v`` moved by the rigid motion (shift, rotation about its centroid) that brings it
+    onto the zero level of a signed distance field (Gauss-Newton on ``Σ φ(x)²``;
+    ``sample(v) -> (φ (n,), ∇φ (n, 3))``); ``v`` itself when that does not lower the RMS
+    distance. No scale: a surface shrunk onto a point of the boundary would score zero.
+
+    Closest-point steps only reach a boundary near the start: a great vessel that the
+    SSM fit put beside its label (a dilated CHD trunk the model's scale couples to the
+    chambers) would flatten onto its near side. Placed rigidly first, it keeps its
+    tubular shape.
+    """
+    from fedsim_app.anatomy.shapes import rotation_matrix
+
+    def rms(x):
+        return float(np.sqrt(np.mean(sample(x)[0] ** 2)))
+
+    cur, start_rms = v, rms(v)
+    for _ in range(iterations):
+        d, g = sample(cur)
+        c = cur.mean(0)
+        r = cur - c
+        # φ(c + t + R(ω) r) ≈ φ + ∇φ·t + ω·(r × ∇φ), (n, 6)
+        jac = np.concatenate([g, np.cross(r, g)], axis=1)
+        step = np.linalg.solve(jac.T @ jac + 1e-3 * np.eye(6) * len(d), -jac.T @ d)
+        t = step[:3] * min(1.0, 5.0 / max(float(np.linalg.norm(step[:3])), 1e-9))
+        w = step[3:6] * min(1.0, 0.1 / max(float(np.linalg.norm(step[3:6])), 1e-9))
+        cur = c + t + r @ rotation_matrix(w).T
+    return cur if rms(cur) < start_rms else v
+
+
+def unbend_tube(v: np.ndarray, n_around: int, margin: float = 1.25) -> np.ndarray:
+    """A capped tube (rings of ``n_around`` vertices, then the two cap centres) whose
+    centreline bends tighter than ``margin`` × its radius straightened there, keeping
+    each ring's shape and vertex order (correspondence): a decoded SSM tube can bend
+    tighter than a dilated trunk's radius allows, its inner wall crossing itself.
+    """
+    from fedsim_app.anatomy.shapes import rotation_matrix
+    from fedsim_app.anatomy.vessels import unfold
+
+    n_rings = (len(v) - 2) // n_around
+    rings = v[: n_rings * n_around].reshape(n_rings, n_around, 3)
+    centre = rings.mean(1)  # (R, 3)
+    radii = np.linalg.norm(rings - centre[:, None], axis=2).mean(1)
+    line = unfold(centre, radii, margin)
+    if np.allclose(line, centre):
+        return v
+    t0, t1 = np.gradient(centre, axis=0), np.gradient(line, axis=0)
+    t0 /= np.linalg.norm(t0, axis=1, keepdims=True)
+    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+    out = np.array(v, float)
+    for k in range(n_rings):  # turn ring k's offsets from its old tangent to the new one
+        axis = np.cross(t0[k], t1[k])
+        sin = float(np.linalg.norm(axis))
+        angle = np.arctan2(sin, float(t0[k] @ t1[k]))
+        rot = rotation_matrix(axis / sin * angle) if sin > 1e-12 else np.eye(3)
+        out[k * n_around:(k + 1) * n_around] = line[k] + (rings[k] - centre[k]) @ rot.T
+    out[-2:] += np.stack([line[0] - centre[0], line[-1] - centre[-1]])
+    return out
 
 
 def _taubin_until_clean(v, faces, smooth, passes: int = 20) -> np.ndarray:
-    """The fit's surface, Taubin-smoothed (λ 0.5, μ -0.53: no shrinkage) while it crosses
-    itself (a decoded RV crescent can fold at a thin tip); unchanged when clean."""
-    for _ in range(passes):
-        if not len(crossing_pairs(v, faces)):
-            break
-        v = v + 0.5 * (smooth @ v - v)
-        v = v - 0.53 * (smooth @ v - v)
-    return v
-
-
-def _untangle(base, v, faces, smooth, passes: int) -> np.ndarray:
-    """Smooth the displacement where faces folded or crossed, shrinking it there.
-
-    Where closest-point steps from two sides of a thin part (the RV crescent's tips,
-    edges well under a voxel) meet, faces can fold or cross. Around those faces (and
-    their neighbours, a ring widened every ten passes) the displacement from the fit
-    is replaced
-    by 0.8 × its neighbours' mean, pulling the patch back towards the fit. Only the
-    tangled patch changes. Where the decoded fit itself crosses (seen at a thin RV tip),
-    this cannot untangle it: the crossings are counted and the case fails.
-    """
-    u = v - base
-    normals0 = face_normals(base, faces)
+    """The fit's surface, Taubin-smoothed (λ 0.5, μ -0.53: no shrinkage) around the
+    faces that cross (a patch of 3 rings, widened every pass) while it crosses itself
+    (a decoded RV crescent can fold at a thin tip); unchanged when clean, and unchanged
+    away from the crossing."""
     for k in range(passes):
-        cur = base + u
-        bad = (face_normals(cur, faces) * normals0).sum(1) <= 0
-        bad[crossing_pairs(cur, faces).ravel()] = True
-        if not bad.any():
+        pairs = crossing_pairs(v, faces)
+        if not len(pairs):
             break
-        ring = np.zeros(len(v), bool)
-        ring[faces[bad].ravel()] = True
-        for _ in range(1 + k // 10):  # a wider patch when a narrow one did not untangle
-            ring |= (smooth @ ring.astype(float)) > 0
-        u[ring] = 0.8 * (smooth @ u)[ring]
-    return base + u
-
-
-def _neighbour_mean(faces: np.ndarray, n: int):
-    """Sparse (n, n) operator: each vertex's mean over its edge neighbours."""
-    from scipy.sparse import coo_matrix, diags
-
-    f = np.asarray(faces, np.int64)
-    rows = np.concatenate([f[:, 0], f[:, 1], f[:, 2], f[:, 1], f[:, 2], f[:, 0]])
-    cols = np.concatenate([f[:, 1], f[:, 2], f[:, 0], f[:, 0], f[:, 1], f[:, 2]])
-    adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
-    adj.data[:] = 1.0  # each edge counted once whatever the number of faces sharing it
-    deg = np.asarray(adj.sum(1)).ravel()
-    return diags(1.0 / np.maximum(deg, 1)) @ adj
-
-
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unnormalised face normals (F, 3) (twice the area, along the winding)."""
-    tri = np.asarray(vertices, float)[faces]
-    return np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        patch = np.zeros(len(v), bool)
+        patch[faces[pairs.ravel()].ravel()] = True
+        for _ in range(3 + k):
+            patch |= (smooth @ patch.astype(float)) > 0
+        w = patch[:, None].astype(float)
+        v = v + 0.5 * w * (smooth @ v - v)
+        v = v - 0.53 * w * (smooth @ v - v)
+    return v
 
 
 def flipped_faces(faces: np.ndarray, before: np.ndarray, after: np.ndarray) -> int:
@@ -361,47 +399,3 @@ def flipped_faces(faces: np.ndarray, before: np.ndarray, after: np.ndarray) -> i
 def self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
     """Number of triangle pairs of one closed mesh that cross each other."""
     return len(crossing_pairs(vertices, faces))
-
-
-def crossing_pairs(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(P, 2) face index pairs of one closed mesh that cross each other.
-
-    Pairs sharing a vertex are adjacent by construction and skipped; the others whose
-    bounding spheres overlap are tested edge against triangle (both ways,
-    Möller-Trumbore on segments), which finds every transversal crossing.
-    """
-    from scipy.spatial import cKDTree
-
-    v = np.asarray(vertices, float)
-    f = np.asarray(faces, np.int64)
-    tri = v[f]  # (F, 3, 3)
-    centre = tri.mean(1)
-    radius = np.linalg.norm(tri - centre[:, None], axis=2).max(1)
-    pairs = cKDTree(centre).query_pairs(2 * float(radius.max()), output_type="ndarray")
-    if len(pairs) == 0:
-        return np.zeros((0, 2), np.int64)
-    a, b = pairs[:, 0], pairs[:, 1]
-    near = np.linalg.norm(centre[a] - centre[b], axis=1) <= radius[a] + radius[b]
-    shared = (f[a][:, :, None] == f[b][:, None, :]).any((1, 2))
-    a, b = a[near & ~shared], b[near & ~shared]
-    hit = _edges_cross(tri[a], tri[b]) | _edges_cross(tri[b], tri[a])
-    return np.stack([a[hit], b[hit]], axis=1)
-
-
-def _edges_cross(t1: np.ndarray, t2: np.ndarray, eps: float = 1e-9) -> np.ndarray:
-    """(P,) whether any edge of triangle ``t1[p]`` passes through triangle ``t2[p]``."""
-    out = np.zeros(len(t1), bool)
-    e1, e2 = t2[:, 1] - t2[:, 0], t2[:, 2] - t2[:, 0]  # (P, 3)
-    for i, j in ((0, 1), (1, 2), (2, 0)):
-        o, d = t1[:, i], t1[:, j] - t1[:, i]  # segment o + s·d, s in [0, 1]
-        p = np.cross(d, e2)
-        det = (e1 * p).sum(1)
-        ok = np.abs(det) > eps
-        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-        tv = o - t2[:, 0]
-        u = (tv * p).sum(1) * inv
-        q = np.cross(tv, e1)
-        w = (d * q).sum(1) * inv
-        s = (e2 * q).sum(1) * inv
-        out |= ok & (u >= 0) & (w >= 0) & (u + w <= 1) & (s >= 0) & (s <= 1)
-    return out

@@ -52,6 +52,41 @@ def test_every_mesh_is_watertight_and_outward(hearts, case):
         assert len(mesh.vertices) == template_topology().n_vertices[name]
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_no_mesh_crosses_itself(hearts, case):
+    """Every structure of every population is a simple surface: the registration's
+    no-self-intersection target needs truths that do not cross themselves (the RV
+    outflow tract pressed flat under the pulmonary valve did, in atlas 0-3 and adult 0
+    and 2 among these)."""
+    from fedsim_app.anatomy.heart_checks import crossing_pairs
+
+    heart = hearts[case]
+    for name in STRUCTURES:
+        assert len(crossing_pairs(heart.vertices[name], heart.faces[name])) == 0, (case, name)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_great_vessels_are_long_and_bend_wider_than_their_radius(hearts, case):
+    """The vessels reach as far as MM-WHS-style labels draw them (the aorta into the
+    arch, the PA past its bifurcation into the left branch: longer than the ~5 cm
+    segment each starts with, in adults), and every bend is wider than the tube."""
+    from fedsim_app.anatomy.vessels import bend_radius
+    from fedsim_app.shape.norms import tube_sizes
+
+    heart = hearts[case]
+    size = heart.params.size_scale
+    for name, lo in (("aorta", 50.0), ("pulmonary_artery", 50.0)):
+        n_around = 20
+        diam, length = tube_sizes(heart.vertices[name], n_around)
+        assert length > lo * size, (case, name, length)
+        rings = heart.vertices[name][:-2].reshape(-1, n_around, 3)
+        centre = rings.mean(1)
+        assert (bend_radius(centre) > diam[1:-1] / 2).all(), (case, name)
+    # the PA runs on past the bifurcation, narrowing into the left branch
+    pa_d, _ = tube_sizes(heart.vertices["pulmonary_artery"], 20)
+    assert pa_d[-1] < 0.9 * np.median(pa_d[1 : len(pa_d) // 2])
+
+
 def test_same_seed_same_heart_and_params_round_trip():
     p = sample_heart_params("chd-m", 11)
     assert p == sample_heart_params("chd-m", 11)

@@ -1,9 +1,11 @@
 """The world around the heart: anatomy classes, tissue texture, contrast, the scanner."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from fedsim_app.anatomy.chest import WorldTissue as W
 from fedsim_app.anatomy.fields import random_field, smooth
@@ -195,3 +197,23 @@ def test_contrast_route_and_ra_mixing_follow_the_record(adult):
     assert np.median(a[svc]) > np.median(a[ivc]) + 300, "arm injection: dense SVC"
     assert np.median(b[ivc]) > np.median(b[svc]) + 300, "leg injection: dense IVC"
     assert a[ra].std() < b[ra].std(), "IVC inflow mixing makes the RA inhomogeneous"
+
+
+def test_fast_beam_hardening_is_recorded_and_darkens_round_dense_structures(sites):
+    rec = sample_case(sites["C"], 1, seed=5, size=32)
+    scale = rec.world["hardening_scale"]
+    assert 0.4 <= scale <= 1.0
+    with_bh, labels = render_case(rec)
+    old = {k: v for k, v in rec.world.items() if k != "hardening_scale"}
+    before = render_case(dataclasses.replace(rec, world=old))[0].array  # record from before
+    off = render_case(dataclasses.replace(rec, world={**rec.world, "hardening_scale": 0.0}))
+    np.testing.assert_array_equal(before, off[0].array)  # old records replay unchanged
+    diff = with_bh.array - before  # same texture and noise draws: the artefact alone
+    assert diff.min() < -5.0 and diff.max() < 0.5 * -diff.min()
+    # darkest where the dense structures are: contrast-filled blood and bone
+    profile = load_scanner(rec.scanner)
+    classes, trees, lung = world_scene(rec, labels.array)
+    ideal = world_hu(rec, labels.array, classes, trees, lung, profile.effective_energy_keV)
+    near_dense = ndimage.binary_dilation(ideal > 200.0, iterations=2)
+    assert diff[near_dense].mean() < -2.0
+    assert diff[near_dense].mean() < diff[~near_dense].mean() - 2.0

@@ -25,12 +25,14 @@ def site_a(tmp_path_factory):
 def test_missing_ingredients_are_reported_and_finished_folds_resume(site_a, tmp_path):
     cfg = preset("smoke")
     lines = []
-    rows = ("lower", "ours-full", "direct-fl", "sim-fl")
+    rows = ("lower", "direct-fl", "sim-fl")
     res = run_table3({"A": site_a}, tmp_path, cfg, rows=rows, log=lines.append)["A"]
-    assert res["direct-fl"] == {"not_run": DIRECT_FL_MISSING}
-    assert "--checkpoint ours-full:A=RUN" in res["ours-full"]["not_run"]
-    assert "not_run" in res["sim-fl"]
-    assert not (tmp_path / "A" / "ours-full").exists()  # nothing faked on disk either
+    # one site cannot federate (or federated's Direct-FL is not on this branch)
+    assert res["direct-fl"]["not_run"] in (DIRECT_FL_MISSING, "Direct-FL needs two or more "
+                                           "sites (pass --data for each)")
+    assert "two or more sites" in res["sim-fl"]["not_run"]
+    assert not (tmp_path / "A" / "direct-fl").exists()  # nothing faked on disk either
+    assert not (tmp_path / "A" / "sim-fl").exists()
     fold = json.loads((tmp_path / "A" / "lower" / "fold0.json").read_text())
     assert len(fold["train_ids"]) == 4  # site A's budget
     assert not set(fold["train_ids"]) & set(fold["val_ids"] + fold["test_ids"])
@@ -66,11 +68,11 @@ def test_cli_smoke_writes_the_report(site_a, tmp_path, capsys):
     rows = report["summary"]["A"]["rows"]
     assert set(rows) == {"lower", "upper", "fix-mat", "ours-pre", "ours-full", "direct-fl",
                          "sim-fl"}
-    for row in ("lower", "upper", "fix-mat"):
+    for row in ("lower", "upper", "fix-mat", "ours-pre"):
         assert 0.0 <= rows[row]["mean"] <= 1.0 and rows[row]["n_folds"] == 1
     assert "fix-mat - lower" in report["summary"]["A"]["differences"]
     md = (tmp_path / "ev" / "report.md").read_text()
-    assert "| Fix-Mat |" in md and "| Direct-FL | not run:" in md
+    assert "| Fix-Mat |" in md and "| Direct-FL | not run:" in md and "| Ours-Full |" in md
     assert (tmp_path / "ev" / "A" / "fix-mat" / "synthetic").is_dir()
     assert (tmp_path / "ev" / "A" / "examples.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "ev" / "dice.png").is_file()
@@ -80,7 +82,7 @@ def test_cli_smoke_writes_the_report(site_a, tmp_path, capsys):
     (["--data", "A"], "write SITE=DIR"),
     (["--data", "Z=."], "unknown site 'Z'"),
     (["--data", "A=/no/such/folder"], "is not a folder"),
-    (["--protocol", "table9"], "only table3"),
+    (["--protocol", "table9"], "use table3"),
     (["--folds", "0"], "--folds 0"),
     (["--checkpoint", "ours:A=x"], "ROW:SITE=RUN"),
     (["--checkpoint", "ours-full:A=/no/such/run"], "does not exist"),
@@ -124,7 +126,7 @@ def test_checkpoint_rows_pretrain_on_the_checkpoints_export(site_a, tmp_path):
                      checkpoints={("ours-pre", "A"): full, ("ours-full", "A"): pre})["A"]
     assert len(res["ours-pre"]["folds"]) == 1  # any finished run serves as Ours-Pre
     fold = json.loads((tmp_path / "ev" / "A" / "ours-pre" / "fold0.json").read_text())
-    assert fold["checkpoint"] == str(full) and "pretrain" in fold["log"]
+    assert fold["source"] == f"checkpoint passed: {full}" and "pretrain" in fold["log"]
     assert (tmp_path / "ev" / "A" / "ours-pre" / "synthetic").is_dir()
     # a run without the semi-supervised phase is no Ours-Full
     assert "semi-supervised" in res["ours-full"]["not_run"]
