@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/federated.py --cohort COHORT --sites A,B,C --rounds 6 \
-        --preset smoke [--labels 2] [--no-matrix] [--out DIR]
+        --preset smoke [--labels 2] [--no-matrix] [--dp-epsilon 8] [--out DIR]
 
 Both runtimes run the same rounds from the same seed through ``fedsim federate``.
 Per-round seconds are the server's own (broadcast, every site's step, aggregation) from
@@ -44,6 +44,10 @@ def main() -> None:
     ap.add_argument("--preset", default="smoke")
     ap.add_argument("--labels", type=int, default=2)
     ap.add_argument("--no-matrix", action="store_true")
+    ap.add_argument("--dp-epsilon", type=float,
+                    help="also run in-process with differential privacy at this ε")
+    ap.add_argument("--runtimes", default="inprocess,flower",
+                    help="which runtimes to time (default both)")
     ap.add_argument("--out")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="fedbench-"))
@@ -53,9 +57,13 @@ def main() -> None:
             *[x for k in keys for x in ("--labels", f"{k}={args.labels}")],
             *(["--no-matrix"] if args.no_matrix else [])]
     results = {}
-    for runtime in ("inprocess", "flower"):
+    runs = {r: ["--runtime", r] for r in args.runtimes.split(",")}
+    if args.dp_epsilon:
+        runs["inprocess+dp"] = ["--runtime", "inprocess", "--dp-epsilon",
+                                str(args.dp_epsilon)]
+    for runtime, extra in runs.items():
         run = out / runtime
-        wall = _run([*base, "--runtime", runtime, "--out", str(run)])
+        wall = _run([*base, *extra, "--out", str(run)])
         rounds = _rounds(run)
         secs = [r["seconds"] for r in rounds]
         results[runtime] = {"wall_s": wall, "round_s": secs,
@@ -69,15 +77,20 @@ def main() -> None:
     import torch
 
     wire = len(SiteUpdate("A", 0, {"w": torch.zeros(shared // 4)}, {"iou": 0.5}).to_bytes())
-    ip, fl = results["inprocess"], results["flower"]
     print(f"rounds: {args.rounds}, sites: {args.sites}, preset: {args.preset}")
     for k, r in results.items():
-        print(f"{k:9s} median {r['median_round_s']:.2f} s/round, mean "
+        print(f"{k:12s} median {r['median_round_s']:.2f} s/round, mean "
               f"{r['mean_round_s']:.2f} s/round, wall {r['wall_s']:.1f} s "
               f"(outside rounds {r['outside_rounds_s']:.1f} s); rounds "
               f"{[round(s, 2) for s in r['round_s']]}")
-    print(f"Flower overhead per round: {100 * (fl['mean_round_s'] / ip['mean_round_s'] - 1):+.0f} %"
-          f" (mean), {100 * (fl['median_round_s'] / ip['median_round_s'] - 1):+.0f} % (median)")
+    ip = results["inprocess"]
+    for name in ("flower", "inprocess+dp"):
+        if name in results:
+            r = results[name]
+            print(f"{name} over in-process per round: "
+                  f"{100 * (r['mean_round_s'] / ip['mean_round_s'] - 1):+.0f} % (mean), "
+                  f"{100 * (r['median_round_s'] / ip['median_round_s'] - 1):+.0f} % "
+                  f"(median), {r['mean_round_s'] - ip['mean_round_s']:+.2f} s (mean)")
     print(f"bytes per site per shared round: {shared} of gradients (float32), "
           f"~{wire} on the wire (torch.save form); local-only rounds: 0 of gradients")
 

@@ -217,5 +217,13 @@ def _run_flower(fed, args) -> int:
     finally:
         if "bar" in bar:
             bar["bar"].close()
+    if status != 0:
+        from fedsim_app.federated.server import load_server_checkpoint
+
+        state = load_server_checkpoint(f"{args.out}/server.pt")
+        print(f"fedsim federate: the Flower run stopped at round {state['round']} of "
+              f"{sum(state['plan']['phase_rounds'])}; see {args.out}/flower/*.log "
+              "(continue with --resume)", file=sys.stderr)
+        return status
     print(f"federated {len(fed.sites)} sites on Flower: {args.out}")
     return status

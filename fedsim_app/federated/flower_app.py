@@ -24,8 +24,9 @@ from fedsim_app.federated.protocol import RoundTask, SiteUpdate, pack, tensor_sp
 QUERY, TRAIN = "query", "train"
 #: the app's Flower id (publisher/name of the app's pyproject, see flower_launch.APP_TOML)
 APP_ID = "fedsim/fedsim-federation"
-#: seconds between the server's asks for replies (Flower's send_and_receive waits 3 s)
-REPLY_POLL_S = 0.02
+#: seconds between the server's asks for replies (Flower's send_and_receive waits 3 s;
+#: at 0.02 s the SuperLink's SQLite database reported "database is locked" under load)
+REPLY_POLL_S = 0.1
 #: how long the server waits for the SuperNodes to connect, and for one round's answers
 CONNECT_TIMEOUT_S = 300.0
 ROUND_TIMEOUT_S = 3600.0

@@ -60,6 +60,21 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _processes_using(ports) -> list[int]:
+    """Ids of processes given ``--runtime-api-address 127.0.0.1:PORT`` for one of ``ports``."""
+    wanted = {f"127.0.0.1:{p}".encode() for p in ports if p}
+    found = []
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmd.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a == b"--runtime-api-address" and b in wanted
+               for a, b in zip(argv, argv[1:], strict=False)):
+            found.append(int(cmd.parent.name))
+    return [p for p in found if p != os.getpid()]
+
+
 def _tool(name: str) -> str:
     # Flower's commands sit beside this interpreter in a virtual environment
     path = Path(sys.executable).with_name(name)
@@ -86,6 +101,7 @@ class LocalFlower:
         self.root = self.run_dir / "flower"
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}  # site -> its SuperNode's runtime API port
+        self.link = 0
         # Flower starts its helpers (flower-superexec, flwr-serverapp, flwr-clientapp) by
         # name: the interpreter's bin folder goes first on PATH
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -116,8 +132,9 @@ class LocalFlower:
         try:
             self._start("superlink", [
                 _tool("flower-superlink"), "--insecure", "--host", "127.0.0.1",
-                "--port", str(link), "--database", str(self.root / "superlink.db"),
-                "--disable-runtime-dependency-installation"])
+                "--port", str(link), "--disable-runtime-dependency-installation"])
+            # no --database: Flower's in-memory state (the run's state is FedSim's own
+            # server.pt; an SQLite file reported "database is locked" under load)
             self._wait_for_port(link, "superlink")
             for key, port in zip(self.fed.sites, node_ports, strict=True):
                 self.start_node(key, link, port)
@@ -219,6 +236,12 @@ class LocalFlower:
                 os.killpg(proc.pid, signal.SIGKILL)  # anything left in the group
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
+        # Flower's app processes talk to this run's SuperLink and SuperNodes by port; one
+        # that outlived its process group (seen once, after the SuperLink had crashed) is
+        # found by its address and ended too
+        for pid in _processes_using([self.link, *self.ports.values()]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     def __exit__(self, *exc) -> None:
         self.stop()

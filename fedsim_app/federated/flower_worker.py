@@ -56,7 +56,7 @@ from fedsim_app.federated.flower_app import APP_ID, client_app
 
 log = logging.getLogger("fedsim.flower_worker")
 #: seconds between asks for a task while idle (Flower's own SuperExec waits 1 s)
-POLL_S = 0.02
+POLL_S = 0.1
 HEARTBEAT_S = 5.0
 #: first and longest wait for a part of a message the SuperNode is still fetching from the
 #: SuperLink (``flwr-clientapp`` waits 1, 2, 4 … s: some 7 s of every round here)

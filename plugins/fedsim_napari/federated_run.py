@@ -64,7 +64,7 @@ class SiteCard:
         lab = "" if self.labelled is None else f" · {self.labelled} labelled"
         return (f"Site {self.key}: {self.scanner}\n{self.status} · {self.rounds_done} "
                 f"rounds{lab}"
-                f"\nlosses: {loss}\nsent this round: {self.bytes_sent / 1e6:.2f} MB")
+                f"\nlast step: {loss}\nsent this round: {self.bytes_sent / 1e6:.2f} MB")
 
 
 @dataclass
