@@ -1,21 +1,32 @@
 """Benchmark ``fedsim export``: volumes per minute, the time split per stage, and memory.
 
-Runs the export loop itself (:func:`fedsim_app.export.dataset.export_dataset`) with timers
-around the chain's stages (shape = G_shape + SSM decode + voxelized labels, material,
-coarse CT = μ + the site's coarse scanner, enhancer), the novelty score and the writing
-(NIfTI, record), and samples the resident memory after every case.
+Two modes:
 
-    python benchmarks/export.py [--n 100] [--size 128] [--checkpoint default|cpu|RUN]
-        [--threads 1]
+``--mode export`` (default) runs the export loop itself
+(:func:`fedsim_app.export.dataset.export_dataset`) with timers around the chain's stages
+(shape = G_shape + SSM decode + voxelized labels, material, coarse CT = μ + the site's
+coarse scanner, enhancer), the novelty score and the writing (NIfTI, record), and samples
+the resident memory after every case. The last line is
+``volumes_per_min=… peak_rss_mb=…``.
+
+``--mode sample`` times issue 9's "generated sample": z → labels, material, coarse CT and
+every enhanced slice (:meth:`ExportModel.render`, nothing written), ``--n`` samples after
+one warm-up; the last line is ``sample_s=… (median) …``.
+
+    python benchmarks/export.py [--mode export|sample] [--n 100] [--size 128]
+        [--checkpoint default|cpu|RUN] [--threads 0] [--precision float32|bfloat16]
+        [--no-plan]
 
 ``--checkpoint cpu`` builds the ``cpu`` preset's networks untrained and saves them as a
-checkpoint (same cost per case as trained ones). The last line is
-``volumes_per_min=… peak_rss_mb=…``.
+checkpoint (same cost per case as trained ones). ``--threads 0`` keeps torch's default
+(one thread per core). ``--no-plan`` runs the enhancer's own forward with 64 slices per
+call, the path before the inference plan, for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import sys
 import tempfile
@@ -61,28 +72,40 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--checkpoint", default="default")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--mode", choices=("export", "sample"), default="export")
+    ap.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    ap.add_argument("--no-plan", action="store_true",
+                    help="the enhancer's own forward, 64 slices per call (the old path)")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
 
-    from fedsim_app.export.dataset import export_dataset
     from fedsim_app.export.sample import load_export_model
-    from fedsim_app.io.writer import DatasetWriter
 
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="fedsim-export-bench-"))
     ckpt = args.checkpoint
     if ckpt in ("cpu", "paper", "smoke"):
         ckpt = untrained_checkpoint(tmp, ckpt)
     model = load_export_model(ckpt, "A", size=args.size)
-    print(f"model: {model.source['model']}; {args.size}³, {args.n} cases, "
+    gen = model.generator
+    gen.config = dataclasses.replace(gen.config, precision=args.precision)
+    if args.no_plan:
+        import fedsim_app.models.enhance_infer as infer
+
+        infer.plan_enhancer = lambda *a, **k: None
+        gen.config = dataclasses.replace(gen.config, slice_chunk=64)
+    enh = gen.enhancer
+    width = getattr(getattr(enh, "head", None), "out_channels", None)
+    print(f"model: {model.source['model']}; enhancer "
+          f"{'none' if enh is None else f'{type(enh).__name__} width {width}'}"
+          f"{' (own forward, 64 slices per call)' if args.no_plan else ''}, "
+          f"{args.precision}; {args.size}³, {args.n} cases, "
           f"{torch.get_num_threads()} torch thread(s)")
-    _ = model.training_reference  # the training hearts, computed once before the clock starts
 
     seconds: dict = defaultdict(float)
-    gen = model.generator
     # the chain calls its stages through the instance: timers wrap them there
     gen.shape_params = timed(seconds, "shape", gen.shape_params)
     gen.labels = timed(seconds, "shape", gen.labels)
@@ -90,6 +113,45 @@ def main() -> None:
     gen.mu = timed(seconds, "coarse CT", gen.mu)
     gen.coarse_ct = timed(seconds, "coarse CT", gen.coarse_ct)
     gen.enhance = timed(seconds, "enhancer", gen.enhance)
+    if args.mode == "sample":
+        sample(model, args.n, seconds)
+        return
+    export(model, args.n, tmp, seconds)
+
+
+def sample(model, n: int, seconds: dict) -> None:
+    """Issue 9's sample: z → labels, material, coarse CT, every enhanced slice."""
+    import numpy as np
+
+    from fedsim_app.device import keep_freed_memory
+
+    keep_freed_memory()
+    model.render(model.draw(0, 0))  # warm-up: scanner matrix, allocator, weights in cache
+    seconds.clear()
+    totals, cpu = [], []
+    for i in range(1, n + 1):
+        t, c = time.perf_counter(), time.process_time()
+        model.render(model.draw(i, 0))
+        totals.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+        print(f"  sample {i}: {totals[-1]:.2f} s ({cpu[-1]:.2f} s CPU)", file=sys.stderr,
+              flush=True)
+    total = sum(totals)
+    for key in ("shape", "material", "coarse CT", "enhancer"):
+        print(f"  {key:10s} {seconds[key] / n:7.3f} s/sample ({100 * seconds[key] / total:4.1f}%)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # CPU seconds of this process: on a busy host, what one thread would take idle
+    print(f"sample_s={np.median(totals):.2f} min_s={min(totals):.2f} max_s={max(totals):.2f} "
+          f"cpu_s={np.median(cpu):.2f} n={n} peak_rss_mb={peak:.0f}")
+
+
+def export(model, n: int, tmp: Path, seconds: dict) -> None:
+    import numpy as np
+
+    from fedsim_app.export.dataset import export_dataset
+    from fedsim_app.io.writer import DatasetWriter
+
+    _ = model.training_reference  # the training hearts, computed once before the clock starts
     model.novelty = timed(seconds, "novelty", model.novelty)
     real_add = DatasetWriter.add_case
     DatasetWriter.add_case = timed(seconds, "writing", real_add)
@@ -101,7 +163,9 @@ def main() -> None:
         if done % 10 == 0 or done == 1:
             print(f"  {done}/{total} cases, RSS {rss[-1]:.0f} MB", file=sys.stderr, flush=True)
 
-    summary = export_dataset(model, n=args.n, out=tmp / "out", seed=0, progress=progress)
+    cpu0 = time.process_time()
+    summary = export_dataset(model, n=n, out=tmp / "out", seed=0, progress=progress)
+    cpu = time.process_time() - cpu0
     DatasetWriter.add_case = real_add
     total = summary.seconds
     print(f"{summary.written} cases in {total:.1f} s")
@@ -116,6 +180,8 @@ def main() -> None:
     print(f"RSS after case 1: {r[0]:.0f} MB, case {skip}: {r[skip - 1]:.0f} MB, "
           f"last: {r[-1]:.0f} MB; trend after case {skip}: {slope * 1000:+.1f} MB per 1000 cases")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"CPU time of this process: {cpu / summary.written:.2f} s per case "
+          f"({60 * summary.written / cpu:.1f} volumes per CPU-minute)")
     print(f"volumes_per_min={summary.volumes_per_min:.2f} peak_rss_mb={peak:.0f}")
 
 

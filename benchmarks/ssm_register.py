@@ -6,8 +6,13 @@
    self-intersections, failing cases named. Targets: Dice ≥ 0.90, IoU ≥ 0.90.
 2. A CT-sized map: 512×512×250, 0.45×0.45×0.8 mm, LAS, MM-WHS codes, a held-out adult
    heart; `fedsim ssm fit --refine --json` end to end (read included). Target ≤ 60 s.
+3. ``--loo POP``: leave-one-out instead: ``--n`` hearts of POP (seeds 2000..) at 1.5 mm
+   registered to the atlas template; for each heart, an SSM built from the others'
+   registered meshes (Procrustes + PCA) and the atlas SSM both fit it (same FitConfig).
+   Target: the own SSM fits the held-out heart better than the atlas (mean Dice).
 
-Run: .venv/bin/python benchmarks/ssm_register.py [--n 3]   (last line: key=value figures)
+Run: .venv/bin/python benchmarks/ssm_register.py [--n 3] [--loo POP]
+(last line: key=value figures)
 """
 
 import argparse
@@ -22,7 +27,14 @@ import numpy as np
 
 from fedsim_app.anatomy import POPULATIONS, build_heart, sample_heart_params
 from fedsim_app.io import Grid, Volume, from_internal, get_code_set, write_nifti
-from fedsim_app.shape import load_atlas_ssm, register_labels, voxelize, voxelize_meshes
+from fedsim_app.shape import (
+    build_ssm,
+    fit_labels,
+    load_atlas_ssm,
+    register_labels,
+    voxelize,
+    voxelize_meshes,
+)
 
 
 def population_maps(n: int) -> dict:
@@ -67,10 +79,48 @@ def ct_sized(tmp: Path) -> dict:
     return {"wall_s": wall, **res["registration"], "fit_mean_dice": res["mean_dice"]}
 
 
+def leave_one_out(pop: str, n: int, spacing: float = 1.5) -> list[str]:
+    model = load_atlas_ssm()
+    cases, shapes = [], {}
+    for k in range(n):
+        v = build_heart(sample_heart_params(pop, 2000 + k)).stacked_vertices() + 40.0
+        lo, hi = v.min(0) - 10, v.max(0) + 10
+        grid = Grid.centered(tuple(int(x) for x in np.ceil((hi - lo) / spacing)[::-1]),
+                             spacing, tuple((lo + hi) / 2))
+        labels = voxelize(model, v, grid)
+        cases.append((labels, grid))
+        reg = register_labels(model, labels, grid)
+        print(pop, 2000 + k, f"registered {reg.mean_dice:.3f}", reg.failure or "ok",
+              f"{reg.seconds:.1f} s", flush=True)
+        if reg.failure is None:  # as `ssm build --from-labels`: failing cases left out
+            shapes[k] = reg.vertices - reg.vertices.mean(0) + np.asarray(model.center_mm)
+    rows = []
+    for k, (labels, grid) in enumerate(cases):
+        own = build_ssm(np.stack([s for j, s in shapes.items() if j != k]),
+                        model.topology, model.ranges)
+        a, b = fit_labels(model, labels, grid), fit_labels(own, labels, grid)
+        rows.append((np.mean(list(a.dice.values())), a.binary_iou,
+                     np.mean(list(b.dice.values())), b.binary_iou))
+        ad, ai, od, oi = rows[-1]
+        print(pop, 2000 + k, f"atlas fit Dice {ad:.3f} IoU {ai:.3f} | own "
+              f"({len(shapes) - (k in shapes)} hearts) Dice {od:.3f} IoU {oi:.3f}", flush=True)
+    r = np.array(rows)
+    better = int((r[:, 2] > r[:, 0]).sum())
+    return [f"loo_{pop}_n={n}", f"loo_registered={len(shapes)}/{n}",
+            f"loo_atlas_dice={r[:, 0].mean():.3f}", f"loo_atlas_iou={r[:, 1].mean():.3f}",
+            f"loo_own_dice={r[:, 2].mean():.3f}", f"loo_own_iou={r[:, 3].mean():.3f}",
+            f"loo_own_better={better}/{n}"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=3, help="hearts per population")
+    ap.add_argument("--loo", metavar="POP", choices=POPULATIONS, default=None,
+                    help="leave-one-out over --n hearts of POP instead")
     args = ap.parse_args()
+    if args.loo:
+        print(" ".join(leave_one_out(args.loo, args.n)))
+        return
     pops = population_maps(args.n)
     figures = []
     for pop, rows in pops.items():

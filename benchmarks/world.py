@@ -11,7 +11,8 @@ previous world (the same records without a world: the plain torso) gets its p99 
 out), after a one-case warm-up, and prints cases per minute and CPU seconds per case.
 
 Run: .venv/bin/python benchmarks/world.py [--cases 3] [--size 128] [--rate 10]
-(``--cases 0 --rate 4``: the rate only)
+(``--cases 0 --rate 4``: the rate only; ``--replay N``: write N cases per site and
+re-render each from its record file, bit for bit, labels only the seven structures)
 (prints a Markdown table; last line: key=value figures)
 """
 
@@ -131,16 +132,44 @@ def table(sites, args, figures: dict) -> None:
         print(f"| {label} | | | " + " | ".join(cells) + " |")
 
 
+def replay(n_cases: int, size: int, figures: dict) -> None:
+    """Write ``n_cases`` per site, re-render each from its record file, compare the images."""
+    import json
+    from pathlib import Path
+
+    from fedsim_app.cohort import CaseRecord
+    from fedsim_app.io import read_nifti
+    from fedsim_app.io.labels_core import STRUCTURES
+
+    same = labels_ok = total = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_cohort(tmp, cases=n_cases, size=size)
+        for path in sorted(Path(tmp).glob("*/fedsim/*.json")):
+            rec = CaseRecord.from_dict(json.loads(path.read_text())["record"])
+            image, label = render_case(rec)
+            written = next(path.parent.parent.rglob(f"{rec.case_id}_0000.nii.gz"))
+            same += bool(np.array_equal(read_nifti(written).array, image.array))
+            labels_ok += set(np.unique(label.array)) <= set(range(len(STRUCTURES) + 1))
+            total += 1
+    figures.update(replayed=same, labels_seven=labels_ok, replay_cases=total)
+    print(f"\nreplay: {same} of {total} written cases re-render bit for bit from their "
+          f"record files; {labels_ok} of {total} hold only the seven structures")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=3)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--rate", type=int, default=0, help="time writing N cases per site")
+    ap.add_argument("--replay", type=int, default=0,
+                    help="write N cases per site and re-render them from their records")
     args = ap.parse_args()
     sites = load_sites()
     figures = {}
     if args.cases > 0:
         table(sites, args, figures)
+    if args.replay:
+        replay(args.replay, args.size, figures)
     if args.rate:
         with tempfile.TemporaryDirectory() as warm:  # imports, caches, first-call costs
             generate_cohort(warm, cases=1, sites="A", size=args.size)

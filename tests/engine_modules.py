@@ -5,7 +5,8 @@ installed and passed over otherwise: the engine core must not need it.
 """
 
 #: engine module → the package of the optional extra it needs
-OPTIONAL = {"fedsim_app.federated.flower_app": "flwr"}
+OPTIONAL = {"fedsim_app.federated.flower_app": "flwr",
+            "fedsim_app.federated.flower_worker": "flwr"}
 
 IMPORT_ALL = f"""
 import importlib, importlib.util, pkgutil

@@ -41,6 +41,15 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads per site process (default 1, as fedsim train; "
                    "0 leaves torch's setting)")
+    p.add_argument("--dp-epsilon", type=float, metavar="E",
+                   help="differential privacy of the sites' updates: each site clips its "
+                   "gradients and adds Gaussian noise so that the whole run spends at most "
+                   "(E, --dp-delta) (Opacus's RDP accountant); the ε spent is shown per "
+                   "round (default: off)")
+    p.add_argument("--dp-delta", type=float, default=1e-5, help="δ of the privacy budget "
+                   "(default 1e-5)")
+    p.add_argument("--dp-clip", type=float, default=1.0,
+                   help="L2 norm each site clips its gradients to under DP (default 1)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN (its settings are used)")
@@ -64,6 +73,7 @@ def _pairs(items, what, cast=str) -> dict:
 
 def _federation(args):
     from fedsim_app.errors import FedSimError
+    from fedsim_app.federated.dp import DPConfig
     from fedsim_app.federated.session import Federation, check_new_run, site_data_folders
     from fedsim_app.sites import get_site
     from fedsim_app.train.config import preset
@@ -87,7 +97,9 @@ def _federation(args):
     cfg = preset(args.preset, **overrides)
     min_sites = args.min_sites if args.min_sites is not None else max(1, len(keys) - 1)
     return Federation(keys, site_data_folders(keys, args.cohort, data), labels, args.rounds,
-                      min_sites, args.runtime, cfg, build_matrix=not args.no_matrix)
+                      min_sites, args.runtime, cfg, build_matrix=not args.no_matrix,
+                      dp=None if args.dp_epsilon is None else DPConfig(
+                          args.dp_epsilon, args.dp_delta, args.dp_clip))
 
 
 class _Bar:
@@ -103,14 +115,19 @@ class _Bar:
         losses = " ".join(
             f"{site}:" + ",".join(f"{k}={v:.3g}" for k, v in list(m.items())[:2])
             for site, m in result.metrics.items())
-        self.bar.set_description(f"phase {t.phase} {t.kind}")
+        eps = result.dp_epsilon
+        self.bar.set_description(f"phase {t.phase} {t.kind}"
+                                 + ("" if eps is None else f" ε={eps:.2f}"))
         self.bar.set_postfix_str(losses, refresh=False)
         for why in result.rejected.values():
             self.bar.write(f"round {t.round + 1}: update rejected: {why}")
         if result.missing:
             self.bar.write(f"round {t.round + 1}: no answer from site(s) "
                            f"{', '.join(result.missing)}; continued with "
-                           f"{', '.join(result.accepted)}")
+                           f"{', '.join(sorted(result.accepted))}")
+        for site, last in result.rejoined.items():
+            self.bar.write(f"round {t.round + 1}: site {site} rejoined (last answered round "
+                           f"{last + 1}) and trained on the current shared weights")
         self.bar.update(1)
 
     def close(self):
@@ -144,7 +161,7 @@ def run(args) -> int:
         server = FedServer.resume(args.out)
     else:
         server = new_server(fed.config, clients, args.out, rounds=fed.rounds,
-                            min_sites=fed.min_sites)
+                            min_sites=fed.min_sites, dp=fed.dp)
         fed.save(args.out)
         server.save()
     stop = {"requested": False}
@@ -186,7 +203,9 @@ def _run_flower(fed, args) -> int:
             bar["bar"] = _Bar(None, line["round"])
         result = SimpleNamespace(task=RoundTask.from_dict(line), metrics=line["metrics"],
                                  rejected=line["rejected"], missing=line["missing"],
-                                 accepted=line["accepted"])
+                                 accepted=line["accepted"],
+                                 rejoined=line.get("rejoined", {}),
+                                 dp_epsilon=line.get("dp_epsilon"))
         bar["bar"](result)
 
     try:

@@ -173,7 +173,7 @@ def run_sample(args) -> int:
     from pathlib import Path
 
     from fedsim_app.errors import FedSimError
-    from fedsim_app.export.records import Record, write_record
+    from fedsim_app.io.records import Record, write_record
     from fedsim_app.shape import ShapeSampler, default_grid, population_ssm, voxelize
     from fedsim_app.shape.export import write_labels, write_meshes
     from fedsim_app.shape.grid_size import check_label_size

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fedsim_app.errors import FedSimError
-from fedsim_app.export.records import Record, RecordError, read_record, write_record
+from fedsim_app.io.records import Record, RecordError, read_record, write_record
 
 NOVELTY_FILE = "fedsim_novelty.csv"
 SUMMARY_FILE = "fedsim_export.json"
@@ -120,6 +120,7 @@ def case_record(model, draw, result, novelty: dict, *, seed: int, size: int) -> 
         "case_seed": draw.seed, "latent": None if draw.latent is None else list(draw.latent),
         "params": params, "params_named": dict(zip(PARAM_NAMES, params, strict=True)),
         "size": int(size), "device": str(model.generator.device),
+        "precision": model.generator.config.precision,
         "grid": {"shape": list(g.shape), "spacing_mm": list(g.spacing_mm),
                  "origin_mm": list(g.origin_mm)},
         "model": model.source, "shape_source": result.shape_source,
@@ -139,6 +140,7 @@ def _same_case(writer, case_id: str, model, draw, size: int) -> bool:
     latent = None if draw.latent is None else list(draw.latent)
     return (rec.get("case_seed") == draw.seed and rec.get("latent") == latent
             and rec.get("size") == size
+            and rec.get("precision", "float32") == model.generator.config.precision
             and rec.get("model", {}).get("checkpoint_sha256")
             == model.source["checkpoint_sha256"]
             and (draw.params is None or rec.get("params") == list(draw.params)))
@@ -191,9 +193,11 @@ def export_dataset(model, *, n: int, out: str | Path, seed: int = 0,
     UnwritableError
         naming the path when the folder cannot be written or the disk is full.
     """
+    from fedsim_app.device import keep_freed_memory
     from fedsim_app.io import DatasetWriter, Volume
     from fedsim_app.io.atomic import write_text_atomic
 
+    keep_freed_memory()  # every case allocates the same buffers: reuse them, no page faults
     site = model.generator.site
     size = model.generator.grid.shape[0]
     if latents is not None and len(latents) < n:
@@ -290,7 +294,8 @@ def replay(record: str | Path | Record, *, device=None):
             raise FedSimError(f"{ckpt}: not the checkpoint the case was made with (sha256 "
                               "differs) — replay needs that exact file")
     model = load_export_model(ckpt, body["site"], size=body["size"],
-                              device=device or body["device"])
+                              device=device or body["device"],
+                              precision=body.get("precision", "float32"))
     params = body["params"] if body["latent"] is None else None
     draw = CaseDraw(body["index"], body["case_seed"],
                     None if body["latent"] is None else tuple(body["latent"]),

@@ -208,7 +208,7 @@ def _load_site_model(path: Path, site_key: str):
 
 
 def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
-                      device=None) -> ExportModel:
+                      device=None, precision: str = "float32") -> ExportModel:
     """The model ``fedsim export`` samples for ``site`` on a ``size``³ label grid.
 
     Parameters
@@ -218,6 +218,8 @@ def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
     site : site key or :class:`~fedsim_app.sites.Site`
     size : voxels per axis of the exported volumes (a multiple of 16)
     device : torch device (default CPU: replays are bit-exact per device)
+    precision : the enhancer's convolutions, ``"float32"`` or ``"bfloat16"`` (faster on
+        CPUs with bf16 instructions, not bit-equal to float32; records say which)
     """
     from fedsim_app.models.generator import ChainConfig, Generator
     from fedsim_app.sites import get_site
@@ -226,6 +228,10 @@ def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
     if size < 16 or size % 16:
         raise FedSimError(f"--size {size}: use a multiple of 16 (16, 32, ..., 128)")
     device = torch.device(device or "cpu")
+    from fedsim_app.models.enhance_infer import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise FedSimError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
     path = resolve_checkpoint(checkpoint)
     if path is None:
         from fedsim_app.shape import ShapeSampler
@@ -260,7 +266,8 @@ def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
     sha = file_sha256(path)
     for m in (nets.g_shape, nets.g_material, nets.enhancer):
         m.to(device)
-    gen = Generator(site, config=ChainConfig(label_size=size, coarse_size=cfg.material_size),
+    gen = Generator(site, config=ChainConfig(label_size=size, coarse_size=cfg.material_size,
+                                             precision=precision),
                     g_shape=nets.g_shape, g_material=nets.g_material, enhancer=nets.enhancer,
                     enhancer_checkpoint=f"{trained.source} (sha256 {sha[:12]})", device=device)
     case_ids = list(trained.case_ids)

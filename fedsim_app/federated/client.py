@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from fedsim_app.errors import FedSimError
+from fedsim_app.federated.dp import clip_and_noise, noise_generator
 from fedsim_app.federated.protocol import SHARED_MODULES, RoundTask, SiteUpdate
 from fedsim_app.train.checkpoint import (
     CheckpointError,
@@ -140,6 +141,9 @@ class FedClient:
         if task.shared and metrics:
             grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
                      for k, p in self.shared.items()}
+            if task.dp_clip > 0:
+                grads = clip_and_noise(grads, task.dp_clip, task.dp_noise,
+                                       noise_generator(self.cfg.seed, self.key, task.round))
         self.round_done = task.round
         self.save()
         self._dirty = False

@@ -19,12 +19,19 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from fedsim_app.federated.protocol import RoundTask, SiteUpdate
+from fedsim_app.federated.protocol import RoundTask, SiteUpdate, pack, tensor_spec, unpack
 
 QUERY, TRAIN = "query", "train"
+#: the app's Flower id (publisher/name of the app's pyproject, see flower_launch.APP_TOML)
+APP_ID = "fedsim/fedsim-federation"
+#: seconds between the server's asks for replies (Flower's send_and_receive waits 3 s)
+REPLY_POLL_S = 0.02
 #: how long the server waits for the SuperNodes to connect, and for one round's answers
 CONNECT_TIMEOUT_S = 300.0
 ROUND_TIMEOUT_S = 3600.0
+#: how long a round waits for the other sites once the minimum answered (run config
+#: ``straggler-s``)
+STRAGGLER_S = 60.0
 
 server_app = ServerApp()
 client_app = ClientApp()
@@ -65,20 +72,26 @@ def site_round(msg: Message, context: Context) -> Message:
     """One round's step on this site's data; the reply is the site's update."""
     c = _client(msg, context)
     task = RoundTask.from_dict(dict(msg.content["task"]))
-    weights = msg.content["weights"].to_torch_state_dict()
+    spec = tensor_spec({k: p.detach() for k, p in c.shared.items()})
+    weights = unpack(dict(msg.content["layout"]), _flat(msg.content["weights"]), spec)
     payload = c.train_round(task, weights).to_payload()
+    layout, flat = pack(payload["grads"])
     return Message(RecordDict({
-        "meta": ConfigRecord({"site": payload["site"], "round": payload["round"]}),
-        "grads": ArrayRecord(torch_state_dict=payload["grads"]),
+        "meta": ConfigRecord({"site": payload["site"], "round": payload["round"], **layout}),
+        "grads": ArrayRecord(torch_state_dict={"flat": flat}),
         "metrics": MetricRecord(payload["metrics"]),
     }), reply_to=msg)
 
 
-def update_of(reply: Message) -> SiteUpdate:
-    """The :class:`SiteUpdate` a reply carries."""
+def _flat(record: ArrayRecord):
+    return record.to_torch_state_dict()["flat"]
+
+
+def update_of(reply: Message, spec: dict) -> SiteUpdate:
+    """The :class:`SiteUpdate` a reply carries, its gradients shaped by ``spec``."""
     c = reply.content
     meta = c["meta"]
-    grads = c["grads"].to_torch_state_dict() if len(c["grads"]) else {}
+    grads = unpack({"names": meta["names"], "sizes": meta["sizes"]}, _flat(c["grads"]), spec)
     return SiteUpdate(str(meta["site"]), int(meta["round"]), grads, dict(c["metrics"]))
 
 
@@ -92,19 +105,83 @@ def _wait_for_nodes(grid: Grid, n: int) -> list[int]:
         time.sleep(0.5)
 
 
-def _sites_of(grid: Grid, nodes: list[int], fed) -> dict[str, tuple[int, tuple[int, int]]]:
-    """``{site: (node id, sizes)}`` asked of every SuperNode."""
-    config = ConfigRecord(fed.config.to_dict())
-    msgs = [Message(RecordDict({"config": config}), dst_node_id=n, message_type=QUERY)
-            for n in nodes]
-    out = {}
-    for reply in grid.send_and_receive(msgs, timeout=CONNECT_TIMEOUT_S):
-        if reply.has_error():
-            continue
-        site = str(reply.content["site"]["site"])
-        s = reply.content["sizes"]
-        out[site] = (reply.metadata.src_node_id, (int(s["n_labelled"]), int(s["n_unlabelled"])))
-    return out
+def _exchange(grid: Grid, msgs: list[Message], timeout: float, *, enough: int,
+              grace_s: float) -> list[Message]:
+    """Send ``msgs`` and collect the replies: all of them, or what came ``grace_s`` after
+    ``enough`` good ones did (a SuperNode killed mid-round never answers; Flower reports
+    it unavailable only after its heartbeats stop for a minute or more), or what came
+    within ``timeout``.
+
+    :meth:`Grid.send_and_receive` looks for replies every 3 s, which on short rounds was
+    most of a round's time; this looks every :data:`REPLY_POLL_S`.
+    """
+    waiting = set(grid.push_messages(msgs))
+    replies: list[Message] = []
+    deadline = time.monotonic() + timeout
+    while waiting and time.monotonic() < deadline:
+        got = list(grid.pull_messages(waiting))
+        replies.extend(got)
+        waiting.difference_update(m.metadata.reply_to_message_id for m in got)
+        if sum(not r.has_error() for r in replies) >= enough:
+            deadline = min(deadline, time.monotonic() + grace_s)
+            enough = len(msgs) + 1  # the grace starts once
+        if waiting:
+            time.sleep(REPLY_POLL_S)
+    return replies
+
+
+class _Roster:
+    """Which SuperNode serves which site, kept current while the run goes on.
+
+    A node that joins (a restarted hospital) is asked who it is without holding up the
+    rounds: its answer may take long (the site loads its data first) and is picked up
+    whenever it arrives; from the next round on, that site's tasks go to the new node.
+    """
+
+    def __init__(self, grid: Grid, fed):
+        self.grid, self.config = grid, ConfigRecord(fed.config.to_dict())
+        self.sites: dict[str, tuple[int, tuple[int, int]]] = {}  # site -> (node, sizes)
+        self.asked: set[int] = set()
+        self.pending: set[str] = set()  # ids of queries not answered yet
+
+    def _ask(self, nodes) -> list[Message]:
+        msgs = [Message(RecordDict({"config": self.config}), dst_node_id=n,
+                        message_type=QUERY) for n in nodes]
+        self.asked.update(nodes)
+        return msgs
+
+    def _take(self, replies) -> None:
+        for reply in replies:
+            if reply.has_error():
+                continue
+            site = str(reply.content["site"]["site"])
+            s = reply.content["sizes"]
+            self.sites[site] = (reply.metadata.src_node_id,
+                                (int(s["n_labelled"]), int(s["n_unlabelled"])))
+
+    def first(self, nodes: list[int], keys) -> None:
+        """Ask the nodes present at the start; wait until every site of ``keys`` answered
+        (a node that left and has not expired yet never will) or the connect timeout."""
+        self.pending.update(self.grid.push_messages(self._ask(nodes)))
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while (self.pending and not set(keys) <= set(self.sites)
+               and time.monotonic() < deadline):
+            got = list(self.grid.pull_messages(self.pending))
+            self.pending.difference_update(m.metadata.reply_to_message_id for m in got)
+            self._take(got)
+            time.sleep(REPLY_POLL_S)
+
+    def refresh(self) -> dict[str, int]:
+        """``{site: node}`` of the nodes online now, after asking any new node."""
+        online = set(self.grid.get_node_ids())
+        new = sorted(online - self.asked)
+        if new:
+            self.pending.update(self.grid.push_messages(self._ask(new)))
+        if self.pending:
+            got = list(self.grid.pull_messages(self.pending))
+            self.pending.difference_update(m.metadata.reply_to_message_id for m in got)
+            self._take(got)
+        return {k: node for k, (node, _) in self.sites.items() if node in online}
 
 
 @server_app.main()
@@ -116,30 +193,32 @@ def serve(grid: Grid, context: Context) -> None:
 
     run_dir = Path(str(context.run_config["run-dir"]))
     fed = load_federation(run_dir)
-    nodes = _wait_for_nodes(grid, len(fed.sites))
-    sites = _sites_of(grid, nodes, fed)
+    grace_s = float(context.run_config.get("straggler-s", STRAGGLER_S))
+    roster = _Roster(grid, fed)
+    roster.first(_wait_for_nodes(grid, len(fed.sites)), fed.sites)
+    sites = roster.sites
     if (run_dir / CHECKPOINT).is_file():
         server = FedServer.resume(run_dir)
     else:
         plan = plan_rounds(fed.config, [sites[k][1] for k in fed.sites if k in sites],
                            fed.rounds)
         server = FedServer(fed.config, plan, list(fed.sites), run_dir,
-                           min_sites=fed.min_sites)
+                           min_sites=fed.min_sites, dp=fed.dp)
         server.save()
     until = int(context.run_config.get("until-round", 0)) or server.plan.total
     while server.round < min(until, server.plan.total):
         t0 = time.perf_counter()
         task = server.next_task()
-        weights = ArrayRecord(torch_state_dict=server.weights())
-        now = sorted(grid.get_node_ids())
-        if now != nodes:  # a SuperNode left or (re)joined: ask who is who again
-            nodes, sites = now, _sites_of(grid, now, fed)
-        live = {k: v[0] for k, v in sites.items()}
+        layout, flat = pack(server.weights())
+        weights = ArrayRecord(torch_state_dict={"flat": flat})
+        live = roster.refresh()
         config = ConfigRecord(server.cfg.to_dict())
         msgs = [Message(RecordDict({"task": ConfigRecord(task.to_dict()), "weights": weights,
+                                    "layout": ConfigRecord(layout),
                                     "config": config}),
                         dst_node_id=node, message_type=TRAIN)
                 for node in live.values()]
-        updates = [update_of(r) for r in grid.send_and_receive(msgs, timeout=ROUND_TIMEOUT_S)
-                   if not r.has_error()]
+        replies = _exchange(grid, msgs, ROUND_TIMEOUT_S, enough=server.min_sites,
+                            grace_s=grace_s)
+        updates = [update_of(r, server.spec) for r in replies if not r.has_error()]
         server.aggregate(task, updates, seconds=time.perf_counter() - t0)

@@ -43,6 +43,7 @@ clientapp = "fedsim_app.federated.flower_app:client_app"
 [tool.flwr.app.config]
 run-dir = ""
 until-round = 0
+straggler-s = 60.0
 """
 
 
@@ -84,6 +85,7 @@ class LocalFlower:
         self.run_dir = Path(run_dir).resolve()
         self.root = self.run_dir / "flower"
         self.procs: dict[str, subprocess.Popen] = {}
+        self.ports: dict[str, int] = {}  # site -> its SuperNode's runtime API port
         # Flower starts its helpers (flower-superexec, flwr-serverapp, flwr-clientapp) by
         # name: the interpreter's bin folder goes first on PATH
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -106,6 +108,7 @@ class LocalFlower:
         (app / "pyproject.toml").write_text(APP_TOML)
         n = len(self.fed.sites)
         link, *node_ports = _free_ports(1 + n)
+        self.link = link
         # one HTTP runtime API on the SuperLink serves the SuperNodes and `flwr run`
         (self.root / "home" / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
@@ -121,7 +124,6 @@ class LocalFlower:
         except BaseException:
             self.stop()
             raise
-        self.link = link
         return self
 
     def _wait_for_port(self, port: int, name: str, timeout_s: float = 120.0) -> None:
@@ -140,18 +142,45 @@ class LocalFlower:
 
     def start_node(self, key: str, link: int, port: int) -> subprocess.Popen:
         """One hospital's SuperNode: it reads only ``data[key]``; its state stays in
-        ``RUN/flower/sites/<key>``."""
+        ``RUN/flower/sites/<key>``.
+
+        The SuperNode runs with ``--isolation process`` and FedSim's long-lived worker
+        (:mod:`~fedsim_app.federated.flower_worker`) runs its tasks, so the site's data and
+        networks stay loaded between rounds instead of a fresh ``flwr-clientapp`` process
+        per message.
+        """
         node_config = " ".join([
             f"site={_toml_str(key)}", f"data-dir={_toml_str(self.fed.data[key])}",
             f"state-dir={_toml_str(self.root / 'sites' / key)}",
             f"labels={int(self.fed.labels[key])}"])
-        return self._start(f"supernode-{key}", [
+        node = self._start(f"supernode-{key}", [
             _tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link}",
-            "--host", "127.0.0.1", "--port", str(port), "--node-config", node_config])
+            "--host", "127.0.0.1", "--port", str(port), "--isolation", "process",
+            "--node-config", node_config])
+        self._start(f"worker-{key}", [
+            sys.executable, "-m", "fedsim_app.federated.flower_worker",
+            "--runtime-api-address", f"127.0.0.1:{port}", "--parent-pid", str(node.pid)])
+        self.ports[key] = port
+        return node
 
-    def run(self, *, until: int = 0, progress=None, poll_s: float = 0.5) -> int:
-        """``flwr run`` the app against the local SuperLink; returns its exit status."""
-        cfg = f"run-dir={_toml_str(self.run_dir)} until-round={int(until)}"
+    def stop_node(self, key: str) -> None:
+        """Kill site ``key``'s SuperNode and worker at once (a hospital going offline)."""
+        for name in (f"supernode-{key}", f"worker-{key}"):
+            proc = self.procs.pop(name, None)
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+    def run(self, *, until: int = 0, progress=None, poll_s: float = 0.5,
+            straggler_s: float = 60.0) -> int:
+        """``flwr run`` the app against the local SuperLink; returns its exit status.
+
+        ``straggler_s``: how long a round waits for the other sites once the federation's
+        minimum answered.
+        """
+        cfg = (f"run-dir={_toml_str(self.run_dir)} until-round={int(until)} "
+               f"straggler-s={float(straggler_s)}")
         proc = self._start("flwr-run", [_tool("flwr"), "run", str(self.root / "app"),
                                         CONNECTION, "--stream", "--run-config", cfg])
         log = self.run_dir / "rounds.jsonl"
@@ -159,10 +188,10 @@ class LocalFlower:
         while proc.poll() is None:
             time.sleep(poll_s)
             seen = self._report(log, seen, progress)
-            for name, p in self.procs.items():
-                if name == "superlink" and p.poll() is not None:
-                    raise FedSimError(f"the SuperLink stopped (exit {p.returncode}); see "
-                                      f"{self.root / 'superlink.log'}")
+            link = self.procs["superlink"]
+            if link.poll() is not None:
+                raise FedSimError(f"the SuperLink stopped (exit {link.returncode}); see "
+                                  f"{self.root / 'superlink.log'}")
         self._report(log, seen, progress)
         return proc.returncode
 

@@ -43,10 +43,13 @@ def make_clients(site_data: dict, cfg: TrainConfig, run_dir: str | Path,
 
 
 def new_server(cfg: TrainConfig, clients: list[FedClient], run_dir: str | Path | None, *,
-               rounds: int | None = None, min_sites: int | None = None) -> FedServer:
-    """A fresh server whose plan fits the clients' dataset sizes."""
+               rounds: int | None = None, min_sites: int | None = None,
+               dp=None) -> FedServer:
+    """A fresh server whose plan fits the clients' dataset sizes (``dp``: a
+    :class:`~fedsim_app.federated.dp.DPConfig` or None)."""
     plan = plan_rounds(cfg, [c.sizes for c in clients], rounds)
-    return FedServer(cfg, plan, [c.key for c in clients], run_dir, min_sites=min_sites)
+    return FedServer(cfg, plan, [c.key for c in clients], run_dir, min_sites=min_sites,
+                     dp=dp)
 
 
 def run_round(server: FedServer, clients: list[FedClient], *,

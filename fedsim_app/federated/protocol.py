@@ -40,6 +40,10 @@ class RoundTask:
     total: int  # rounds of this phase
     kind: str
     lr_factor: float
+    #: differential privacy (see :mod:`~fedsim_app.federated.dp`): the L2 norm a site
+    #: clips its gradients to and the std of the noise it adds (0, 0: off)
+    dp_clip: float = 0.0
+    dp_noise: float = 0.0
 
     @property
     def shared(self) -> bool:
@@ -47,12 +51,14 @@ class RoundTask:
 
     def to_dict(self) -> dict:
         return {"round": self.round, "phase": self.phase, "step": self.step,
-                "total": self.total, "kind": self.kind, "lr_factor": self.lr_factor}
+                "total": self.total, "kind": self.kind, "lr_factor": self.lr_factor,
+                "dp_clip": self.dp_clip, "dp_noise": self.dp_noise}
 
     @classmethod
     def from_dict(cls, d: dict) -> RoundTask:
         return cls(int(d["round"]), int(d["phase"]), int(d["step"]), int(d["total"]),
-                   str(d["kind"]), float(d["lr_factor"]))
+                   str(d["kind"]), float(d["lr_factor"]), float(d.get("dp_clip", 0.0)),
+                   float(d.get("dp_noise", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,11 @@ class RoundPlan:
     @property
     def total(self) -> int:
         return sum(self.phase_rounds)
+
+    @property
+    def shared_rounds(self) -> int:
+        """Rounds that train the shared generators (phases 1 and 3)."""
+        return self.phase_rounds[0] + self.phase_rounds[2]
 
     def task(self, r: int) -> RoundTask:
         """The task of round ``r`` (0 ≤ r < total)."""
@@ -154,6 +165,35 @@ class SiteUpdate:
     def nbytes(self) -> int:
         """Bytes of the gradients sent (4 per float32 value; the metrics are a few)."""
         return sum(v.numel() * v.element_size() for v in self.grads.values())
+
+
+def pack(named: dict[str, torch.Tensor]) -> tuple[dict, torch.Tensor]:
+    """Named float32 tensors as one flat tensor and its layout (names, value counts).
+
+    Flower moves every tensor of a message as its own object, each fetched with waits
+    that grow 1, 2, 4 s while the SuperNode is still getting it from the SuperLink; one
+    tensor a message is what made Flower's rounds affordable (``docs/benchmarks.md``).
+    """
+    names = list(named)
+    flat = (torch.cat([named[k].detach().reshape(-1).to(torch.float32) for k in names])
+            if names else torch.zeros(0))
+    return {"names": names, "sizes": [int(named[k].numel()) for k in names]}, flat
+
+
+def unpack(layout: dict, flat: torch.Tensor, spec: dict) -> dict[str, torch.Tensor]:
+    """The named tensors of :func:`pack`, shaped as ``spec`` (``{name: (shape, dtype)}``)
+    says; a tensor whose name or size does not fit stays flat, for
+    :func:`validate_update` (or the site) to refuse with its name."""
+    names, sizes = list(layout["names"]), [int(n) for n in layout["sizes"]]
+    if len(names) != len(sizes) or sum(sizes) != flat.numel():
+        raise FedSimError(f"a packed message lists {len(names)} tensors of {sum(sizes)} "
+                          f"values but carries {flat.numel()}")
+    out = {}
+    for k, part in zip(names, torch.split(flat, sizes), strict=True):
+        shape = spec.get(k, (None,))[0]
+        fits = shape is not None and math.prod(shape) == part.numel()
+        out[k] = part.reshape(shape).clone() if fits else part.clone()
+    return out
 
 
 def tensor_spec(named: dict[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:

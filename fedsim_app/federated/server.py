@@ -9,7 +9,9 @@ fewer than ``min_sites`` usable answers changes nothing and raises :class:`Round
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import torch
 
 from fedsim_app.errors import FedSimError
 from fedsim_app.federated.client import shared_parameters
+from fedsim_app.federated.dp import BudgetSpent, DPConfig, spent
 from fedsim_app.federated.protocol import (
     RoundPlan,
     RoundTask,
@@ -54,11 +57,16 @@ class RoundResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     bytes_sent: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: sites back after missing rounds: {site: the last round (0-based) they answered}
+    rejoined: dict[str, int] = field(default_factory=dict)
+    #: privacy spent so far (ε at the run's δ), None without differential privacy
+    dp_epsilon: float | None = None
 
     def to_dict(self) -> dict:
         return {**self.task.to_dict(), "accepted": self.accepted, "rejected": self.rejected,
                 "missing": self.missing, "metrics": self.metrics,
-                "bytes_sent": self.bytes_sent, "seconds": round(self.seconds, 4)}
+                "bytes_sent": self.bytes_sent, "seconds": round(self.seconds, 4),
+                "rejoined": self.rejoined, "dp_epsilon": self.dp_epsilon}
 
 
 class FedServer:
@@ -72,10 +80,13 @@ class FedServer:
     sites : keys of the federation's sites
     run_dir : where ``server.pt`` and ``rounds.jsonl`` go (None: nothing is written)
     min_sites : fewest usable answers a round needs (default: all sites)
+    dp : differential privacy of the sites' updates (None: off); the noise multiplier
+        is set so the plan's shared rounds spend exactly ``dp.epsilon``
     """
 
     def __init__(self, cfg: TrainConfig, plan: RoundPlan, sites: list[str],
-                 run_dir: str | Path | None, *, min_sites: int | None = None):
+                 run_dir: str | Path | None, *, min_sites: int | None = None,
+                 dp: DPConfig | None = None):
         self.cfg, self.plan, self.sites = cfg, plan, list(sites)
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.min_sites = len(self.sites) if min_sites is None else int(min_sites)
@@ -92,6 +103,9 @@ class FedServer:
             ("unlabelled", cfg.lr_unlabelled))}
         self.base_rates = {k: [g["lr"] for g in o.param_groups] for k, o in self.opt.items()}
         self.round = 0  # the next round to run
+        self.dp = dp
+        self.dp_sigma = dp.noise_multiplier(plan.shared_rounds) if dp else 0.0
+        self.dp_rounds = 0  # shared rounds released with noise so far
         self.last_seen: dict[str, int] = {}  # site -> last round it answered
 
     # -- rounds ------------------------------------------------------------------------------
@@ -100,7 +114,29 @@ class FedServer:
         return self.round >= self.plan.total
 
     def next_task(self) -> RoundTask:
-        return self.plan.task(self.round)
+        """The next round's task (with the sites' clipping and noise under DP).
+
+        Raises
+        ------
+        BudgetSpent
+            when the round would take the privacy spent past the run's ε.
+        """
+        task = self.plan.task(self.round)
+        if self.dp is None or not task.shared:
+            return task
+        after = spent(self.dp_sigma, self.dp_rounds + 1, self.dp.delta)
+        if after > self.dp.epsilon * 1.001:
+            raise BudgetSpent(f"round {task.round + 1} would spend ε = {after:.3g}, past the "
+                              f"run's budget of {self.dp.epsilon:g}; the run stops here "
+                              "(its checkpoint is current)")
+        noise = self.dp_sigma * self.dp.clip / math.sqrt(len(self.sites))
+        return dataclasses.replace(task, dp_clip=self.dp.clip, dp_noise=noise)
+
+    @property
+    def dp_spent(self) -> float | None:
+        """ε spent so far at the run's δ (None without DP)."""
+        return None if self.dp is None else spent(self.dp_sigma, self.dp_rounds,
+                                                   self.dp.delta)
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The shared weights to broadcast (copies)."""
@@ -142,12 +178,19 @@ class FedServer:
         with_grads = [u for u in accepted if u.grads]
         if task.shared and with_grads:
             self._apply(task, with_grads)
+        if self.dp is not None and task.shared:
+            self.dp_rounds += 1
+        # a site that answered before but not in the round before this one was away; it
+        # trained this round on the weights just broadcast, the federation's current ones
+        rejoined = {u.site: self.last_seen[u.site] for u in accepted
+                    if self.last_seen.get(u.site, task.round - 1) < task.round - 1}
         for u in accepted:
             self.last_seen[u.site] = task.round
         self.round += 1
         result = RoundResult(task, [u.site for u in accepted], rejected, missing,
                              {u.site: dict(u.metrics) for u in accepted},
-                             {u.site: u.nbytes for u in updates}, seconds)
+                             {u.site: u.nbytes for u in updates}, seconds, rejoined,
+                             self.dp_spent)
         if self.run_dir is not None:
             self.save()
             with open(self.run_dir / ROUND_LOG, "a") as fh:
@@ -176,7 +219,8 @@ class FedServer:
                 "sites": self.sites, "min_sites": self.min_sites, "round": self.round,
                 "models": {k: m.state_dict() for k, m in self.modules.items()},
                 "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
-                "last_seen": dict(self.last_seen)}
+                "last_seen": dict(self.last_seen),
+                "dp": self.dp.to_dict() if self.dp else {}, "dp_rounds": self.dp_rounds}
 
     def save(self) -> Path:
         path = self.run_dir / CHECKPOINT
@@ -191,12 +235,14 @@ class FedServer:
         state = load_server_checkpoint(run_dir / CHECKPOINT)
         server = cls(from_dict(state["config"]), RoundPlan.from_dict(state["plan"]),
                      state["sites"], run_dir,
-                     min_sites=state["min_sites"] if min_sites is None else min_sites)
+                     min_sites=state["min_sites"] if min_sites is None else min_sites,
+                     dp=DPConfig.from_dict(state.get("dp")))
         for k, m in server.modules.items():
             m.load_state_dict(state["models"][k])
         for k, o in server.opt.items():
             o.load_state_dict(state["optimizers"][k])
         server.round = int(state["round"])
+        server.dp_rounds = int(state.get("dp_rounds", 0))
         server.last_seen = {str(k): int(v) for k, v in state["last_seen"].items()}
         server._truncate_log()
         return server

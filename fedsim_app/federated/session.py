@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedsim_app.errors import FedSimError
+from fedsim_app.federated.dp import DPConfig
 from fedsim_app.federated.server import CHECKPOINT
 from fedsim_app.io.atomic import atomic_path
 from fedsim_app.train.config import TrainConfig, from_dict
@@ -33,18 +34,21 @@ class Federation:
     runtime: str
     config: TrainConfig
     build_matrix: bool = True  # sites build the coarse scanner's matrix (see FedClient)
+    dp: DPConfig | None = None  # differential privacy of the sites' updates
 
     def to_dict(self) -> dict:
         return {"sites": list(self.sites), "data": self.data, "labels": self.labels,
                 "rounds": self.rounds, "min_sites": self.min_sites, "runtime": self.runtime,
-                "config": self.config.to_dict(), "build_matrix": self.build_matrix}
+                "config": self.config.to_dict(), "build_matrix": self.build_matrix,
+                "dp": self.dp.to_dict() if self.dp else None}
 
     @classmethod
     def from_dict(cls, d: dict) -> Federation:
         return cls(tuple(d["sites"]), dict(d["data"]), {k: int(v) for k, v in
                                                         d["labels"].items()},
                    d["rounds"], int(d["min_sites"]), str(d["runtime"]),
-                   from_dict(d["config"]), bool(d.get("build_matrix", True)))
+                   from_dict(d["config"]), bool(d.get("build_matrix", True)),
+                   DPConfig.from_dict(d.get("dp")))
 
     def save(self, run_dir: str | Path) -> None:
         run_dir = Path(run_dir)

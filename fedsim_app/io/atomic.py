@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +27,42 @@ def temp_sibling(path: Path) -> Path:
     """A hidden temporary name next to ``path`` that keeps its extension (nibabel needs it)."""
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
     return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+
+
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(\.[A-Za-z0-9.]+)?$")
+
+
+def remove_stale_temps(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files of :func:`temp_sibling` that a killed process left in
+    ``folder`` (those of a live process stay); returns what was deleted.
+
+    A ``kill -9`` mid-write skips the cleanup of :func:`atomic_path`; a resumed run calls
+    this so that the stray file (its name ends like the data's, ``.nii.gz``) cannot be
+    taken for data by a tool that scans the folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.rglob(".*") if recursive else folder.glob(".*"):
+        m = _TEMP_RE.match(p.name)
+        if m and p.is_file() and not _alive(int(m.group("pid"))):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ Layout::
       dataset.json            nnU-Net v2 keys + MSD keys (training list, modality, ...)
       imagesTr/<case>_0000.nii.gz
       labelsTr/<case>.nii.gz
-      fedsim/<case>.json      the case record (:class:`fedsim_app.export.records.Record`);
+      fedsim/<case>.json      the case record (:class:`fedsim_app.io.records.Record`);
                               written last, so it marks a finished case
 
 ``dataset.json`` keeps nnU-Net's ``labels`` form (name → code), which nnU-Net requires;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedsim_app.io.atomic import check_writable, write_json_atomic
+from fedsim_app.io.atomic import check_writable, remove_stale_temps, write_json_atomic
 from fedsim_app.io.dataset import check_pair
 from fedsim_app.io.labels import CODE_SETS, CodeSet, from_internal, get_code_set
 from fedsim_app.io.nifti import write_nifti
@@ -60,6 +60,8 @@ class DatasetWriter:
                  "internal", description: str = "", modality: str = "CT",
                  orientation: str = "RAS", image_hu_int16: bool = False) -> None:
         self.root = check_writable(root)
+        for sub, deep in (("imagesTr", False), ("labelsTr", False), (RECORD_DIR, True)):
+            remove_stale_temps(self.root / sub, recursive=deep)  # a killed run's half files
         self.image_hu_int16 = image_hu_int16
         self.name = name
         self.codes = get_code_set(label_codes)
@@ -97,10 +99,10 @@ class DatasetWriter:
         """Write one case (image, label in the writer's codes, record); returns the record path.
 
         ``label`` holds internal codes. Image and label must share a grid. The case file
-        is a :class:`~fedsim_app.export.records.Record` of ``kind`` whose ``record`` field
+        is a :class:`~fedsim_app.io.records.Record` of ``kind`` whose ``record`` field
         holds ``record``.
         """
-        from fedsim_app.export.records import Record, write_record
+        from fedsim_app.io.records import Record, write_record
 
         if not case_id or "/" in case_id or case_id.startswith("."):
             raise ValueError(f"case id {case_id!r} must be a plain file name")

@@ -58,22 +58,99 @@ def enhancer_conditioning(coarse_hu: torch.Tensor, labels: torch.Tensor,
 
 
 def enhance(coarse_hu: torch.Tensor, labels: torch.Tensor, enhancer=None, *,
-            chunk: int = 64) -> torch.Tensor:
-    """CT (B, K, H, W) HU on the label grid: every axial slice through ``enhancer``
-    (``chunk`` slices per call), or the upsampled coarse CT when ``enhancer`` is None."""
+            chunk: int = 0, precision: str = "float32") -> torch.Tensor:
+    """CT (B, K, H, W) HU on the label grid: every axial slice through ``enhancer``, or
+    the upsampled coarse CT when ``enhancer`` is None.
+
+    The coarse CT is upsampled once; an enhancer that takes ``noise`` gets its texture
+    noise drawn here, one (B, K, 1, H, W) draw from torch's global generator, so the
+    result does not depend on how the slices are grouped into calls. Without gradients a
+    SPADE site enhancer runs through its fused inference plan
+    (:mod:`fedsim_app.models.enhance_infer`; the same function, tested against the
+    module's forward); with gradients, through its own forward.
+
+    Parameters
+    ----------
+    chunk : slices per volume and enhancer call; 0 sizes the calls for the CPU's cache
+        (:func:`slices_per_call`)
+    precision : ``"float32"``, or ``"bfloat16"`` for the inference plan's convolutions
+        (not bit-equal: within the tolerance its tests state)
+    """
     if enhancer is None:
         return upsample_coarse(coarse_hu, tuple(labels.shape[1:]))
+    if labels.ndim != 4 or coarse_hu.ndim != 4 or len(labels) != len(coarse_hu):
+        raise FedSimError("the enhancer needs coarse CT (B, s, s, s) and labels (B, K, H, W); "
+                          f"got {tuple(coarse_hu.shape)} and {tuple(labels.shape)}")
+    from fedsim_app.models.enhance_infer import PRECISIONS, plan_enhancer
+
+    if precision not in PRECISIONS:
+        raise FedSimError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     b, k_total, h, w = labels.shape
-    out = []
-    for start in range(0, k_total, chunk):
-        ks = torch.arange(start, min(start + chunk, k_total), device=labels.device)
-        cond = enhancer_conditioning(coarse_hu, labels, ks)
-        y = enhancer(*cond)  # (B·n_k, 1, H, W) in hu / 1000
-        if y.shape != cond[0].shape:
+    up = upsample_coarse(coarse_hu, (k_total, h, w)) / HU_SCALE  # (B, K, H, W)
+    noise = torch.randn((b, k_total, 1, h, w), dtype=up.dtype, device=up.device) \
+        if takes_noise(enhancer) else None
+    plan = None if torch.is_grad_enabled() else plan_enhancer(
+        enhancer, dtype=PRECISIONS[precision], channels_last=up.device.type == "cpu")
+    run = enhancer if plan is None else plan
+    if plan is None and precision != "float32":
+        raise FedSimError(f"precision {precision!r} needs the inference plan: run without "
+                          "gradients and with a SPADE site enhancer")
+    step = chunk if chunk > 0 else slices_per_call(enhancer, b, h, w)
+
+    def call(start: int) -> torch.Tensor:
+        ks = slice(start, min(start + step, k_total))
+        n_k = ks.stop - ks.start
+        coarse_up = up[:, ks].reshape(-1, 1, h, w)  # (B·n_k, 1, H, W), volume-major
+        lab = labels[:, ks].long().reshape(-1, h, w)  # (B·n_k, H, W)
+        k_frac = (torch.arange(ks.start, ks.stop, device=up.device, dtype=up.dtype)
+                  / k_total).repeat(b)  # (B·n_k,)
+        kw = {} if noise is None else {"noise": noise[:, ks].reshape(-1, 1, h, w)}
+        y = run(coarse_up, lab, k_frac, **kw)  # (B·n_k, 1, H, W) in hu / 1000
+        if y.shape != coarse_up.shape:
             raise FedSimError(f"the enhancer returned {tuple(y.shape)} for "
-                              f"{tuple(cond[0].shape)} slices; it must keep (N, 1, H, W)")
-        out.append(y.reshape(b, len(ks), h, w))
-    return torch.cat(out, 1) * HU_SCALE
+                              f"{tuple(coarse_up.shape)} slices; it must keep (N, 1, H, W)")
+        return y.reshape(b, n_k, h, w)
+
+    starts = range(0, k_total, step)
+    workers = min(torch.get_num_threads(), len(starts))
+    if plan is None or up.device.type != "cpu" or workers < 2:
+        return torch.cat([call(s) for s in starts], 1) * HU_SCALE
+    # torch's threads become workers over the slice groups, each running its group on one
+    # thread: no barrier after every operation, so a busy CPU (another process taking a
+    # core for a while) slows one group instead of stalling every operation. Groups
+    # are independent (noise drawn above), so the result is the same as in series.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fedsim_app.shape.soft import torch_threads
+
+    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
+        return torch.cat(list(pool.map(call, starts)), 1) * HU_SCALE
+
+
+#: Bytes the largest activation of one enhancer call may take: below glibc's largest
+#: mmap threshold (32 MiB), so with :func:`fedsim_app.device.keep_freed_memory` every
+#: buffer is reused from the heap instead of mapped and faulted in again.
+CALL_BYTES = 24 * 2**20
+
+
+def slices_per_call(enhancer, batch: int, h: int, w: int) -> int:
+    """Slices per volume per enhancer call so that the largest activation (the SPADE
+    modulation maps, 4·width channels of H×W float32 per slice) stays within
+    :data:`CALL_BYTES`; at least 1."""
+    width = getattr(getattr(enhancer, "head", None), "out_channels", 64)
+    per_slice = 4 * width * h * w * 4
+    return max(1, CALL_BYTES // (per_slice * max(1, batch)))
+
+
+def takes_noise(enhancer) -> bool:
+    """Whether ``enhancer`` accepts a ``noise`` keyword (its texture draw)."""
+    import inspect
+
+    fn = enhancer.forward if isinstance(enhancer, torch.nn.Module) else enhancer
+    try:
+        return "noise" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def enhancer_source(enhancer, checkpoint=None) -> str:
@@ -84,5 +161,5 @@ def enhancer_source(enhancer, checkpoint=None) -> str:
     return f"site enhancer {type(enhancer).__name__}{where}"
 
 
-__all__ = ["HU_SCALE", "NO_ENHANCER", "enhance", "enhancer_conditioning", "enhancer_source",
-           "upsample_coarse"]
+__all__ = ["CALL_BYTES", "HU_SCALE", "NO_ENHANCER", "enhance", "enhancer_conditioning",
+           "enhancer_source", "slices_per_call", "takes_noise", "upsample_coarse"]

@@ -74,14 +74,18 @@ class ChainConfig:
     coarse_size : voxels per axis of the material map and coarse CT; divides label_size
     fov_mm : field of view of both grids, about the SSM's mean heart
     soft : soft-occupancy settings of the differentiable labels
-    slice_chunk : axial slices per enhancer call
+    slice_chunk : axial slices per volume and enhancer call; 0 (default) sizes the calls
+        for the CPU's cache (:func:`fedsim_app.models.enhance.slices_per_call`)
+    precision : the enhancer's convolutions at inference, ``"float32"`` (default) or
+        ``"bfloat16"`` (faster where the CPU has bf16 instructions; not bit-equal)
     """
 
     label_size: int = 64
     coarse_size: int = 16
     fov_mm: float = 208.0
     soft: SoftConfig = field(default_factory=SoftConfig)
-    slice_chunk: int = 64
+    slice_chunk: int = 0
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.label_size < self.coarse_size or self.label_size % self.coarse_size:
@@ -252,8 +256,12 @@ class Generator:
         return coarse_ct(mu, self.scanner)
 
     def enhance(self, coarse_hu: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, str]:
-        ct = enhance(coarse_hu, labels, self.enhancer, chunk=self.config.slice_chunk)
-        return ct, enhancer_source(self.enhancer, self.enhancer_checkpoint)
+        ct = enhance(coarse_hu, labels, self.enhancer, chunk=self.config.slice_chunk,
+                     precision=self.config.precision)
+        source = enhancer_source(self.enhancer, self.enhancer_checkpoint)
+        if self.enhancer is not None and self.config.precision != "float32":
+            source += f" ({self.config.precision} convolutions)"
+        return ct, source
 
     def __call__(self, params=None, *, z=None, soft: bool = False) -> ChainResult:
         """Run the chain on a batch.

@@ -25,7 +25,7 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
     ``meshes/<structure>.ply`` (world RAS+ mm) and ``params.json`` (the record).
     Every file is written atomically, the meshes and the record by the writers every
     FedSim export uses (:func:`fedsim_app.export.dataset.write_meshes`,
-    :func:`fedsim_app.export.records.write_record`).
+    :func:`fedsim_app.io.records.write_record`).
     """
     from fedsim_app.io import Volume, write_nifti
 
@@ -40,7 +40,7 @@ def export_result(result, out_dir: str | Path) -> dict[str, Path]:
         written[name] = write_nifti(vol, out / name,
                                     label_codes="internal" if kind == "label" else None)
     from fedsim_app.export.dataset import write_meshes
-    from fedsim_app.export.records import HEADER, Record, write_record
+    from fedsim_app.io.records import HEADER, Record, write_record
 
     for path in write_meshes(out / "meshes", result.meshes):
         written[f"meshes/{path.name}"] = path

@@ -38,6 +38,10 @@ class SampleResult:
     ct_hu : float32 CT on ``grid``: the site enhancer's slices, or the coarse CT upsampled
     material_source, ct_source : how the material map and the CT were made
     seconds : wall time of each stage computed for this result (cached ones absent)
+    latent : the latent z it was rendered from (latent mode), or None
+    slices_enhanced : axial slices of ``ct_hu`` the enhancer has made so far (latent mode;
+        the others are the coarse CT upsampled), or None when the whole volume is done
+    novelty : the nearest training case (latent mode): ``LatentModel`` fills it
     """
 
     state: SampleState
@@ -54,6 +58,14 @@ class SampleResult:
     ct_source: str
     energy_keV: float
     seconds: dict = field(default_factory=dict)
+    latent: tuple[float, ...] | None = None
+    slices_enhanced: int | None = None
+    novelty: dict | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every CT slice is final (none is waiting for the enhancer)."""
+        return self.slices_enhanced is None or self.slices_enhanced >= self.grid.shape[0]
 
     def record(self) -> dict:
         """The JSON-able parameter record (what an export writes beside the volumes)."""
@@ -76,6 +88,8 @@ class SampleResult:
             "energy_keV": self.energy_keV,
             "material_source": self.material_source,
             "ct_source": self.ct_source,
+            **({"latent": list(self.latent)} if self.latent is not None else {}),
+            **({"novelty": self.novelty} if self.novelty is not None else {}),
         }
 
 

@@ -35,6 +35,7 @@ from fedsim_app.anatomy.heart_checks import (
     neighbour_mean,
     untangle,
 )
+from fedsim_app.anatomy.templates import TUBES
 from fedsim_app.errors import FedSimError
 from fedsim_app.io.grid import Grid
 from fedsim_app.io.labels_core import LABEL_OF
@@ -263,12 +264,14 @@ def refine(topology, fit_vertices: np.ndarray, labels: np.ndarray, grid: Grid,
             continue
         v0, v1 = topology.vertex_offsets[i : i + 2]
         _, faces = topology.structure(out, name)
+        tube = TUBES.get(name)
         out[v0:v1], start[v0:v1] = _refine_structure(out[v0:v1], faces, regions[name],
-                                                     fine, cfg)
+                                                     fine, cfg, tube and tube[1])
     return out, start
 
 
-def _refine_structure(verts, faces, region, fine: Grid, cfg: RegisterConfig) -> np.ndarray:
+def _refine_structure(verts, faces, region, fine: Grid, cfg: RegisterConfig,
+                      n_around: int | None = None) -> np.ndarray:
     from scipy.ndimage import map_coordinates
 
     # crop the field to the region and the mesh (plus room to move) to keep the EDT small
@@ -282,14 +285,21 @@ def _refine_structure(verts, faces, region, fine: Grid, cfg: RegisterConfig) -> 
     crop = region[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     phi = signed_distance(crop, h)
     grads = np.gradient(phi, h)  # three (z, y, x) arrays, mm per mm
-    smooth = neighbour_mean(faces, len(verts))
-    base = _taubin_until_clean(np.array(verts, float), faces, smooth)
-    v = base.copy()
-    for _ in range(cfg.iterations):
+
+    def sample(v):  # signed distance (n,) and its gradient (n, 3) x, y, z at vertices
         coords = (fine.world_to_index(v) - lo).T  # (3, n) z, y, x within the crop
         d = map_coordinates(phi, coords, order=1, mode="nearest")
         g_zyx = np.stack([map_coordinates(g, coords, order=1, mode="nearest") for g in grads])
-        g = g_zyx[::-1].T  # (n, 3) x, y, z
+        return d, g_zyx[::-1].T
+
+    smooth = neighbour_mean(faces, len(verts))
+    base = np.array(verts, float)
+    if n_around is not None:  # a great vessel: placed on its region, then unbent
+        base = unbend_tube(rigid_to_field(base, sample), n_around)
+    base = _taubin_until_clean(base, faces, smooth)
+    v = base.copy()
+    for _ in range(cfg.iterations):
+        d, g = sample(v)
         g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-6)
         move = -np.clip(d, -cfg.max_step_mm, cfg.max_step_mm)[:, None] * g
         for _ in range(cfg.smooth_passes):
@@ -300,14 +310,82 @@ def _refine_structure(verts, faces, region, fine: Grid, cfg: RegisterConfig) -> 
     return untangle(base, v, faces, cfg.repair_passes, smooth), base
 
 
+def rigid_to_field(v: np.ndarray, sample, iterations: int = 30) -> np.ndarray:
+    """``v`` moved by the rigid motion (shift, rotation about its centroid) that brings it
+    onto the zero level of a signed distance field (Gauss-Newton on ``Σ φ(x)²``;
+    ``sample(v) -> (φ (n,), ∇φ (n, 3))``); ``v`` itself when that does not lower the RMS
+    distance. No scale: a surface shrunk onto a point of the boundary would score zero.
+
+    Closest-point steps only reach a boundary near the start: a great vessel that the
+    SSM fit put beside its label (a dilated CHD trunk the model's scale couples to the
+    chambers) would flatten onto its near side. Placed rigidly first, it keeps its
+    tubular shape.
+    """
+    from fedsim_app.anatomy.shapes import rotation_matrix
+
+    def rms(x):
+        return float(np.sqrt(np.mean(sample(x)[0] ** 2)))
+
+    cur, start_rms = v, rms(v)
+    for _ in range(iterations):
+        d, g = sample(cur)
+        c = cur.mean(0)
+        r = cur - c
+        # φ(c + t + R(ω) r) ≈ φ + ∇φ·t + ω·(r × ∇φ), (n, 6)
+        jac = np.concatenate([g, np.cross(r, g)], axis=1)
+        step = np.linalg.solve(jac.T @ jac + 1e-3 * np.eye(6) * len(d), -jac.T @ d)
+        t = step[:3] * min(1.0, 5.0 / max(float(np.linalg.norm(step[:3])), 1e-9))
+        w = step[3:6] * min(1.0, 0.1 / max(float(np.linalg.norm(step[3:6])), 1e-9))
+        cur = c + t + r @ rotation_matrix(w).T
+    return cur if rms(cur) < start_rms else v
+
+
+def unbend_tube(v: np.ndarray, n_around: int, margin: float = 1.25) -> np.ndarray:
+    """A capped tube (rings of ``n_around`` vertices, then the two cap centres) whose
+    centreline bends tighter than ``margin`` × its radius straightened there, keeping
+    each ring's shape and vertex order (correspondence): a decoded SSM tube can bend
+    tighter than a dilated trunk's radius allows, its inner wall crossing itself.
+    """
+    from fedsim_app.anatomy.shapes import rotation_matrix
+    from fedsim_app.anatomy.vessels import unfold
+
+    n_rings = (len(v) - 2) // n_around
+    rings = v[: n_rings * n_around].reshape(n_rings, n_around, 3)
+    centre = rings.mean(1)  # (R, 3)
+    radii = np.linalg.norm(rings - centre[:, None], axis=2).mean(1)
+    line = unfold(centre, radii, margin)
+    if np.allclose(line, centre):
+        return v
+    t0, t1 = np.gradient(centre, axis=0), np.gradient(line, axis=0)
+    t0 /= np.linalg.norm(t0, axis=1, keepdims=True)
+    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+    out = np.array(v, float)
+    for k in range(n_rings):  # turn ring k's offsets from its old tangent to the new one
+        axis = np.cross(t0[k], t1[k])
+        sin = float(np.linalg.norm(axis))
+        angle = np.arctan2(sin, float(t0[k] @ t1[k]))
+        rot = rotation_matrix(axis / sin * angle) if sin > 1e-12 else np.eye(3)
+        out[k * n_around:(k + 1) * n_around] = line[k] + (rings[k] - centre[k]) @ rot.T
+    out[-2:] += np.stack([line[0] - centre[0], line[-1] - centre[-1]])
+    return out
+
+
 def _taubin_until_clean(v, faces, smooth, passes: int = 20) -> np.ndarray:
-    """The fit's surface, Taubin-smoothed (λ 0.5, μ -0.53: no shrinkage) while it crosses
-    itself (a decoded RV crescent can fold at a thin tip); unchanged when clean."""
-    for _ in range(passes):
-        if not len(crossing_pairs(v, faces)):
+    """The fit's surface, Taubin-smoothed (λ 0.5, μ -0.53: no shrinkage) around the
+    faces that cross (a patch of 3 rings, widened every pass) while it crosses itself
+    (a decoded RV crescent can fold at a thin tip); unchanged when clean, and unchanged
+    away from the crossing."""
+    for k in range(passes):
+        pairs = crossing_pairs(v, faces)
+        if not len(pairs):
             break
-        v = v + 0.5 * (smooth @ v - v)
-        v = v - 0.53 * (smooth @ v - v)
+        patch = np.zeros(len(v), bool)
+        patch[faces[pairs.ravel()].ravel()] = True
+        for _ in range(3 + k):
+            patch |= (smooth @ patch.astype(float)) > 0
+        w = patch[:, None].astype(float)
+        v = v + 0.5 * w * (smooth @ v - v)
+        v = v - 0.53 * w * (smooth @ v - v)
     return v
 
 

@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resolution preset of the Explorer (default: interactive, 64³)")
     parser.add_argument("--random", type=int, default=None, metavar="SEED",
                         help="start on the random sample of this seed instead of the mean")
+    parser.add_argument("--latent", metavar="CHECKPOINT",
+                        help="start in latent mode with this trained checkpoint or bundle "
+                        "('default': the shipped one)")
+    parser.add_argument("--three-sites", action="store_true",
+                        help="latent mode: show the latent through every site side by side")
     return parser
 
 
@@ -121,11 +126,23 @@ def main(argv: list[str] | None = None) -> int:
         from fedsim_app.pipeline import SampleState
 
         explorer.set_state(SampleState.random(args.random, "A"))
+    if args.latent:
+        state = explorer.app_state
+        if args.latent != "default":
+            try:
+                state.set_checkpoint(args.latent)
+            except ValueError as exc:
+                print(f"{PROG}: {exc}", file=sys.stderr)
+                return 2
+        state.set_three_sites(args.three_sites)
+        state.set_mode("latent")
+        if args.random is not None:
+            explorer.latent_box.loaded.connect(lambda _m: _random_latent(explorer, args.random))
     if args.screenshot:
         from qtpy.QtCore import QTimer
 
         def _shoot():
-            if not explorer.settled:
+            if not explorer.settled or (args.latent and not _latent_shown(explorer)):
                 QTimer.singleShot(300, _shoot)  # wait for the first render, fully shown
                 return
             from qtpy.QtWidgets import QApplication
@@ -140,6 +157,22 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(2500, _shoot)
     napari.run()
     return 0
+
+
+def _random_latent(explorer, seed: int) -> None:
+    space = explorer.latent_box.space()
+    if space is not None:
+        explorer.app_state.set_seed(seed)
+        explorer.app_state.set_latent(space.random(seed))
+
+
+def _latent_shown(explorer) -> bool:
+    """Latent mode's volume is wholly enhanced and shown (or latent mode cannot run)."""
+    if explorer.latent_box.error or explorer.latent_box.notice.text().startswith("No trained"):
+        return True
+    r = explorer.result
+    return (r is not None and r.latent is not None and explorer._complete()
+            and not explorer._fill.isActive())
 
 
 def _close_toasts() -> None:

@@ -25,11 +25,12 @@ from psygnal import evented
 
 from fedsim_app.pipeline import DEFAULT_PRESET, PRESETS, SampleState
 
-#: Explorer modes: "shape" drives the statistical shape model's 21 parameters directly.
-MODES = ("shape",)
+#: Explorer modes: "shape" drives the statistical shape model's 21 parameters directly;
+#: "latent" moves a trained checkpoint's latent z through its learnt generators.
+MODES = ("shape", "latent")
 
 #: Fields whose change changes the rendered picture (the preset changes the model itself).
-RENDER_FIELDS = ("sample", "mode", "checkpoint")
+RENDER_FIELDS = ("sample", "mode", "checkpoint", "latent", "three_sites")
 
 
 def _site_keys() -> tuple[str, ...]:
@@ -39,7 +40,8 @@ def _site_keys() -> tuple[str, ...]:
 
 
 # a result holds arrays: compare it by identity, not by value
-@evented(equality_operators={"result": operator.is_, "checkpoint": operator.eq})
+@evented(equality_operators={"result": operator.is_, "checkpoint": operator.eq,
+                             "latent": operator.eq})
 @dataclass(eq=False)
 class AppState:
     """What the user is looking at, shared by the Explorer, training and export panels.
@@ -51,6 +53,9 @@ class AppState:
         several of them is one event and one render)
     mode : one of :data:`MODES`
     checkpoint : the trained checkpoint the user loaded last (a path), or None
+    latent : the latent z (32 values) latent mode renders, or None before one is chosen;
+        ``sample.site`` says whose generators make it and ``sample.seed`` names its texture
+    three_sites : latent mode shows the latent through every site side by side
     result : the last result shown (``fedsim_app.pipeline.SampleResult``), or None
 
     Events
@@ -63,6 +68,8 @@ class AppState:
     sample: SampleState = field(default_factory=SampleState)
     mode: str = "shape"
     checkpoint: str | None = None
+    latent: tuple | None = None
+    three_sites: bool = False
     result: object = None
 
     # -- validated setters (the controls call these; bad values never land) -------------
@@ -104,6 +111,13 @@ class AppState:
             raise ValueError(f"checkpoint {p} does not exist; train a site first "
                              "(Training panel or `fedsim train`) or pick another file")
         self.checkpoint = str(p)
+
+    def set_latent(self, z) -> None:
+        """The latent z to render in latent mode (a sequence of floats; None: none yet)."""
+        self.latent = None if z is None else tuple(float(v) for v in z)
+
+    def set_three_sites(self, on: bool) -> None:
+        self.three_sites = bool(on)
 
     # -- whole-sample actions -------------------------------------------------------------
     def random_sample(self) -> None:

@@ -87,6 +87,11 @@ class RenderScheduler(QObject):
     def busy(self) -> bool:
         return self._worker is not None or self._pending is not None
 
+    @property
+    def current(self) -> bool:
+        """The newest request's result is the one shown (none newer waits or runs)."""
+        return self._pending is None and self.applied_generation == self.generation
+
     def request(self, state) -> int:
         """Ask for ``state``; returns its generation."""
         self.generation += 1

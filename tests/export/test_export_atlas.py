@@ -12,10 +12,10 @@ import pytest
 
 from fedsim_app.cli import main
 from fedsim_app.export.dataset import NOVELTY_FILE, export_dataset, replay
-from fedsim_app.export.records import read_record
 from fedsim_app.export.sample import ExportModel, load_export_model
 from fedsim_app.io import read_nifti
 from fedsim_app.io.errors import UnwritableError
+from fedsim_app.io.records import read_record
 
 SIZE = 16
 

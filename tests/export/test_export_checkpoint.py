@@ -7,9 +7,9 @@ import pytest
 
 from fedsim_app.cli import main
 from fedsim_app.export.dataset import export_dataset, replay
-from fedsim_app.export.records import read_record
 from fedsim_app.export.sample import load_export_model
 from fedsim_app.io import read_nifti
+from fedsim_app.io.records import read_record
 from fedsim_app.train.checkpoint import save_checkpoint
 from fedsim_app.train.config import preset
 from fedsim_app.train.glo import build_nets
@@ -19,10 +19,18 @@ SIZE = 16
 CASES = ("sitea_000", "sitea_001", "sitea_002")
 
 
-def _checkpoint(path, *, with_prior: bool, site: str = "A", seed: int = 0):
-    """A checkpoint laid out as Trainer.state_dict writes it (networks untrained)."""
+def _checkpoint(path, *, with_prior: bool, site: str = "A", seed: int = 0,
+                textured: bool = False):
+    """A checkpoint laid out as Trainer.state_dict writes it (networks untrained; with
+    ``textured`` the enhancer's residual is not zero, so its noise reaches the image)."""
     cfg = preset("smoke", seed=seed)
     nets = build_nets(cfg, n_labelled=len(CASES))
+    if textured:
+        import torch
+
+        with torch.no_grad():
+            nets.enhancer.tail[1].weight.normal_(std=0.05, generator=torch.Generator()
+                                                 .manual_seed(seed))
     prior = None
     if with_prior:
         mean, cov = fit_normal(nets.z_lab.codes)
@@ -116,3 +124,25 @@ def test_bundle_of_sites_exports_and_replays(ckpt, tmp_path):
     again = replay(rec)
     image = read_nifti(summary.root / "imagesTr" / "case_0000_0000.nii.gz").array
     np.testing.assert_array_equal(image, np.rint(again.ct_hu[0].numpy()))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_cli_export_replays_bit_for_bit_with_the_enhancers_noise(tmp_path, precision):
+    path = _checkpoint(tmp_path / "t.pt", with_prior=True, textured=True)
+    out = tmp_path / "Dataset701_Tex"
+    assert main(["export", "--checkpoint", str(path), "--n", "2", "--size", str(SIZE),
+                 "--out", str(out), "--precision", precision, "--threads", "2"]) == 0
+    images = []
+    for case in ("case_0000", "case_0001"):
+        rec = read_record(out / "fedsim" / f"{case}.json")
+        assert rec["record"]["precision"] == precision
+        assert (precision in rec["record"]["enhancer_source"]) == (precision != "float32")
+        again = replay(rec)  # another model instance, this process's thread setting
+        image = read_nifti(out / "imagesTr" / f"{case}_0000.nii.gz").array
+        np.testing.assert_array_equal(image, np.rint(again.ct_hu[0].numpy()))
+        images.append(image)
+    # the enhancer ran (its residual is not zero): the coarse CT upsampled differs
+    plain = load_export_model(path, "A", size=SIZE)
+    plain.generator.enhancer = None
+    draw = plain.draw(0, 0)
+    assert not np.array_equal(np.rint(plain.render(draw).ct_hu[0].numpy()), images[0])

@@ -2,6 +2,7 @@
 site's training, privacy of what a site sends, dropout with a minimum, resume."""
 
 import io
+import json
 
 import pytest
 import torch
@@ -91,6 +92,9 @@ def test_dropout_mid_round_with_a_minimum_and_rejoin(tiny_data, fed_cfg, tmp_pat
     assert clients[1].round_done == 0
     r2 = run_round(server, clients)  # A2 rejoins and receives the current weights
     assert r2.accepted == ["A1", "A2", "A3"]
+    assert r1.rejoined == {} and r2.rejoined == {"A2": 0}  # the log says who came back
+    assert json.loads((tmp_path / "rounds.jsonl").read_text().splitlines()[2])[
+        "rejoined"] == {"A2": 0}
     w = {k: p.detach() for k, p in clients[1].shared.items()}
     assert not any(torch.equal(w[k], broadcast[k]) for k in w)
     # with a minimum of three, a dropout fails the round and changes nothing

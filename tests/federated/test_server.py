@@ -143,3 +143,27 @@ def test_resume_refuses_missing_and_foreign_files(tmp_path):
     (tmp_path / "server.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
         FedServer.resume(tmp_path)
+
+
+def test_pack_round_trips_and_leaves_misfits_for_validation(server):
+    from fedsim_app.errors import FedSimError
+    from fedsim_app.federated.protocol import UpdateRejected, pack, unpack, validate_update
+
+    grads = {k: torch.randn(shape) for k, (shape, _) in server.spec.items()}
+    layout, flat = pack(grads)
+    assert flat.ndim == 1 and flat.numel() == sum(v.numel() for v in grads.values())
+    back = unpack(layout, flat, server.spec)
+    assert list(back) == list(grads)
+    assert all(torch.equal(back[k], v) for k, v in grads.items())
+    # a tensor of a name or size the server does not know stays flat and is refused
+    k0 = next(iter(grads))
+    odd = {**grads, "g_shape.extra": torch.ones(3)}
+    odd[k0] = torch.ones(5)
+    got = unpack(*pack(odd), server.spec)
+    assert got[k0].shape == (5,) and got["g_shape.extra"].shape == (3,)
+    task = server.next_task()
+    with pytest.raises(UpdateRejected, match="site A: unexpected tensor"):
+        validate_update(SiteUpdate("A", task.round, got, {}), server.spec, task)
+    with pytest.raises(FedSimError, match="carries 4"):
+        unpack(layout, torch.zeros(4), server.spec)
+    assert pack({})[0] == {"names": [], "sizes": []} and unpack(*pack({}), server.spec) == {}

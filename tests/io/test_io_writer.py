@@ -99,6 +99,32 @@ def test_resume_after_interruption(tmp_path, pair):
     assert hidden == []  # no temporary files left behind
 
 
+def test_resume_removes_half_files_of_a_killed_run(tmp_path, pair):
+    import os
+    import subprocess
+    import sys
+
+    from fedsim_app.io.atomic import temp_sibling
+
+    image, label = pair
+    DatasetWriter(tmp_path, "killed").add_case("a", image, label)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # what kill -9 leaves mid-write: a hidden temporary whose name ends like the data's
+    label_tmp = temp_sibling(tmp_path / "labelsTr" / "b.nii.gz")
+    stale = label_tmp.with_name(label_tmp.name.replace(f".{os.getpid()}.", f".{dead}."))
+    stale.write_bytes(b"half a file")
+    record_tmp = tmp_path / "fedsim" / "meshes" / "b" / f".LV.ply.{dead}.tmp.ply"
+    record_tmp.parent.mkdir(parents=True)
+    record_tmp.write_bytes(b"ply")
+    live = temp_sibling(tmp_path / "imagesTr" / "c_0000.nii.gz")  # this process: alive
+    live.write_bytes(b"being written")
+    assert stale.name.endswith(".nii.gz") and stale.name.startswith(".b.nii.gz.")
+    w = DatasetWriter(tmp_path, "killed")  # the resumed run
+    assert not stale.exists() and not record_tmp.exists() and live.exists()
+    assert w.has_case("a")
+
+
 def test_mismatched_pair_refused_before_writing(tmp_path, pair):
     image, label = pair
     other = Volume(label.array[1:].copy(), Grid(label.array[1:].shape, (1.0, 1.0, 1.0)),

@@ -126,10 +126,11 @@ def test_stand_in_networks_are_called_with_the_agreed_shapes(gen):
     assert "RecordingEnhancer" in out.enhancer_source
     calls = g.enhancer.calls
     assert sum(c[0][0] for c in calls) == 2 * 32  # every slice of both volumes
-    (shape, dtype, lab_shape, lab_dtype, k), = calls  # one chunk of 64 rows
-    assert shape == (64, 1, 32, 32) and dtype == torch.float32
-    assert lab_shape == (64, 32, 32) and lab_dtype == torch.int64
-    torch.testing.assert_close(k, (torch.arange(32) / 32).repeat(2))
+    for shape, dtype, lab_shape, lab_dtype, _ in calls:  # 2·n_k rows, volume-major
+        assert shape[1:] == (1, 32, 32) and dtype == torch.float32 and shape[0] % 2 == 0
+        assert lab_shape == (shape[0], 32, 32) and lab_dtype == torch.int64
+    k = torch.cat([c[4].reshape(2, -1) for c in calls], 1)  # (2, 32): k/K of each row
+    torch.testing.assert_close(k, (torch.arange(32) / 32).repeat(2, 1))
     # zero offsets: the enhanced CT is the upsampled coarse CT
     torch.testing.assert_close(out.ct_hu, Generator("A", ssm=gen.ssm, config=CFG,
                                                     device="cpu").enhance(out.coarse_hu,

@@ -63,11 +63,17 @@ def test_registered_meshes_are_fold_free_and_do_not_self_intersect(chd_case):
     for name in model.topology.names:
         v, f = model.topology.structure(reg.vertices, name)
         assert self_intersections(v, f) == 0, name
-        # every face turns less than 90° from the fit's: no fold
+        # every face turns less than 90° from the fit's: no fold, except in a patch
+        # (3 rings) round faces where the decoded fit crossed itself, smoothed out first
         v0, _ = model.topology.structure(reg.fit.vertices, name)
         n0 = np.cross(v0[f[:, 1]] - v0[f[:, 0]], v0[f[:, 2]] - v0[f[:, 0]])
         n1 = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-        assert ((n0 * n1).sum(1) > 0).mean() > 0.995, name
+        patch = np.zeros(len(v0), bool)
+        patch[f[crossing_pairs(v0, f).ravel()].ravel()] = True
+        for _ in range(3):
+            patch[f[patch[f].any(1)].ravel()] = True
+        turned = (n0 * n1).sum(1) <= 0
+        assert not (turned & ~patch[f].any(1)).any(), name
 
 
 def test_self_intersection_and_fold_detectors_find_planted_defects():
@@ -90,3 +96,20 @@ def test_a_failing_case_says_why(chd_case):
                              fit=reg.fit)
     assert strict.failure is not None and "Dice" in strict.failure
     assert strict.to_dict()["ok"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [(pop, 1000 + k) for pop in anatomy.POPULATIONS
+                                  for k in range(3)])
+def test_benchmark_hearts_of_every_population_register_cleanly(case):
+    """The hearts of `benchmarks/ssm_register.py` (adult, atlas and both CHD families, at
+    1 mm in a scanner frame 40 mm away): no self-intersection, no fold, Dice and IoU
+    ≥ 0.9 each (chd-m 1001 crossed itself in its pulmonary artery and chd-m 1002 lost
+    its trunk, Dice 0.08, before the great vessels were placed rigidly and unbent)."""
+    model = load_atlas_ssm()
+    truth = anatomy.build_heart(anatomy.sample_heart_params(*case)).stacked_vertices() + 40.0
+    grid = _grid_around(truth, 1.0)
+    reg = register_labels(model, voxelize(model, truth, grid), grid)
+    assert reg.self_intersections == 0 and reg.flipped_faces == 0, (case, reg.to_dict())
+    assert reg.failure is None
+    assert reg.mean_dice >= 0.9 and reg.binary_iou >= 0.9, (case, reg.to_dict())

@@ -1,5 +1,9 @@
-"""The "FedSim Explorer" dock: shape and scanner sliders, rendered live and side by side.
+"""The "FedSim Explorer" dock: shape or latent sliders, rendered live and side by side.
 
+Two modes: "Shape model" drives the statistical shape model's 21 parameters through the
+site's chain; "Latent" moves a trained checkpoint's latent z through its learnt
+generators (:mod:`fedsim_napari._qt.latent_box`), the slice on screen enhanced first and
+the rest of the volume filled in behind it, optionally through every site side by side.
 The controls write the shared :class:`fedsim_napari.state.AppState`; its events move the
 controls back and ask ``fedsim_app.pipeline.FedSimModel`` for a render through the
 :class:`RenderScheduler`; the results go to the linked views (:mod:`fedsim_napari.views`).
@@ -20,6 +24,7 @@ from qtpy.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSpinBox,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -32,10 +37,11 @@ from fedsim_app.pipeline import (
     export_result,
 )
 from fedsim_napari._qt.fit_box import FitBox
+from fedsim_napari._qt.latent_box import LatentBox, LatentRequest
 from fedsim_napari._qt.mesh import MeshCanvas, mesh_payload
 from fedsim_napari._qt.sliders import ParameterSliders, parameter_labels
 from fedsim_napari.state import AppState, shared_state
-from fedsim_napari.views import SliceLayers, ct_description, legend_html
+from fedsim_napari.views import SiteStripLayers, SliceLayers, ct_description, legend_html
 from fedsim_napari.workers import LongJob, RenderScheduler
 
 
@@ -52,6 +58,11 @@ MESH_DELAY_MS = 15
 # and input events run between the layer writes and the paint
 PAINT_DELAY_MS = 1
 PAINT_FALLBACK_MS = 250
+#: latent mode fills in the volume's other slices once the controls rest this long
+FILL_DELAY_MS = 250
+#: seconds of enhancer work per fill step: a change waits for at most one step
+FILL_STEP_S = 0.25
+MODE_NAMES = {"shape": "Shape model", "latent": "Latent"}
 
 
 class ExplorerWidget(QWidget):
@@ -69,6 +80,7 @@ class ExplorerWidget(QWidget):
     Signals
     -------
     displayed(float) : a result is painted in the 2D views; milliseconds since its request
+    filled() : latent mode painted more enhanced slices of the shown volume
 
     Attributes
     ----------
@@ -78,6 +90,7 @@ class ExplorerWidget(QWidget):
 
     build_coarse_in_background = True
     displayed = Signal(float)
+    filled = Signal()
 
     def __init__(self, napari_viewer, preset: str = DEFAULT_PRESET, site: str = "A",
                  parent=None, *, enhancers: dict | None = None,
@@ -93,6 +106,7 @@ class ExplorerWidget(QWidget):
         self.app_state = state
         self.model = FedSimModel(state.preset, enhancers=enhancers)
         self.result = None
+        self._shown = None  # the result, or {site: result} in the three-site view
         self.latencies_ms: list[float] = []
         self.last_failure = None
         self._pending_meshes = None
@@ -111,6 +125,13 @@ class ExplorerWidget(QWidget):
         self.scheduler.rendered.connect(self._show)
         self.scheduler.failed.connect(self._show_failure)
         self.slices = SliceLayers(napari_viewer)
+        self.strip = SiteStripLayers(napari_viewer)
+        self._shown_fill = False  # the result being painted is a fill step
+        self._fill_slices = 4  # slices per fill step, adapted to the enhancer's speed
+        self._fill = QTimer(self)
+        self._fill.setSingleShot(True)
+        self._fill.setInterval(FILL_DELAY_MS)
+        self._fill.timeout.connect(self._fill_step)
         self.meshes = MeshCanvas()
 
         self.preset = QComboBox()
@@ -132,6 +153,13 @@ class ExplorerWidget(QWidget):
         self.seed.setValue(state.sample.seed)
         self.sliders = ParameterSliders(parameter_labels(self.model.ssm))
         self.sliders.set_values(state.sample.params)
+        self.mode = QComboBox()
+        for key, name in MODE_NAMES.items():
+            self.mode.addItem(name, key)
+        self.mode.setToolTip("Shape model: the SSM's parameters through the site's chain.\n"
+                             "Latent: a trained checkpoint's latent through its learnt "
+                             "G_shape, G_material and enhancer.")
+        self.latent_box = LatentBox(state)
         self.random_button = QPushButton("Random sample")
         self.reset_button = QPushButton("Reset to mean")
         self.fit_box = FitBox(napari_viewer, self.model,
@@ -157,6 +185,12 @@ class ExplorerWidget(QWidget):
         self.seed.valueChanged.connect(state.set_seed)
         # the moved slider only: the others keep their exact values (a fit's, say)
         self.sliders.moved.connect(state.set_param)
+        self.mode.currentIndexChanged.connect(
+            lambda i: state.set_mode(self.mode.itemData(i)))
+        state.events.mode.connect(self._mode_changed)
+        state.events.latent.connect(self._latent_changed)
+        state.events.three_sites.connect(self.request)
+        self.latent_box.loaded.connect(self._latent_loaded)
         state.events.sample.connect(self._sample_changed)
         state.events.preset.connect(self._preset_changed)
         state.events.checkpoint.connect(self._checkpoint_changed)
@@ -173,6 +207,8 @@ class ExplorerWidget(QWidget):
         top.addWidget(self.site, 1)
         top.addWidget(QLabel("Seed"))
         top.addWidget(self.seed)
+        top.addWidget(QLabel("Mode"))
+        top.addWidget(self.mode)
         buttons = QHBoxLayout()
         buttons.addWidget(self.random_button)
         buttons.addWidget(self.reset_button)
@@ -181,6 +217,14 @@ class ExplorerWidget(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.sliders)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        shape_page = QWidget()
+        page = QVBoxLayout(shape_page)
+        page.setContentsMargins(0, 0, 0, 0)
+        page.addWidget(scroll, 1)
+        page.addWidget(self.fit_box)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(shape_page)
+        self.pages.addWidget(self.latent_box)
         self.meshes.widget.setMinimumHeight(220)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -188,8 +232,7 @@ class ExplorerWidget(QWidget):
         layout.addWidget(legend)
         layout.addWidget(self.meshes.widget, 2)
         layout.addWidget(self.provenance)
-        layout.addWidget(scroll, 3)
-        layout.addWidget(self.fit_box)
+        layout.addWidget(self.pages, 3)
         layout.addWidget(self.export_button)
         layout.addWidget(self.status)
         self.setMinimumWidth(380)
@@ -219,11 +262,71 @@ class ExplorerWidget(QWidget):
         for w in (self.site, self.seed):
             w.blockSignals(False)
         self.sliders.set_values(sample.params)
+        if self.app_state.mode == "latent":
+            self.latent_box.site_changed()
         self.request()
 
-    def request(self, *_) -> int:
-        """Render the current state (coalesced; newest wins)."""
-        return self.scheduler.request(self.state())
+    def request(self, *_, fill: int = 0) -> int | None:
+        """Render the current state (coalesced; newest wins). In latent mode, ``fill``
+        more slices are enhanced besides the one on screen. None: nothing to render (latent
+        mode without a usable checkpoint; the latent page says why)."""
+        if self.app_state.mode != "latent":
+            return self.scheduler.request(self.state())
+        self._fill.stop()
+        request = self.latent_box.request(self._current_slice(), fill)
+        if request is None:
+            self.status.setText(f"latent mode: {self.latent_box.notice.text()}")
+            return None
+        return self.scheduler.request(request)
+
+    def _current_slice(self) -> int | None:
+        """Index of the axial slice on screen in the label grid (None before a result)."""
+        import numpy as np
+
+        if self.result is None:
+            return None
+        centres = self.result.grid.axis_centers()[0]
+        return int(np.argmin(np.abs(centres - float(self.viewer.dims.point[0]))))
+
+    # -- latent mode --------------------------------------------------------------------
+    def set_mode(self, mode: str) -> None:
+        """``"shape"`` or ``"latent"``."""
+        self.app_state.set_mode(mode)
+
+    def _mode_changed(self, mode: str) -> None:
+        index = self.mode.findData(mode)
+        if self.mode.currentIndex() != index:
+            self.mode.blockSignals(True)
+            self.mode.setCurrentIndex(index)
+            self.mode.blockSignals(False)
+        self.pages.setCurrentIndex(1 if mode == "latent" else 0)
+        if mode == "latent":
+            self.latent_box.ensure_loaded(self.model.preset.name)
+            if self.latent_box.model is None and self.latent_box.job is None:
+                from napari.utils.notifications import show_info
+
+                show_info(f"FedSim Explorer: {self.latent_box.notice.text()}")
+        self.request()
+
+    def _latent_loaded(self, model) -> None:
+        if self.app_state.mode == "latent":
+            self.request()
+
+    def _latent_changed(self, z) -> None:
+        self.latent_box.sync()
+        if self.app_state.mode == "latent":
+            self.request()
+
+    def _fill_step(self) -> None:
+        """Enhance more of the shown latent volume (after the controls rested)."""
+        r = self.result
+        if (self.app_state.mode == "latent" and r is not None and r.latent is not None
+                and not self._complete() and self.scheduler.current):
+            self.request(fill=self._fill_slices)
+
+    def _complete(self) -> bool:
+        shown = self._shown if isinstance(self._shown, dict) else {"": self.result}
+        return all(r.complete for r in shown.values())
 
     def set_preset(self, name: str) -> None:
         """Switch resolution preset (``interactive`` 64³, ``paper`` 128³): a new model."""
@@ -237,12 +340,17 @@ class ExplorerWidget(QWidget):
         if name == self.model.preset.name:
             return
         self.model = FedSimModel(name, enhancers=self.model.enhancers)
+        if self.app_state.mode == "latent":
+            self.latent_box.ensure_loaded(name)
         self.request()
 
     def _checkpoint_changed(self, path) -> None:
-        """A trained checkpoint was loaded (training panel): render with its enhancer."""
+        """A trained checkpoint was loaded (training panel): render with its enhancer, and
+        latent mode with all of its generators."""
         if path is None:
             return
+        if self.app_state.mode == "latent":
+            self.latent_box.ensure_loaded(self.model.preset.name)
         job = LongJob(f"FedSim Explorer: loading the checkpoint {path}", site_enhancers, path)
         job.returned.connect(lambda enhancers: self._use_enhancers(path, enhancers))
         job.start()
@@ -257,17 +365,31 @@ class ExplorerWidget(QWidget):
         self.request()
 
     def random_sample(self) -> None:
-        """Next seed, and parameters drawn with it (reproducible: the seed names it)."""
-        self.app_state.random_sample()
+        """Next seed, and parameters (latent mode: a latent) drawn with it (reproducible:
+        the seed names it)."""
+        if self.app_state.mode == "latent":
+            self.latent_box.random_z()
+        else:
+            self.app_state.random_sample()
 
     def reset_to_mean(self) -> None:
-        self.app_state.reset_to_mean()
+        space = self.latent_box.space() if self.app_state.mode == "latent" else None
+        if space is not None:
+            self.app_state.set_latent(space.mean)
+        elif self.app_state.mode != "latent":
+            self.app_state.reset_to_mean()
 
     # -- results ------------------------------------------------------------------------
-    def _render(self, state: SampleState):
-        """Worker thread: the engine's result and the meshes ready for the GPU."""
-        result = self.model.render(state)
-        return result, mesh_payload(result.meshes)
+    def _render(self, request):
+        """Worker thread: the engine's result (latent mode with three sites: ``{site:
+        result}``) and the meshes ready for the GPU."""
+        if isinstance(request, LatentRequest):
+            shown = request.render()
+            result = shown[request.site] if isinstance(shown, dict) else shown
+        else:
+            shown = result = self.model.render(request)
+        fill = isinstance(request, LatentRequest) and request.fill > 0  # same shape
+        return shown, None if fill else mesh_payload(result.meshes), request
 
     def _show(self, rendered, generation: int, requested_at: float) -> None:
         """Write a result into the layers; the views are painted in the next turn.
@@ -276,15 +398,34 @@ class ExplorerWidget(QWidget):
         composition (~25 ms under software OpenGL) would otherwise share one event-loop
         turn; apart, neither stalls the loop for long.
         """
-        result, meshdata = rendered
-        self.result = result
+        shown, meshdata, request = rendered
+        latent = isinstance(request, LatentRequest)
+        result = shown[request.site] if isinstance(shown, dict) else shown
+        self.result, self._shown = result, shown
         self.app_state.result = result
+        self._shown_fill = latent and request.fill > 0
         views = self._views_widget()
         if views is not None:
             views.setUpdatesEnabled(False)
-        self.slices.update(result)
+        only = ("ct",) if self._shown_fill else None  # a fill step changes the CT alone
+        if isinstance(shown, dict):
+            self.slices.clear()
+            self.strip.update(shown, only)
+        else:
+            self.strip.clear()
+            self.slices.update(result, only)
+        if latent:
+            self.latent_box.show_result(result)
+            enhance_s = sum(r.seconds.get("enhance", 0.0) for r in (
+                shown.values() if isinstance(shown, dict) else [shown]))
+            if self._shown_fill and enhance_s > 0:  # about FILL_STEP_S of work per step
+                per_slice = enhance_s / max(request.fill, 1)
+                self._fill_slices = int(max(1, min(32, FILL_STEP_S / max(per_slice, 1e-4))))
+            if not self._complete():
+                self._fill.setInterval(1 if self._shown_fill else FILL_DELAY_MS)
+                self._fill.start()
         self._pending_paint = requested_at
-        self._pending_meshes = meshdata
+        self._pending_meshes = None if self._shown_fill else meshdata
         QTimer.singleShot(PAINT_DELAY_MS, self._paint_views)
         self._thumbnails.start()  # once the sliders rest
         self._prepare_site(result.state.site)
@@ -330,9 +471,12 @@ class ExplorerWidget(QWidget):
         requested_at, self._pending_paint = self._pending_paint, None
         if requested_at is None:
             return
+        QTimer.singleShot(MESH_DELAY_MS, self._show_meshes)
+        if self._shown_fill:  # filling in behind a change is not the change's latency
+            self.filled.emit()
+            return
         latency = 1000 * (time.perf_counter() - requested_at)
         self.latencies_ms.append(latency)
-        QTimer.singleShot(MESH_DELAY_MS, self._show_meshes)
         self.displayed.emit(latency)
 
     def _show_status(self, result, ready_ms: float) -> None:
@@ -340,6 +484,11 @@ class ExplorerWidget(QWidget):
         material = "Fix-Mat atlas" if result.material_source.startswith("Fix-Mat") \
             else "generated"
         ct = ct_description(result)
+        if result.latent is not None:
+            material = "G_material(z)"
+            if result.slices_enhanced is not None and not result.complete \
+                    and result.ct_source.startswith("site enhancer"):
+                ct += " (filling in)"
         provenance = (f"<b>Material</b>: {material}, {result.energy_keV:.1f} keV · "
                       f"<b>CT</b>: {ct}")
         if self.provenance.text() != provenance:
@@ -350,7 +499,9 @@ class ExplorerWidget(QWidget):
         g = result.grid
         self.status.setText(
             f"{g.shape[0]}³ × {g.spacing_mm[0]:.2f} mm ({result.preset.name}) · "
-            f"site {result.state.site} · ready {ready_ms:.0f} ms after the change")
+            f"site {result.state.site} · ready {ready_ms:.0f} ms after the change"
+            + (f" · {result.slices_enhanced}/{g.shape[0]} slices enhanced"
+               if result.latent is not None else ""))
         self.status.setToolTip(f"stage times (ms): {stages or 'all cached'}")
 
     def _prepare_site(self, site: str) -> None:
@@ -388,6 +539,9 @@ class ExplorerWidget(QWidget):
 
     def _slice_moved(self, event=None) -> None:
         self.meshes.set_slice(float(self.viewer.dims.point[0]))
+        if self.app_state.mode == "latent" and self.result is not None \
+                and not self._complete():
+            self.request()  # the slice now on screen is enhanced first
 
     # -- fit ----------------------------------------------------------------------------
     def fit_to_labels(self, layer=None) -> LongJob | None:

@@ -1,4 +1,5 @@
-"""The Explorer's slider panel: 14 shape modes and 7 rigid parameters in [-1, 1]."""
+"""The Explorer's slider panels: the shape model's modes and rigid parameters in [-1, 1],
+or a latent's principal directions in standard deviations."""
 
 from __future__ import annotations
 
@@ -25,8 +26,15 @@ def parameter_labels(ssm) -> list[str]:
 
 
 class ParameterSliders(QWidget):
-    """21 labelled sliders in two collapsible groups (shape modes, pose and size);
-    ``changed`` and ``moved(index, value)`` fire on user moves, not on :meth:`set_values`.
+    """Labelled sliders in collapsible groups (by default: the shape modes, then the 7
+    pose and size parameters); ``changed`` and ``moved(index, value)`` fire on user moves,
+    not on :meth:`set_values`.
+
+    Parameters
+    ----------
+    labels : one name per slider
+    groups : ``(title, number of sliders)`` per group, in order
+    limit : the sliders span ``[-limit, limit]`` in steps of 0.01
 
     On a 1080-pixel screen the dock cannot show all 21 rows beside the 3D view; folding a
     group (its header is a button) brings the other one into view without scrolling.
@@ -35,8 +43,13 @@ class ParameterSliders(QWidget):
     changed = Signal()
     moved = Signal(int, float)
 
-    def __init__(self, labels: list[str], parent=None):
+    def __init__(self, labels: list[str], parent=None, *, groups=None, limit: float = 1.0):
         super().__init__(parent)
+        if groups is None:
+            groups = ((MODES_GROUP, len(labels) - 7), (POSE_GROUP, 7))
+        if sum(n for _, n in groups) != len(labels):
+            raise ValueError(f"{len(labels)} slider names for groups {groups}")
+        self.limit = float(limit)
         # one grid for both groups, so their sliders line up; a folded group hides its
         # rows' widgets and the grid gives those rows no height
         layout = QGridLayout(self)
@@ -47,8 +60,9 @@ class ParameterSliders(QWidget):
         self._values: list[QLabel] = []
         #: group name → (header button, the widgets of its rows)
         self.groups: dict[str, tuple[QToolButton, list[QWidget]]] = {}
-        row = 0
-        for title, texts in ((MODES_GROUP, labels[:14]), (POSE_GROUP, labels[14:])):
+        row, start = 0, 0
+        for title, n in groups:
+            texts, start = labels[start:start + n], start + n
             header = QToolButton()
             header.setText(title)
             header.setCheckable(True)
@@ -70,7 +84,7 @@ class ParameterSliders(QWidget):
 
     def _add_row(self, grid: QGridLayout, row: int, text: str) -> list[QWidget]:
         slider = QSlider(Qt.Horizontal)
-        slider.setRange(-STEPS, STEPS)
+        slider.setRange(-round(STEPS * self.limit), round(STEPS * self.limit))
         slider.setObjectName(f"param_{len(self.sliders)}")
         slider.setMinimumWidth(80)
         value = QLabel("+0.00")
@@ -104,6 +118,16 @@ class ParameterSliders(QWidget):
         label.setText(f"{v / STEPS:+.2f}")
         self.moved.emit(index, v / STEPS)
         self.changed.emit()
+
+    def set_names(self, labels: list[str]) -> None:
+        """Rename the sliders (another latent space has other variance shares)."""
+        grid = self.layout()
+        for slider, text in zip(self.sliders, labels, strict=True):
+            index = grid.indexOf(slider)
+            row = grid.getItemPosition(index)[0]
+            name = grid.itemAtPosition(row, 0).widget()
+            name.setText(text)
+            name.setToolTip(text)
 
     def values(self) -> tuple[float, ...]:
         return tuple(s.value() / STEPS for s in self.sliders)

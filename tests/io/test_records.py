@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fedsim_app.export.records import FORMAT_VERSION, Record, RecordError, read_record, write_record
+from fedsim_app.io.records import FORMAT_VERSION, Record, RecordError, read_record, write_record
 
 
 def test_round_trip_and_flat_header(tmp_path):
@@ -62,3 +62,27 @@ def test_dataset_writer_case_files_are_records(tmp_path):
 
     img = nib.load(w.image_path("c0"))
     assert img.get_data_dtype() == np.int16 and np.asarray(img.dataobj).max() == 41
+
+
+def test_io_imports_nothing_above_it():
+    # io is the lowest engine layer (DESIGN.md): the record type lives here so that the
+    # dataset writer, the cohort and the export all reach it without an upward import
+    import ast
+    from pathlib import Path
+
+    import fedsim_app.io
+
+    allowed = ("fedsim_app.io", "fedsim_app.errors", "fedsim_app._version")
+    upward = []
+    for path in sorted(Path(fedsim_app.io.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] if node.module != "fedsim_app" else \
+                    [f"fedsim_app.{a.name}" for a in node.names if a.name != "__version__"]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            upward += [f"{path.name}: {n}" for n in names
+                       if n.startswith("fedsim_app") and not n.startswith(allowed)]
+    assert not upward, upward

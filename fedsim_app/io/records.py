@@ -8,9 +8,9 @@ fields. A user reads every output the same way::
     {"format": "fedsim-record", "format_version": 1, "kind": "export-case",
      "fedsim_version": "0.1.0", ...fields...}
 
-This module depends only on the standard library and :mod:`fedsim_app.io.atomic`, so the
-lowest layers (the dataset writer, the cohort) can write records without importing the
-model.
+This module depends only on the standard library and :mod:`fedsim_app.io.atomic`: it
+sits in ``io`` so the dataset writer, the cohort and the export all write records without
+any layer importing one above it.
 
 Examples
 --------

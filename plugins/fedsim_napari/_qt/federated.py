@@ -1,0 +1,176 @@
+"""The "FedSim federated" dock: a three-site federated run, its rounds and sites.
+
+Thin: the run is ``fedsim federate`` in a separate process (:class:`CommandJob`), its
+arguments and the view of its folder come from :mod:`fedsim_napari.federated_run`. Pause
+asks the command to finish the round and checkpoint (SIGINT, exit 130); Resume continues
+it with ``--resume``; Stop ends the process at once (the last round's checkpoint stays).
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fedsim_napari.command import INTERRUPTED, CommandJob
+from fedsim_napari.federated_run import PRESETS, RUNTIMES, FederatedSettings, read_run
+
+POLL_MS = 1000
+
+
+class FederatedWidget(QWidget):
+    """Sites, data, rounds, runtime and DP budget; Start / Pause / Resume / Stop; per-site
+    cards and per-site loss curves."""
+
+    def __init__(self, napari_viewer=None, parent=None):
+        super().__init__(parent)
+        from fedsim_napari._qt.loss_plot import LossPlot
+
+        self.setObjectName("FedSimFederated")
+        self.viewer = napari_viewer
+        self.job: CommandJob | None = None
+        self.phase = "idle"  # idle, running, paused, stopped, done, failed
+        self.cohort = QLineEdit("cohort")
+        self.sites = QLineEdit("A,B,C")
+        self.rounds = QSpinBox()
+        self.rounds.setRange(0, 100000)
+        self.rounds.setSpecialValueText("preset's schedule")
+        self.preset = QComboBox()
+        self.preset.addItems(PRESETS)
+        self.preset.setCurrentText("cpu")
+        self.runtime = QComboBox()
+        self.runtime.addItems(RUNTIMES)
+        self.labels = QSpinBox()
+        self.labels.setRange(0, 999)
+        self.labels.setSpecialValueText("site default")
+        self.dp = QDoubleSpinBox()
+        self.dp.setRange(0.0, 1000.0)
+        self.dp.setSpecialValueText("off")
+        self.out = QLineEdit("runs/federated")
+        self.start_button = QPushButton("Start")
+        self.pause_button = QPushButton("Pause")
+        self.resume_button = QPushButton("Resume")
+        self.stop_button = QPushButton("Stop")
+        self.progress = QProgressBar()
+        self.progress.setFormat("round %v/%m")
+        self.status = QLabel("not started")
+        self.status.setWordWrap(True)
+        self.cards_box = QGridLayout()
+        self.cards: dict[str, QLabel] = {}
+        self.plot = LossPlot()
+
+        form = QFormLayout()
+        form.addRow("Cohort", self.cohort)
+        form.addRow("Sites", self.sites)
+        form.addRow("Rounds", self.rounds)
+        form.addRow("Preset", self.preset)
+        form.addRow("Runtime", self.runtime)
+        form.addRow("Labelled", self.labels)
+        form.addRow("DP ε", self.dp)
+        form.addRow("Run folder", self.out)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addLayout(self.cards_box)
+        layout.addWidget(QLabel("Per-site losses by round (site, loss)"))
+        layout.addWidget(self.plot, 2)
+
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.pause)
+        self.resume_button.clicked.connect(self.resume)
+        self.stop_button.clicked.connect(self.stop)
+        self._poll = QTimer(self)
+        self._poll.setInterval(POLL_MS)
+        self._poll.timeout.connect(self.refresh)
+        self._set_phase("idle")
+
+    def settings(self) -> FederatedSettings:
+        keys = tuple(k.strip() for k in self.sites.text().split(",") if k.strip())
+        return FederatedSettings(self.cohort.text(), self.out.text(), keys,
+                                 self.rounds.value(), self.preset.currentText(),
+                                 self.runtime.currentText(), self.labels.value(),
+                                 self.dp.value())
+
+    # -- the run --------------------------------------------------------------------------
+    def start(self, *, resume: bool = False) -> None:
+        args = self.settings().args(resume=resume)
+        self.job = CommandJob("federated run", args, self)
+        self.job.finished.connect(self._finished)
+        self.job.failed.connect(lambda message: self.status.setText(message))
+        self.job.start()
+        self._poll.start()
+        self._set_phase("running")
+        self.status.setText(self.job.command_line)
+
+    def resume(self) -> None:
+        self.start(resume=True)
+
+    def pause(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.stop()
+            self.status.setText("pausing after this round…")
+
+    def stop(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.kill()
+
+    def _finished(self, rc: int, stopped: bool) -> None:
+        self._poll.stop()
+        self.refresh()
+        if rc == 0:
+            self._set_phase("done")
+            self.status.setText(f"done: {self.out.text()}")
+        elif stopped and rc == INTERRUPTED:
+            self._set_phase("paused")
+            self.status.setText("paused; Resume continues from the last round")
+        elif stopped:
+            self._set_phase("stopped")
+            self.status.setText("stopped; Resume continues from the last saved round")
+        else:
+            self._set_phase("failed")
+
+    # -- the view -------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Read the run folder: progress, site cards, per-site losses, ε spent."""
+        view = read_run(self.out.text(), self.settings().sites)
+        if view.total:
+            self.progress.setMaximum(view.total)
+        self.progress.setValue(view.done)
+        for i, (key, card) in enumerate(view.cards.items()):
+            if key not in self.cards:
+                self.cards[key] = QLabel()
+                self.cards[key].setFrameShape(QLabel.StyledPanel)
+                self.cards_box.addWidget(self.cards[key], 0, i)
+            if self.phase == "running" and card.status == "trained":
+                card.status = "training"
+            self.cards[key].setText(card.text())
+        self.plot.set_series(view.loss_series())
+        if view.dp_epsilon is not None and self.phase == "running":
+            self.status.setText(f"{self.job.command_line if self.job else ''}\n"
+                                f"privacy spent: ε = {view.dp_epsilon:.2f} of "
+                                f"{self.dp.value():g}")
+
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
+        running = phase == "running"
+        self.start_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(phase in ("paused", "stopped"))
