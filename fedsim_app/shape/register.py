@@ -29,13 +29,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedsim_app.anatomy.heart_checks import (
-    crossing_pairs,
-    face_normals,
-    neighbour_mean,
-    untangle,
-)
-from fedsim_app.anatomy.templates import TUBES
 from fedsim_app.errors import FedSimError
 from fedsim_app.io.grid import Grid
 from fedsim_app.io.labels_core import LABEL_OF
@@ -254,6 +247,9 @@ def refine(topology, fit_vertices: np.ndarray, labels: np.ndarray, grid: Grid,
     start : (V, 3) where the refinement started: the fit, Taubin-smoothed in a structure
         whose decoded surface crossed itself (folds are counted against these normals)
     """
+    # the mesh checks live with the procedural heart (anatomy); importing them here, not at the
+    # top, keeps the world out of the model side (tests/models/test_world_model_split.py)
+    from fedsim_app.anatomy.templates import TUBES
     fine = refinement_grid(labels, grid, cfg)
     fine_labels = resample_nearest(labels, grid, fine)
     regions = structure_regions(topology, fit_vertices, fine_labels, fine)
@@ -273,6 +269,8 @@ def refine(topology, fit_vertices: np.ndarray, labels: np.ndarray, grid: Grid,
 def _refine_structure(verts, faces, region, fine: Grid, cfg: RegisterConfig,
                       n_around: int | None = None) -> np.ndarray:
     from scipy.ndimage import map_coordinates
+
+    from fedsim_app.anatomy.heart_checks import neighbour_mean, untangle
 
     # crop the field to the region and the mesh (plus room to move) to keep the EDT small
     h = float(fine.spacing_mm[0])
@@ -375,6 +373,7 @@ def _taubin_until_clean(v, faces, smooth, passes: int = 20) -> np.ndarray:
     faces that cross (a patch of 3 rings, widened every pass) while it crosses itself
     (a decoded RV crescent can fold at a thin tip); unchanged when clean, and unchanged
     away from the crossing."""
+    from fedsim_app.anatomy.heart_checks import crossing_pairs
     for k in range(passes):
         pairs = crossing_pairs(v, faces)
         if not len(pairs):
@@ -391,6 +390,7 @@ def _taubin_until_clean(v, faces, smooth, passes: int = 20) -> np.ndarray:
 
 def flipped_faces(faces: np.ndarray, before: np.ndarray, after: np.ndarray) -> int:
     """Faces whose normal points against (or collapsed from) its normal in ``before``."""
+    from fedsim_app.anatomy.heart_checks import face_normals
     a, b = face_normals(before, faces), face_normals(after, faces)
     dots = (a * b).sum(1)
     return int(((dots <= 0) | (np.linalg.norm(b, axis=1) < 1e-12)).sum())
@@ -398,4 +398,5 @@ def flipped_faces(faces: np.ndarray, before: np.ndarray, after: np.ndarray) -> i
 
 def self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
     """Number of triangle pairs of one closed mesh that cross each other."""
+    from fedsim_app.anatomy.heart_checks import crossing_pairs
     return len(crossing_pairs(vertices, faces))

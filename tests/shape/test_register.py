@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from fedsim_app.anatomy.heart_checks import crossing_pairs
 from fedsim_app.io.grid import Grid
 from fedsim_app.shape import load_atlas_ssm, voxelize
 from fedsim_app.shape.register import (
     RegisterConfig,
-    crossing_pairs,
     flipped_faces,
     register_labels,
     self_intersections,
