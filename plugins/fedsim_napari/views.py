@@ -91,12 +91,30 @@ def arrange(viewer, layers, shape: tuple[int, int], text: str, grid) -> None:
     v.reset_view()
 
 
-class SliceLayers:
-    """The four 2D layers of the Explorer in a napari viewer (created on first result)."""
+class _LayerSet:
+    """Layers one view owns in the viewer (``self.layers``: key -> layer)."""
 
     def __init__(self, viewer):
         self.viewer = viewer
         self.layers: dict = {}
+
+    def alive(self) -> bool:
+        return bool(self.layers) and all(
+            layer in self.viewer.layers for layer in self.layers.values())
+
+    def clear(self) -> None:
+        """Take the layers out of the viewer (another view takes the grid)."""
+        for layer in self.layers.values():
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.layers = {}
+
+
+class SliceLayers(_LayerSet):
+    """The four 2D layers of the Explorer in a napari viewer (created on first result)."""
+
+    def __init__(self, viewer):
+        super().__init__(viewer)
         self._grids = None
 
     def _create(self, result) -> None:
@@ -115,17 +133,6 @@ class SliceLayers:
                                         colormap="gray", contrast_limits=CT_WINDOW_HU, **g)
         arrange(v, self.layers.values(), (2, 2), "labels │ material μ 16³\n"
                 "coarse CT 16³ │ CT slices", result.grid)
-
-    def alive(self) -> bool:
-        return bool(self.layers) and all(
-            layer in self.viewer.layers for layer in self.layers.values())
-
-    def clear(self) -> None:
-        """Take the layers out of the viewer (another view takes the grid)."""
-        for layer in self.layers.values():
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self.layers = {}
 
     def update(self, result, only=None) -> None:
         """Put ``result``'s volumes into the layers (created the first time, and again
@@ -161,25 +168,14 @@ class SliceLayers:
                 layer.refresh(data_displayed=False, extent=False, highlight=False)
 
 
-class SiteStripLayers:
+class SiteStripLayers(_LayerSet):
     """One latent through every site: a column per site (its coarse CT over its CT
     slices) beside a column of the shared labels over the material map, in napari's grid,
     so every panel shares one slice position."""
 
     def __init__(self, viewer):
-        self.viewer = viewer
-        self.layers: dict = {}
+        super().__init__(viewer)
         self._key = None
-
-    def alive(self) -> bool:
-        return bool(self.layers) and all(
-            layer in self.viewer.layers for layer in self.layers.values())
-
-    def clear(self) -> None:
-        for layer in self.layers.values():
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self.layers = {}
 
     def update(self, results: dict, only=None) -> None:
         """Show ``{site: SampleResult}`` (one latent; the shape shared); ``only``: these
