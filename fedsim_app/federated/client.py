@@ -31,6 +31,7 @@ from fedsim_app.train.glo import (
     base_rates,
     build_nets,
     build_optimizers,
+    calibrate_batchnorm,
     freeze_discriminator,
     start_phase3,
 )
@@ -93,6 +94,7 @@ class FedClient:
         self.shared = shared_parameters(self.nets)
         self.prior: dict | None = None
         self.round_done = -1
+        self.norm_stats: dict[str, torch.Tensor] | None = None  # G_material's, per site
         self._build_optimizers()
 
     def _build_optimizers(self) -> None:
@@ -105,6 +107,23 @@ class FedClient:
         """The site's prior over its own latents, its unlabelled latents, D frozen."""
         self.prior = start_phase3(self.nets, self.cfg, self.data.n_unlabelled)
         self._build_optimizers()
+
+    def _calibrate_norms(self) -> None:
+        """Phase 1 is over: G_material's BatchNorm statistics become those of this site's
+        labelled latents under the shared weights, as ``fedsim train`` sets them at the end
+        of phase 1. They are buffers, not parameters: they stay with the site (its latents
+        are its own) and are saved in its local state."""
+        calibrate_batchnorm(self.nets.g_material, self.nets.z_lab.codes)
+        self.norm_stats = {k: b.detach().clone()
+                           for k, b in self.nets.g_material.named_buffers()}
+
+    def _restore_norms(self, stats: dict[str, torch.Tensor]) -> None:
+        buffers = dict(self.nets.g_material.named_buffers())
+        with torch.no_grad():
+            for k, b in stats.items():
+                buffers[k].copy_(b)
+        self.nets.g_material.eval()
+        self.norm_stats = {k: b.clone() for k, b in stats.items()}
 
     def _freeze_disc(self) -> None:
         freeze_discriminator(self.nets.disc)
@@ -156,9 +175,11 @@ class FedClient:
             set_rates(self.opt[name], self.base_rates[name], task.lr_factor)
             return self.opt[name]
 
-        if task.kind == "shape_material":
-            return st.run_shape_material_step(torch.tensor([s % d.n_labelled]),
+        if task.kind == "shape_material":  # every labelled volume, as ``fedsim train``
+            return st.run_shape_material_step(torch.arange(d.n_labelled),
                                               rated("shape_material"))
+        if self.norm_stats is None:
+            self._calibrate_norms()
         if task.kind == "gan":
             idx = torch.tensor([s % d.n_labelled])
             losses = st.run_discriminator_step(idx, rated("disc"))
@@ -201,7 +222,8 @@ class FedClient:
                 "n_labelled": self.data.n_labelled, "round_done": self.round_done,
                 "models": {k: m.state_dict() for k, m in self.local_modules().items()},
                 "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
-                "prior": self.prior, "rng": self.rng.get_state()}
+                "prior": self.prior, "rng": self.rng.get_state(),
+                "norm_stats": self.norm_stats}
 
     def save(self) -> Path:
         """Write the local state atomically, keeping the one before it."""
@@ -232,5 +254,7 @@ class FedClient:
         for k, o in self.opt.items():
             o.load_state_dict(state["optimizers"][k])
         self.prior = state["prior"]
+        if state.get("norm_stats") is not None:
+            self._restore_norms(state["norm_stats"])
         self.round_done = int(state["round_done"])
         self.rng.set_state(state["rng"])

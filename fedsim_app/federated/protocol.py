@@ -109,10 +109,9 @@ def plan_rounds(cfg, sizes: list[tuple[int, int]], rounds: int | None = None) ->
     that many rounds are shared out over the phases in the same proportions (largest
     remainder), each phase with steps getting at least one when ``rounds`` allows.
     """
-    n_lab = max(s[0] for s in sizes)
-    n_unl = max(s[1] for s in sizes)
-    full = (cfg.phase1_epochs * n_lab, cfg.phase2_epochs * n_lab,
-            cfg.phase3_epochs * 2 * n_unl)
+    from fedsim_app.train.glo import phase_steps
+
+    full = phase_steps(cfg, max(s[0] for s in sizes), max(s[1] for s in sizes))
     if rounds is None:
         return RoundPlan(full, cfg.constant_fraction)
     if rounds < 1:

@@ -175,7 +175,10 @@ class FedServer:
                               f"{self.min_sites} needed ({why}); the shared weights are "
                               "unchanged — resume when enough sites are back, or lower "
                               "--min-sites")
-        with_grads = [u for u in accepted if u.grads]
+        # in the federation's site order, not arrival order: a float sum depends on its
+        # order, and a run must not depend on which hospital answered first
+        with_grads = sorted((u for u in accepted if u.grads),
+                            key=lambda u: self.sites.index(u.site))
         if task.shared and with_grads:
             self._apply(task, with_grads)
         if self.dp is not None and task.shared:

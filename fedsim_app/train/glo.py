@@ -101,6 +101,17 @@ def freeze_discriminator(disc: torch.nn.Module) -> None:
     disc.eval()
 
 
+def phase_steps(cfg: TrainConfig, n_labelled: int, n_unlabelled: int) -> tuple[int, int, int]:
+    """Steps of phases 1-3 for a site with these volumes (a federation's rounds too).
+
+    Phase 1 steps over every labelled volume at once (G_material's BatchNorm needs a batch
+    of latents, not one), so a step is an epoch there; phase 2 takes one labelled volume a
+    step; phase 3 alternates a labelled and an unlabelled step.
+    """
+    return (cfg.phase1_epochs, cfg.phase2_epochs * n_labelled,
+            cfg.phase3_epochs * 2 * n_unlabelled)
+
+
 @torch.no_grad()
 def calibrate_batchnorm(module: torch.nn.Module, z: torch.Tensor) -> None:
     """Set ``module``'s BatchNorm running statistics to the exact statistics of one
@@ -189,11 +200,8 @@ class Trainer:
 
     # -- the loops ---------------------------------------------------------------------------
     def totals(self) -> dict[int, int]:
-        n_lab, n_unl, c = self.data.n_labelled, self.data.n_unlabelled, self.cfg
-        # phase 1 steps over every labelled volume at once (G_material's BatchNorm needs a
-        # batch of latents, not one), so a step is an epoch there
-        return {1: c.phase1_epochs, 2: c.phase2_epochs * n_lab,
-                3: c.phase3_epochs * 2 * n_unl}
+        return dict(enumerate(phase_steps(self.cfg, self.data.n_labelled,
+                                          self.data.n_unlabelled), start=1))
 
     def run(self) -> None:
         """Train from the current position to the end (raises :class:`Interrupted`)."""

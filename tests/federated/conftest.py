@@ -17,7 +17,7 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture
 def fed_cfg():
     # phase 2 rounds are local only; the privacy test turns them on
-    return preset("smoke", phase1_epochs=1, phase2_epochs=0, phase3_epochs=1,
+    return preset("smoke", phase1_epochs=2, phase2_epochs=0, phase3_epochs=1,
                   slices_per_step=2)
 
 

@@ -12,16 +12,16 @@ def test_federate_runs_resumes_and_refuses_reuse(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     base = ["federate", "--sites", "A", "--data", f"A={tiny_data}", "--labels", "A=2",
             "--preset", "smoke", "--no-matrix", "--out", str(out)]
-    assert main([*base, "--rounds", "2"]) == 0
+    assert main([*base, "--rounds", "3"]) == 0  # one round a phase
     lines = (out / "rounds.jsonl").read_text().splitlines()
-    assert [json.loads(x)["round"] for x in lines] == [0, 1]
+    assert [json.loads(x)["round"] for x in lines] == [0, 1, 2]
     assert json.loads(lines[0])["metrics"]["A"]["iou"] > 0
     assert (out / "sites" / "A" / "local.pt").is_file()
     # the folder holds a run: starting over it is refused, --resume continues (done)
-    assert main([*base, "--rounds", "2"]) == 2
+    assert main([*base, "--rounds", "3"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["federate", "--out", str(out), "--resume"]) == 0
-    assert len((out / "rounds.jsonl").read_text().splitlines()) == 2
+    assert len((out / "rounds.jsonl").read_text().splitlines()) == 3
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -23,10 +23,12 @@ def _grads(server, value=1.0):
 def test_plan_full_and_scaled(fed_cfg):
     fed_cfg = fed_cfg.replace(phase2_epochs=1)
     plan = plan_rounds(fed_cfg, [(2, 2), (3, 1)])
-    assert plan.phase_rounds == (3, 3, 4)  # epochs · the largest site's volumes
+    # phase 1: epochs (a step takes every labelled volume); phases 2-3: epochs · the
+    # largest site's volumes
+    assert plan.phase_rounds == (2, 3, 4)
     assert [plan.task(r).kind for r in range(plan.total)] == (
-        ["shape_material"] * 3 + ["gan"] * 3 + ["labelled", "unlabelled"] * 2)
-    assert plan.task(9).step == 3 and plan.task(9).total == 4
+        ["shape_material"] * 2 + ["gan"] * 3 + ["labelled", "unlabelled"] * 2)
+    assert plan.task(8).step == 3 and plan.task(8).total == 4
     scaled = plan_rounds(fed_cfg, [(2, 2)], rounds=3)
     assert scaled.phase_rounds == (1, 1, 1)
     assert plan_rounds(fed_cfg, [(2, 2)], rounds=12).total == 12
