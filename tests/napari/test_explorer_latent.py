@@ -25,6 +25,13 @@ def checkpoint(tmp_path_factory):
     return bundle(tmp_path_factory.mktemp("latent"), sites=("A", "B"))
 
 
+def _click(qtbot, button):
+    """A left click; Qt's enum, not an int, which PyQt6 refuses."""
+    from qtpy.QtCore import Qt
+
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
 def _open(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("fedsim", "FedSim Explorer")
@@ -101,13 +108,13 @@ def test_latent_sliders_random_and_training_cases(make_napari_viewer, qtbot, che
         not np.array_equal(widget.result.ct_hu, before.ct_hu)
     # Random z: next seed, a draw named by it
     seed = state.sample.seed
-    qtbot.mouseClick(box.random_button, 1)
+    _click(qtbot, box.random_button)
     assert state.sample.seed == seed + 1 and state.latent == space.random(seed + 1)
     assert widget.seed.value() == seed + 1
     _filled(widget, qtbot)
     # back to a training case: its learnt latent, its own nearest case
     box.cases.setCurrentIndex(2)
-    qtbot.mouseClick(box.case_button, 1)
+    _click(qtbot, box.case_button)
     _filled(widget, qtbot)
     assert state.latent == space.training(2)
     assert widget.result.novelty["nearest_by_latent"] == space.train_ids[2]
@@ -116,11 +123,11 @@ def test_latent_sliders_random_and_training_cases(make_napari_viewer, qtbot, che
     box.sliders.sliders[1].setValue(100)
     _filled(widget, qtbot)
     nearest = widget.result.novelty["nearest_index"]
-    qtbot.mouseClick(box.nearest_button, 1)
+    _click(qtbot, box.nearest_button)
     assert state.latent == space.training(nearest)
     _filled(widget, qtbot)
     # Reset to mean goes to the centre of the normal in latent mode
-    qtbot.mouseClick(widget.reset_button, 1)
+    _click(qtbot, widget.reset_button)
     assert np.allclose(state.latent, space.mean, atol=1e-5)
     _filled(widget, qtbot)
 
