@@ -40,7 +40,7 @@ from fedsim_app.sites import load_sites
 GROUPS = ("other", "bone", "vessel")
 
 
-def _groups(rec, labels: np.ndarray) -> np.ndarray:
+def background_groups(rec, labels: np.ndarray) -> np.ndarray:
     """(size³) uint8 background group of every voxel (0 inside the heart labels too)."""
     from fedsim_app.anatomy import Tissue
     from fedsim_app.anatomy.chest import WorldTissue as W
@@ -72,7 +72,7 @@ def volumes(site, n_cases: int, size: int, world: bool):
         image, label = render_case(rec)
         images.append(image.array)
         labels.append(label.array)
-        groups.append(_groups(rec, label.array))
+        groups.append(background_groups(rec, label.array))
     return np.stack(images).astype(np.float32), np.stack(labels), np.stack(groups)
 
 

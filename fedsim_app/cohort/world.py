@@ -5,26 +5,30 @@ sizes (tissue CT numbers, texture and tree seeds, contrast route and mixing, mot
 a plain dict saved in the case record; :func:`world_scene` and :func:`world_hu` apply it
 with no randomness of their own.
 
-Tissue CT numbers at 120 kVp (per-case means drawn from these ranges):
+Tissue CT numbers at 120 kVp (per-case means drawn from these ranges). Sources were
+checked on 2026-12-03 (docs/benchmarks.md, issue 15, lists what each one says); those
+marked *unverified* could not be found and stand as recalled:
 
-- fat −115..−95 HU: subcutaneous fat measures about −100 to −110 HU (Lamba et al. 2014,
-  AJR 203:1013, unenhanced abdominal CT on two vendors); epicardial fat is quantified in
-  a −190..−30 HU window (Rosito et al. 2008, Circulation 117:605, Framingham).
-- skeletal muscle 40..60 HU (Lamba et al. 2014; Aubrey et al. 2014, Acta Physiol 210:489,
-  muscle window −29..150 HU).
-- liver in the arterial phase 70..95 HU (unenhanced 55-65 HU in Lamba et al. 2014, a
-  modest hepatic-artery enhancement at the aortic phase).
-- inflated lung −880..−835 HU with a denser dependent (posterior) part, normal lungs at
-  full inspiration averaging about −850 HU (e.g. Gevenois et al. 1996, AJRCCM 154:187).
-- trabecular bone 180..280 HU in adults (vertebral trabecular attenuation, normal above
-  160 HU: Pickhardt et al. 2013, Ann Intern Med 158:588), cortical bone 1300..1700 HU
-  true, averaged with marrow over the voxel the cortex (~1-1.5 mm) occupies.
-- arterial-phase blood 250..450 HU in coronary CTA (Abbara et al. 2016, SCCT guidelines,
-  J Cardiovasc Comput Tomogr 10:435): here from the record's iodine (mg/mL) through the
-  material tables, ~28 HU per mg/mL at 120 kVp.
-- myocardium at first pass 90..130 HU (unenhanced ~40-50 HU plus about a fifth of the
-  blood's enhancement, as in normal CT perfusion myocardium, George et al. 2009, Circ
-  Cardiovasc Imaging 2:174).
+- fat −115..−95 HU: inside the −190..−30 HU window body-composition CT uses for adipose
+  tissue; an oil phantom reads −119 HU at 120 kVp (Hindawi Radiol Res Pract 2012,
+  150980, Table 1). Lamba et al. 2014 (AJR 203:1013, two vendors' unenhanced CT) exists;
+  its −100..−110 HU is *unverified*.
+- skeletal muscle 45..60 HU: 41 HU at 140 kV and 48 HU at 80 kV in contrast CT (Nutrition
+  2018, 53:9, PMID 29625351), inside the −29..150 HU muscle window.
+- liver in the arterial phase 70..95 HU: unenhanced 55-65 HU plus a little hepatic-artery
+  uptake (*unverified*).
+- inflated lung −880..−835 HU with a denser dependent (posterior) part: mean lung density
+  of normal subjects −770..−875 HU, mean −817 (Clin Radiol 1991, 43:238, PMID 2025994).
+- trabecular bone 180..280 HU: L1 at 120 kV averages 226 ± 44 HU under 30 years and falls
+  2.5 HU a year (Jang et al. 2019, Radiology 291:360, 20 374 adults); cortical bone
+  1300..1700 HU true (an ROI in compact bone reads ~1440 HU; a 700-3000 HU textbook range
+  is *unverified*), averaged with marrow over the voxel the cortex (~1.2 mm adult,
+  *unverified*) occupies.
+- arterial-phase blood 250..450 HU: coronary lumen 299-346 HU (Kawaguchi et al., Circ J
+  2014, no. 3, p. 662), aortic root 423-476 HU at 120 kV (PMID 20016900); here from the
+  record's iodine (mg/mL) through the material tables, ~28 HU per mg/mL at 120 kVp.
+- myocardium at first pass 90..130 HU: unenhanced 40-50 HU plus about a fifth of the
+  blood's enhancement (*unverified*; George et al. 2009 was the recalled source).
 
 The record holds these 120-kVp values. A scanner at another tube voltage (site B: 80 kVp,
 site C: 100 kVp) sees each tissue as the same mixture of two materials (:data:`HU_MIX`,
