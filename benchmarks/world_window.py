@@ -6,7 +6,9 @@ site, cases ``0 .. --cases − 1`` at ``--size``³ (`fast`) are rendered in the 
 120-kVp CT numbers whatever the scanner (the world before its tissues followed the tube
 voltage) and in this world as written (tissues at the scanner's energy). For each:
 
-- ``blood``: median HU of the LV blood pool label; ``bone``: median HU over bone voxels;
+- ``blood``, ``myo``: median HU of the LV blood pool and LV myocardium labels; ``shell``:
+  median HU of the non-heart voxels within two voxels of the heart (what its edge abuts);
+  ``bone``: median HU over bone voxels;
   ``bone_sat``: share of bone voxels the window clips at 600 HU;
 - ``bright_<group>``: background voxels at least as bright, inside the window, as the
   10th percentile of the heart's blood pools, per heart voxel (bone, vessels outside the
@@ -25,6 +27,7 @@ import dataclasses
 from unittest import mock
 
 import numpy as np
+from scipy import ndimage
 
 from fedsim_app.cohort import render_case, sample_case
 from fedsim_app.evaluate.unet import window
@@ -59,7 +62,11 @@ def measure(image, labels, groups) -> dict[str, float]:
     w = window(image)
     level = np.percentile(w[np.isin(labels, BLOOD)], 10)
     bright = (w >= level) & ~heart
+    # the heart's outer edge: non-heart voxels within two voxels of it (fat, mediastinum)
+    shell = ndimage.binary_dilation(heart, iterations=2) & ~heart
     out = {"blood": float(np.median(image[labels == LABEL_OF["lv_blood_pool"]])),
+           "myo": float(np.median(image[labels == LABEL_OF["lv_myocardium"]])),
+           "shell": float(np.median(image[shell])),
            "bone": float(np.median(image[bone])), "bone_sat": float((image[bone] >= 600).mean())}
     for g, name in enumerate(("other", "bone", "vessel")):
         out[f"bright_{name}"] = float((bright & (groups == g)).sum() / heart.sum())
@@ -79,9 +86,10 @@ def main() -> None:
     args = ap.parse_args()
     sites = load_sites()
     figures = {}
-    print("| site | world | LV blood HU | bone HU (median) | bone ≥ 600 HU | bright bone / "
-          "vessels / other per heart voxel | one-threshold Dice |")
-    print("|---|---|---|---|---|---|---|")
+    print("| site | world | LV blood HU | LV myocardium HU | around the heart HU | bone HU "
+          "(median) | bone ≥ 600 HU | bright bone / vessels / other per heart voxel | "
+          "one-threshold Dice |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for key in args.sites:
         recs = [sample_case(sites[key], i, size=args.size) for i in range(args.cases)]
         for world in WORLDS:
@@ -89,7 +97,8 @@ def main() -> None:
             m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
             tag = world.replace(" ", "_")
             figures.update({f"{key}_{tag}_{k}": v for k, v in m.items()})
-            print(f"| {key} | {world} | {m['blood']:.0f} | {m['bone']:.0f} | "
+            print(f"| {key} | {world} | {m['blood']:.0f} | {m['myo']:.0f} | {m['shell']:.0f} | "
+                  f"{m['bone']:.0f} | "
                   f"{m['bone_sat']:.2f} | {m['bright_bone']:.2f} / {m['bright_vessel']:.2f} / "
                   f"{m['bright_other']:.2f} | {m['thr_dice']:.3f} |", flush=True)
     print(" ".join(f"{k}={v:.4g}" for k, v in figures.items()))
