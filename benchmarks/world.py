@@ -35,18 +35,18 @@ from fedsim_app.sites import load_sites
 #: tissues measured in the background classes: name → (classes, published range of the
 #: mean at 120 kVp, HU; source), eroded by one voxel unless the class is a one-voxel shell
 TABLE = {
-    "fat": ((W.FAT,), (-130, -80), "Lamba 2014; Rosito 2008"),
-    "muscle": ((W.MUSCLE,), (35, 65), "Lamba 2014; Aubrey 2014"),
-    "liver (arterial)": ((W.LIVER,), (60, 110), "Lamba 2014 + arterial uptake"),
-    "lung": ((W.LUNG,), (-910, -750), "Gevenois 1996; Buzug 2008"),
-    "trabecular bone": ((W.MARROW,), (150, 300), "Pickhardt 2013"),
-    "cortical bone (one-voxel shell)": ((W.CORTICAL_BONE,), (700, 3000), "Buzug 2008"),
+    "fat": ((W.FAT,), (-130, -80), "oil phantom 2012; fat window"),
+    "muscle": ((W.MUSCLE,), (35, 65), "Nutrition 2018"),
+    "liver (arterial)": ((W.LIVER,), (60, 110), "unverified"),
+    "lung": ((W.LUNG,), (-910, -750), "Clin Radiol 1991"),
+    "trabecular bone": ((W.MARROW,), (150, 300), "Jang 2019"),
+    "cortical bone (one-voxel shell)": ((W.CORTICAL_BONE,), (700, 3000), "unverified"),
 }
 SHELLS = (W.CORTICAL_BONE,)
 #: heart label (internal code) → (row name, published range, source)
 LABEL_ROWS = {
-    2: ("myocardium (LV myocardium label)", (90, 130), "George 2009"),
-    1: ("arterial blood (LV blood pool label)", (250, 450), "Abbara 2016"),
+    2: ("myocardium (LV myocardium label)", (90, 130), "unverified"),
+    1: ("arterial blood (LV blood pool label)", (250, 450), "Kawaguchi 2014"),
 }
 FAT = (W.FAT, W.BREAST)
 BONE = (W.CORTICAL_BONE, W.MARROW)

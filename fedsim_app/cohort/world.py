@@ -5,29 +5,41 @@ sizes (tissue CT numbers, texture and tree seeds, contrast route and mixing, mot
 a plain dict saved in the case record; :func:`world_scene` and :func:`world_hu` apply it
 with no randomness of their own.
 
-Tissue CT numbers at 120 kVp (per-case means drawn from these ranges):
+Tissue CT numbers at 120 kVp (per-case means drawn from these ranges). Sources were
+checked on 2026-12-03 (docs/benchmarks.md, issue 15, lists what each one says); those
+marked *unverified* could not be found and stand as recalled:
 
-- fat −115..−95 HU: subcutaneous fat measures about −100 to −110 HU (Lamba et al. 2014,
-  AJR 203:1013, unenhanced abdominal CT on two vendors); epicardial fat is quantified in
-  a −190..−30 HU window (Rosito et al. 2008, Circulation 117:605, Framingham).
-- skeletal muscle 40..60 HU (Lamba et al. 2014; Aubrey et al. 2014, Acta Physiol 210:489,
-  muscle window −29..150 HU).
-- liver in the arterial phase 70..95 HU (unenhanced 55-65 HU in Lamba et al. 2014, a
-  modest hepatic-artery enhancement at the aortic phase).
-- inflated lung −880..−835 HU with a denser dependent (posterior) part, normal lungs at
-  full inspiration averaging about −850 HU (e.g. Gevenois et al. 1996, AJRCCM 154:187).
-- trabecular bone 180..280 HU in adults (vertebral trabecular attenuation, normal above
-  160 HU: Pickhardt et al. 2013, Ann Intern Med 158:588), cortical bone 1300..1700 HU
-  true, averaged with marrow over the voxel the cortex (~1-1.5 mm) occupies.
-- arterial-phase blood 250..450 HU in coronary CTA (Abbara et al. 2016, SCCT guidelines,
-  J Cardiovasc Comput Tomogr 10:435): here from the record's iodine (mg/mL) through the
-  material tables, ~28 HU per mg/mL at 120 kVp.
-- myocardium at first pass 90..130 HU (unenhanced ~40-50 HU plus about a fifth of the
-  blood's enhancement, as in normal CT perfusion myocardium, George et al. 2009, Circ
-  Cardiovasc Imaging 2:174).
+- fat −115..−95 HU: inside the −190..−30 HU window body-composition CT uses for adipose
+  tissue; an oil phantom reads −119 HU at 120 kVp (Hindawi Radiol Res Pract 2012,
+  150980, Table 1). Lamba et al. 2014 (AJR 203:1013, two vendors' unenhanced CT) exists;
+  its −100..−110 HU is *unverified*.
+- skeletal muscle 45..60 HU: 41 HU at 140 kV and 48 HU at 80 kV in contrast CT (Nutrition
+  2018, 53:9, PMID 29625351), inside the −29..150 HU muscle window.
+- liver in the arterial phase 70..95 HU: unenhanced 55-65 HU plus a little hepatic-artery
+  uptake (*unverified*).
+- inflated lung −880..−835 HU with a denser dependent (posterior) part: mean lung density
+  of normal subjects −770..−875 HU, mean −817 (Clin Radiol 1991, 43:238, PMID 2025994).
+- trabecular bone 180..280 HU: L1 at 120 kV averages 226 ± 44 HU under 30 years and falls
+  2.5 HU a year (Jang et al. 2019, Radiology 291:360, 20 374 adults); cortical bone
+  1300..1700 HU true (an ROI in compact bone reads ~1440 HU; a 700-3000 HU textbook range
+  is *unverified*), averaged with marrow over the voxel the cortex (~1.2 mm adult,
+  *unverified*) occupies.
+- arterial-phase blood 250..450 HU: coronary lumen 299-346 HU (Kawaguchi et al., Circ J
+  2014, no. 3, p. 662), aortic root 423-476 HU at 120 kV (PMID 20016900); here from the
+  record's iodine (mg/mL) through the material tables, ~28 HU per mg/mL at 120 kVp.
+- myocardium at first pass 90..130 HU: unenhanced 40-50 HU plus about a fifth of the
+  blood's enhancement (*unverified*; George et al. 2009 was the recalled source).
+
+The record holds these 120-kVp values. A scanner at another tube voltage (site B: 80 kVp,
+site C: 100 kVp) sees each tissue as the same mixture of two materials (:data:`HU_MIX`,
+the fraction fitted at the reference 120-kVp beam) at its own effective energy, through
+the materials' attenuation (xraydb): fat reads lower and bone and iodine higher at low kVp,
+as they do in low-kVp scans (:func:`hu_at_energy`).
 """
 
 from __future__ import annotations
+
+from functools import cache
 
 import numpy as np
 
@@ -52,6 +64,18 @@ CORTEX_TRUE_HU = (1300.0, 1700.0)
 CORTEX_MM = 1.2  # adult cortical thickness of ribs and vertebrae (scaled by body size)
 FIELD_CORR_MM = (0.8, 2.0, 7.0)  # fine, mid, coarse texture fields
 BLOOD_TEXTURE_HU = 8.0
+#: two materials whose mixture each class is, for its CT number at another tube voltage:
+#: ("air", m) is m at a scaled density; marrow and cortex are soft tissue plus bone mineral
+HU_MIX: dict[int, tuple[str, str]] = {
+    W.FAT: ("air", "fat"), W.SOFT_TISSUE: ("air", "soft_tissue"), W.LUNG: ("air", "lung"),
+    W.MUSCLE: ("air", "muscle"), W.MARROW: ("soft_tissue", "bone"), W.LIVER: ("air", "liver"),
+    W.CARTILAGE: ("soft_tissue", "bone"), W.THYMUS: ("air", "soft_tissue"),
+    W.BREAST: ("fat", "soft_tissue"), W.STOMACH: ("air", "soft_tissue"),
+    W.MYOCARDIUM: ("air", "myocardium"), W.CORTICAL_BONE: ("soft_tissue", "bone"),
+}
+#: the beam the published (120 kVp) CT numbers stand for: 120 kVp, 6 mm Al + 0.1 mm Cu,
+#: through 250 mm of water (site A's profile)
+REFERENCE_BEAM = {"kvp": 120.0, "al_mm": 6.0, "cu_mm": 0.1, "water_mm": 250.0}
 #: beam hardening in `fast`, relative to a scanner with water correction only (1, the
 #: `physics` fidelity); below 1, the share a vendor's bone correction leaves
 HARDENING_SCALE = (0.4, 1.0)
@@ -91,6 +115,46 @@ def sample_world(rng: np.random.Generator, *, population: str, age_years: float)
         # drawn last, so the choices above keep their values for the same arguments
         "hardening_scale": _u(rng, HARDENING_SCALE),
     }
+
+
+@cache
+def reference_energy_keV() -> float:
+    """Effective energy (keV) of :data:`REFERENCE_BEAM`, rounded as scanner profiles are."""
+    from fedsim_app.ctsim.spectra import effective_energy_keV, kramers_spectrum
+
+    b = REFERENCE_BEAM
+    spec = kramers_spectrum(b["kvp"], al_mm=b["al_mm"], cu_mm=b["cu_mm"])
+    return round(effective_energy_keV(spec, b["water_mm"]), 2)
+
+
+@cache
+def _mu(name: str, energy_keV: float) -> float:
+    from fedsim_app.ctsim.materials import mu_per_mm
+
+    return float(mu_per_mm(name, energy_keV))
+
+
+def hu_at_energy(hu_ref: float, mix: tuple[str, str], energy_keV: float) -> tuple[float, float]:
+    """CT number at ``energy_keV`` of a tissue reading ``hu_ref`` at the reference beam.
+
+    The tissue is the mixture ``(1 − f) a + f b`` of the two materials in ``mix`` whose μ
+    at :func:`reference_energy_keV` gives ``hu_ref``; its μ at ``energy_keV`` follows.
+
+    Returns
+    -------
+    hu : float, the CT number at ``energy_keV`` (``hu_ref`` itself at the reference)
+    slope : float, d hu / d hu_ref (scales the tissue's texture, a density variation)
+    """
+    ref = reference_energy_keV()
+    if abs(energy_keV - ref) < 1e-9:
+        return float(hu_ref), 1.0
+    a, b = mix
+    w_ref, w = _mu("water", ref), _mu("water", energy_keV)
+    a_ref, b_ref = _mu(a, ref), _mu(b, ref)
+    f = (w_ref * (1.0 + hu_ref / 1000.0) - a_ref) / (b_ref - a_ref)
+    mu = _mu(a, energy_keV) + f * (_mu(b, energy_keV) - _mu(a, energy_keV))
+    slope = (_mu(b, energy_keV) - _mu(a, energy_keV)) / (b_ref - a_ref) * w_ref / w
+    return 1000.0 * (mu - w) / w, float(slope)
 
 
 def world_scene(record, labels: np.ndarray):
@@ -151,18 +215,23 @@ def world_hu(record, labels: np.ndarray, classes: np.ndarray, trees, lung: np.nd
     svc = _blood_hu(record.iodine_right_mg_per_ml * w["svc_factor"], energy_keV)
     if w["injection_route"] == "leg":
         svc, ivc = ivc, svc
-    myo = w["myocardium_base_hu"] + w["myocardium_uptake"] * (left - plain)
+    # the record's 120-kVp CT numbers (and their texture) at this scanner's energy
+    at = {k: hu_at_energy(w["tissue_hu"][W(k).name.lower()], HU_MIX[k], energy_keV)
+          if k in HU_MIX else (w["tissue_hu"][W(k).name.lower()], 1.0) for k in TISSUE_HU}
+    base, myo_slope = hu_at_energy(w["myocardium_base_hu"], HU_MIX[W.MYOCARDIUM], energy_keV)
+    myo = base + w["myocardium_uptake"] * (left - plain)
     cortex_frac = min(1.0, CORTEX_MM * (record.torso["vertebra_radius_mm"] / 19.0) / h)
+    cortex, cortex_slope = hu_at_energy(w["cortex_true_hu"], HU_MIX[W.CORTICAL_BONE], energy_keV)
 
     n = max(int(W.STOMACH), 31) + 1
     mean, std, wts = np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros((3, n), np.float32)
     for k, (_, sd, weights) in TISSUE_HU.items():
-        mean[k], std[k], wts[:, k] = w["tissue_hu"][W(k).name.lower()], sd, weights
+        mean[k], std[k], wts[:, k] = at[k][0], sd * at[k][1], weights
     mean[W.LIVER] += w["liver_uptake"] * (left - plain)
-    mean[W.MYOCARDIUM], std[W.MYOCARDIUM], wts[:, W.MYOCARDIUM] = myo, 12.0, (0.5, 0.6, 0.3)
-    mean[W.CORTICAL_BONE] = (w["tissue_hu"]["marrow"] * (1 - cortex_frac)
-                             + w["cortex_true_hu"] * cortex_frac)
-    std[W.CORTICAL_BONE], wts[:, W.CORTICAL_BONE] = 60.0, (1.0, 0.0, 0.0)
+    mean[W.MYOCARDIUM], wts[:, W.MYOCARDIUM] = myo, (0.5, 0.6, 0.3)
+    std[W.MYOCARDIUM] = 12.0 * myo_slope
+    mean[W.CORTICAL_BONE] = at[W.MARROW][0] * (1 - cortex_frac) + cortex * cortex_frac
+    std[W.CORTICAL_BONE], wts[:, W.CORTICAL_BONE] = 60.0 * cortex_slope, (1.0, 0.0, 0.0)
     for cls, value in ((W.AORTA, left), (W.PULMONARY_VEIN, left), (W.PULMONARY_ARTERY, right),
                        (W.SVC, svc), (W.IVC, ivc), (W.CORONARY, left)):
         mean[cls], std[cls], wts[:, cls] = value, BLOOD_TEXTURE_HU, (0.0, 0.0, 1.0)
@@ -184,7 +253,7 @@ def world_hu(record, labels: np.ndarray, classes: np.ndarray, trees, lung: np.nd
     y = grid.axis_centers()[1][None, :, None]
     m = classes == W.LUNG  # denser towards the back (gravity-dependent)
     back = (y.max() - y) / max(float(np.ptp(y)), 1e-6)
-    hu[m] += (w["lung_gradient_hu"] * np.broadcast_to(back, grid.shape))[m]
+    hu[m] += (w["lung_gradient_hu"] * at[W.LUNG][1] * np.broadcast_to(back, grid.shape))[m]
     m = labels == LABEL_OF["ra"]  # unopacified IVC inflow swirling into the RA
     mix = w["ra_inflow_mix"] / (1 + np.exp(-2.5 * f2[m]))
     hu[m] += mix * (ivc - right)

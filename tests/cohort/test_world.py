@@ -217,3 +217,25 @@ def test_fast_beam_hardening_is_recorded_and_darkens_round_dense_structures(site
     near_dense = ndimage.binary_dilation(ideal > 200.0, iterations=2)
     assert diff[near_dense].mean() < -2.0
     assert diff[near_dense].mean() < diff[~near_dense].mean() - 2.0
+
+
+def test_tissues_read_at_the_scanners_energy_80_kvp_site_b(adult):
+    from fedsim_app.cohort.world import HU_MIX, hu_at_energy, reference_energy_keV
+
+    rec, labels, classes, trees, lung, hu = adult
+    ref = reference_energy_keV()
+    assert ref == load_scanner("site_a").effective_energy_keV  # site A's beam is the 120 kVp
+    assert hu_at_energy(-105.0, HU_MIX[W.FAT], ref) == (-105.0, 1.0)
+    e80 = load_scanner("site_b").effective_energy_keV
+    # a tissue of one material reads that material's own xraydb CT number at 80 kVp
+    for k in (W.FAT, W.MUSCLE, W.LIVER, W.LUNG):
+        m = HU_MIX[k][1]
+        assert hu_at_energy(hu_of(m, ref), HU_MIX[k], e80)[0] == pytest.approx(
+            hu_of(m, e80), abs=1e-6), k.name
+    low = world_hu(rec, labels, classes, trees, lung, e80)  # same scene, site B's beam
+    d = {t: np.median(low[classes == t]) - np.median(hu[classes == t])
+         for t in (W.FAT, W.MUSCLE, W.MARROW, W.CORTICAL_BONE)}
+    assert d[W.FAT] < -20 and abs(d[W.MUSCLE]) < 10, "fat darker, muscle ~ unchanged"
+    assert d[W.MARROW] > 0.4 * np.median(hu[classes == W.MARROW]), "bone mineral brighter"
+    assert d[W.CORTICAL_BONE] > d[W.MARROW]
+    assert low[classes == W.MARROW].std() > hu[classes == W.MARROW].std()
