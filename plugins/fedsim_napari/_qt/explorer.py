@@ -187,10 +187,12 @@ class ExplorerWidget(LatentModeMixin, SiteModelsMixin, QWidget):
     def _layout(self, legend: QLabel) -> None:
         top = QHBoxLayout()
         top.addWidget(QLabel("Site"))
-        top.addWidget(self.site, 1)
+        top.addWidget(self.site)
         top.addWidget(QLabel("Seed"))
-        top.addWidget(self.seed)
+        top.addWidget(self.seed, 1)
         top.addWidget(QLabel("Mode"))
+        # the mode's whole name ("Shape model"): a site key is one letter
+        self.mode.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         top.addWidget(self.mode)
         buttons = QHBoxLayout()
         buttons.addWidget(self.random_button)
