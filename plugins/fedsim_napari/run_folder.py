@@ -3,7 +3,8 @@
 Qt-free: the training panel polls these, and they are tested without a display. The run
 writes ``metrics.jsonl`` a line per step (the last line may be half-written when read),
 ``samples.png`` and ``checkpoint.pt``; its progress bars (tqdm, on stderr) read
-``phase 2:  40%|...| 4/10 [...]``.
+``phase 2:  40%|...| 4/10 [...]``. :func:`launch_config` writes the settings the panel
+launches a run with.
 """
 
 from __future__ import annotations
@@ -56,3 +57,36 @@ def checkpoints(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def launch_config(path: str | Path, preset: str, config: str | Path | None = None,
+                  epochs: dict[int, int] | None = None) -> Path:
+    """Write the settings a panel-launched ``fedsim train`` gets as ``--config`` TOML.
+
+    ``fedsim train --config`` takes its base preset from the file (``paper`` when the file
+    names none), not from ``--preset``, so the panel writes one file: ``preset`` (the
+    panel's choice unless ``config`` names one), then ``config``'s settings, then the epochs
+    per phase the panel set (``{phase: epochs}``, zero: the preset's). Written next to the
+    run folder, the command line stays one a shell can repeat.
+    """
+    import tomllib
+
+    data: dict = {"preset": preset}
+    if config:
+        config = Path(config)
+        try:
+            data.update(tomllib.loads(config.read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{config}: cannot read the training config ({exc}); fix it "
+                             "or clear the Config field") from None
+    data.update({f"phase{p}_epochs": n for p, n in (epochs or {}).items() if n > 0})
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            raise ValueError(f"{config}: [{key}] tables are not training settings; keep "
+                             "the config flat (key = value)")
+        lines.append(f"{key} = {json.dumps(value)}")  # JSON scalars and lists are TOML
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path

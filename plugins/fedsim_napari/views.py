@@ -109,6 +109,16 @@ class _LayerSet:
                 self.viewer.layers.remove(layer)
         self.layers = {}
 
+    def rename(self, key, name: str) -> None:
+        """Give the layer ``key`` a new name, and napari's status bar with it: the status
+        bar names the layers under the cursor but is recomputed only when the cursor or the
+        active layer changes, so a renamed layer (another site, an enhancer loaded) would
+        leave it stale."""
+        layer = self.layers[key]
+        if layer.name != name:
+            layer.name = name
+            self.viewer.update_status_from_cursor()
+
 
 class SliceLayers(_LayerSet):
     """The four 2D layers of the Explorer in a napari viewer (created on first result)."""
@@ -157,9 +167,7 @@ class SliceLayers(_LayerSet):
                 layer = self.layers[key]
                 np.copyto(layer.data, getattr(result, attr))
                 layer.refresh(extent=False, highlight=False, thumbnail=False)
-        name = ct_layer_name(result)
-        if self.layers["ct"].name != name:  # another site, with or without an enhancer
-            self.layers["ct"].name = name
+        self.rename("ct", ct_layer_name(result))  # another site, with or without an enhancer
 
     def refresh_thumbnails(self) -> None:
         """Update the layer-list thumbnails (deferred while sliders move)."""
@@ -195,9 +203,7 @@ class SiteStripLayers(_LayerSet):
                 np.copyto(layer.data, getattr(r, LAYER_SOURCES[what]))
                 layer.refresh(extent=False, highlight=False, thumbnail=False)
         for site, r in results.items():
-            layer, name = self.layers[("ct", site)], f"Site {site} CT ({ct_description(r)})"
-            if layer.name != name:
-                layer.name = name
+            self.rename(("ct", site), f"Site {site} CT ({ct_description(r)})")
 
     def _create(self, results: dict) -> None:
         v = self.viewer

@@ -187,7 +187,7 @@ def test_hiding_the_dock_never_leaves_the_canvas_frozen(make_napari_viewer, qtbo
 
     viewer = make_napari_viewer(show=True)
     widget = _open(viewer, qtbot)
-    views = widget._views_widget()
+    views = widget.pacer.views_widget()
     # a result arrives (called directly: no event runs until the hide below)
     widget._show((widget.result, widget.meshes.data, widget.result.state), 1,
                  time.perf_counter())
@@ -209,11 +209,19 @@ def test_enhanced_ct_is_shown_and_named(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = ExplorerWidget(viewer, enhancers={"B": Brighter()})
     viewer.window.add_dock_widget(widget, name="FedSim Explorer", area="right")
-    _wait(widget, qtbot)
+    _wait(widget, qtbot, timeout=180_000)
     assert widget.slices.layers["ct"].name == "CT slices (coarse CT upsampled, no enhancer)"
+    # napari's status bar names the active layer under the mouse (here the CT layer)
+    viewer.mouse_over_canvas = True  # as the Qt canvas sets it when the mouse enters
+    viewer.layers.selection.active = widget.slices.layers["ct"]
+    viewer.update_status_from_cursor()
+    assert "no enhancer" in str(viewer.status)
     widget.site.setCurrentText("B")
     _wait(widget, qtbot, timeout=120_000)
     assert widget.slices.layers["ct"].name == "CT slices (site enhancer)"
+    # the status bar follows the renamed layer, not the name it was created with
+    assert "CT slices (site enhancer)" in str(viewer.status), viewer.status
+    assert "no enhancer" not in str(viewer.status)
     assert "site enhancer" in widget.provenance.text()
     assert "Brighter" in widget.provenance.toolTip()
     from fedsim_app.models.enhance import upsample_coarse

@@ -59,7 +59,7 @@ def test_bad_site_reaches_the_user(qtbot, tmp_path):
     widget = _panel(qtbot, tmp_path, 2)
     widget.size.setValue(40)  # not a multiple of 16
     widget.export_button.click()
-    qtbot.waitUntil(lambda: widget.phase != "exporting", timeout=120_000)
+    qtbot.waitUntil(lambda: widget.phase != "exporting", timeout=300_000)
     assert widget.phase == "failed"
     messages = [str(r.message) for r in notification_manager.records[n:]]
     assert any("Export (fedsim export) failed" in m for m in messages), messages

@@ -33,3 +33,34 @@ def test_checkpoints_newest_first(tmp_path):
     os.utime(old, (t - 10, t - 10))
     assert run_folder.checkpoints(tmp_path) == [new, old]
     assert run_folder.checkpoints(tmp_path / "missing") == []
+
+
+def test_launch_config_keeps_the_panel_preset_and_phases(tmp_path):
+    import tomllib
+
+    from fedsim_app.train.config import load_config
+
+    user = tmp_path / "user.toml"
+    user.write_text("slices_per_step = 2\ncoarse_matrix = false\nlr_phase1 = 1e-05\n")
+    path = run_folder.launch_config(tmp_path / "run.train.toml", "smoke", user,
+                                    {1: 3, 2: 0, 3: 1})
+    data = tomllib.loads(path.read_text())
+    assert data == {"preset": "smoke", "slices_per_step": 2, "coarse_matrix": False,
+                    "lr_phase1": 1e-05, "phase1_epochs": 3, "phase3_epochs": 1}
+    cfg = load_config(path)  # what `fedsim train --config` makes of it
+    assert cfg.phase1_epochs == 3 and cfg.phase3_epochs == 1 and cfg.slices_per_step == 2
+    assert cfg.phase2_epochs == load_config(
+        run_folder.launch_config(tmp_path / "p.toml", "smoke")).phase2_epochs
+    user.write_text('preset = "cpu"\n')  # a config naming its preset keeps it
+    assert tomllib.loads(run_folder.launch_config(tmp_path / "c.toml", "smoke", user)
+                         .read_text())["preset"] == "cpu"
+
+
+def test_launch_config_bad_file_says_which(tmp_path):
+    import pytest
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("phase1_epochs = = 3\n")
+    with pytest.raises(ValueError, match="bad.toml: cannot read the training config"):
+        run_folder.launch_config(tmp_path / "x.toml", "smoke", bad)
+    assert not (tmp_path / "x.toml").exists()

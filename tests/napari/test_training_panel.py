@@ -41,7 +41,7 @@ def test_pause_resume_cancel_of_a_smoke_run(qtbot, tiny_cohort, tmp_path):
                     'preset = "smoke"\nphase1_epochs = 200\ncoarse_matrix = false\n', tmp_path)
     assert not widget.pause_button.isEnabled() and not widget.resume_button.isEnabled()
     widget.start_button.click()
-    qtbot.waitUntil(lambda: widget.phase == "training", timeout=120_000)
+    qtbot.waitUntil(lambda: widget.phase == "training", timeout=300_000)
     assert "--preset smoke" in widget.job.command_line
     qtbot.waitUntil(lambda: len(run_folder.read_metrics(run)) >= 2, timeout=300_000)
     widget.refresh()
@@ -100,7 +100,51 @@ def test_bad_data_is_listed_and_nothing_trains(qtbot, tmp_path):
     widget.source.setCurrentText("dataset folder")
     widget.data.setText(str(empty))
     widget.start_button.click()
-    qtbot.waitUntil(lambda: widget.phase == "failed", timeout=120_000)
+    qtbot.waitUntil(lambda: widget.phase == "failed", timeout=300_000)
     assert "The data has problems" in widget.problems.text()
     assert str(empty) in widget.problems.text()
     assert not (tmp_path / "run").exists()
+
+
+def test_preset_and_epochs_per_phase_reach_the_command(qtbot, tmp_path):
+    import tomllib
+    from pathlib import Path
+
+    from fedsim_app.train.config import load_config, preset
+    from fedsim_napari._qt.training import TrainingWidget
+
+    widget = TrainingWidget()
+    qtbot.addWidget(widget)
+    widget.out.setText(str(tmp_path / "runs" / "site-A"))
+    widget.preset.setCurrentText("smoke")
+    assert widget._train_args(False)[-2:] == ["--preset", "smoke"]  # nothing else to say
+    widget.epochs[0].setValue(3)
+    widget.epochs[2].setValue(1)
+    args = widget._train_args(False)
+    config = args[args.index("--config") + 1]
+    assert config == str(tmp_path / "runs" / "site-A.train.toml")
+    assert tomllib.loads(Path(config).read_text()) == {
+        "preset": "smoke", "phase1_epochs": 3, "phase3_epochs": 1}
+    cfg = load_config(config)  # what `fedsim train` runs with: the smoke preset, not paper
+    smoke = preset("smoke")
+    assert (cfg.phase1_epochs, cfg.phase2_epochs, cfg.phase3_epochs, cfg.label_size) == (
+        3, smoke.phase2_epochs, 1, smoke.label_size)
+    assert widget._train_args(True)[-1] == "--resume"  # the run's own settings
+
+
+def test_an_unreadable_config_is_said_before_anything_runs(qtbot, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    from fedsim_napari._qt.training import TrainingWidget
+
+    widget = TrainingWidget()
+    qtbot.addWidget(widget)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("= oops\n")
+    widget.config.setText(str(bad))
+    widget.out.setText(str(tmp_path / "run"))
+    n = len(notification_manager.records)
+    widget.start_button.click()
+    assert widget.phase == "failed" and widget.job is None
+    assert "bad.toml" in widget.status.text()
+    assert any("bad.toml" in str(r.message) for r in notification_manager.records[n:])

@@ -6,21 +6,21 @@ generators (:mod:`fedsim_napari._qt.latent_box`), the slice on screen enhanced f
 the rest of the volume filled in behind it, optionally through every site side by side.
 The controls write the shared :class:`fedsim_napari.state.AppState`; its events move the
 controls back and ask ``fedsim_app.pipeline.FedSimModel`` for a render through the
-:class:`RenderScheduler`; the results go to the linked views (:mod:`fedsim_napari.views`).
-Other panels (training, export) change the same state and the Explorer follows.
+:class:`RenderScheduler`; the results go to the linked views (:mod:`fedsim_napari.views`),
+painted in turns of their own (:mod:`fedsim_napari._qt.paint`), with the provenance and
+status text of :mod:`fedsim_napari.readout`. Checkpoint enhancers and per-site simulators:
+:mod:`fedsim_napari._qt.site_models`. Other panels (training, export) change the same
+state and the Explorer follows.
 """
 
 from __future__ import annotations
 
-import time
-
-from qtpy.QtCore import QEvent, Qt, QTimer, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QMainWindow,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -40,29 +40,18 @@ from fedsim_napari._qt.fit_box import FitBox
 from fedsim_napari._qt.latent_box import LatentBox, LatentRequest
 from fedsim_napari._qt.latent_mode import FILL_DELAY_MS, LatentModeMixin
 from fedsim_napari._qt.mesh import MeshCanvas, mesh_payload
+from fedsim_napari._qt.paint import PaintPacer
+from fedsim_napari._qt.site_models import SiteModelsMixin
 from fedsim_napari._qt.sliders import ParameterSliders, parameter_labels
+from fedsim_napari.readout import provenance, status
 from fedsim_napari.state import AppState, shared_state
-from fedsim_napari.views import SiteStripLayers, SliceLayers, ct_description, legend_html
+from fedsim_napari.views import SiteStripLayers, SliceLayers, legend_html
 from fedsim_napari.workers import LongJob, RenderScheduler
 
-
-def site_enhancers(path) -> dict:
-    """``{site: enhancer}`` of a training checkpoint or bundle (worker thread)."""
-    from fedsim_app.train.model_io import load_site_models
-
-    return {key: m.nets.enhancer for key, m in load_site_models(path).items()
-            if m.nets.enhancer is not None}
-
-
-MESH_DELAY_MS = 15
-# a real timer (not 0, which Qt posts as an event into the same turn) lets other timers
-# and input events run between the layer writes and the paint
-PAINT_DELAY_MS = 1
-PAINT_FALLBACK_MS = 250
 MODE_NAMES = {"shape": "Shape model", "latent": "Latent"}
 
 
-class ExplorerWidget(LatentModeMixin, QWidget):
+class ExplorerWidget(LatentModeMixin, SiteModelsMixin, QWidget):
     """Sliders → shape, material map, coarse CT, CT slices and meshes, all live.
 
     Parameters
@@ -85,7 +74,6 @@ class ExplorerWidget(LatentModeMixin, QWidget):
         (minutes once per scanner); tests switch it off
     """
 
-    build_coarse_in_background = True
     displayed = Signal(float)
     filled = Signal()
 
@@ -106,13 +94,6 @@ class ExplorerWidget(LatentModeMixin, QWidget):
         self._shown = None  # the result, or {site: result} in the three-site view
         self.latencies_ms: list[float] = []
         self.last_failure = None
-        self._pending_meshes = None
-        self._pending_paint = None
-        self._painting = None  # the window whose next update request paints the views
-        self._paint_fallback = QTimer(self)  # a window that never paints (minimised)
-        self._paint_fallback.setSingleShot(True)
-        self._paint_fallback.setInterval(PAINT_FALLBACK_MS)
-        self._paint_fallback.timeout.connect(self._painted)
         self._preparing: set[str] = set()
         self._thumbnails = QTimer(self)
         self._thumbnails.setSingleShot(True)
@@ -130,6 +111,11 @@ class ExplorerWidget(LatentModeMixin, QWidget):
         self._fill.setInterval(FILL_DELAY_MS)
         self._fill.timeout.connect(self._fill_step)
         self.meshes = MeshCanvas()
+        self.pacer = PaintPacer(
+            self, before_paint=lambda ms: self._show_status(self.result, ms),
+            draw_meshes=lambda m: self.meshes.update(m, float(self.viewer.dims.point[0])),
+            finished=self.scheduler.displayed)
+        self.pacer.painted.connect(self._painted)
 
         self.preset = QComboBox()
         self.preset.addItems(list(PRESETS))
@@ -201,10 +187,12 @@ class ExplorerWidget(LatentModeMixin, QWidget):
     def _layout(self, legend: QLabel) -> None:
         top = QHBoxLayout()
         top.addWidget(QLabel("Site"))
-        top.addWidget(self.site, 1)
+        top.addWidget(self.site)
         top.addWidget(QLabel("Seed"))
-        top.addWidget(self.seed)
+        top.addWidget(self.seed, 1)
         top.addWidget(QLabel("Mode"))
+        # the mode's whole name ("Shape model"): a site key is one letter
+        self.mode.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         top.addWidget(self.mode)
         buttons = QHBoxLayout()
         buttons.addWidget(self.random_button)
@@ -239,7 +227,7 @@ class ExplorerWidget(LatentModeMixin, QWidget):
         """The newest state is rendered and fully shown (2D views painted, meshes too)."""
         s = self.scheduler
         return (not s.busy and s.applied_generation == s.generation and self.result is not None
-                and self._pending_paint is None and self._pending_meshes is None)
+                and not self.pacer.pending)
 
     # -- state ------------------------------------------------------------------------
     def state(self) -> SampleState:
@@ -292,26 +280,6 @@ class ExplorerWidget(LatentModeMixin, QWidget):
             self.latent_box.ensure_loaded(name)
         self.request()
 
-    def _checkpoint_changed(self, path) -> None:
-        """A trained checkpoint was loaded (training panel): render with its enhancer, and
-        latent mode with all of its generators."""
-        if path is None:
-            return
-        if self.app_state.mode == "latent":
-            self.latent_box.ensure_loaded(self.model.preset.name)
-        job = LongJob(f"FedSim Explorer: loading the checkpoint {path}", site_enhancers, path)
-        job.returned.connect(lambda enhancers: self._use_enhancers(path, enhancers))
-        job.start()
-
-    def _use_enhancers(self, path, enhancers: dict) -> None:
-        from napari.utils.notifications import show_info
-
-        self.model = FedSimModel(self.model.preset.name,
-                                 enhancers={**self.model.enhancers, **enhancers})
-        show_info(f"FedSim Explorer: site {', '.join(enhancers) or '(none)'} enhancer from "
-                  f"{path}")
-        self.request()
-
     def random_sample(self) -> None:
         """Next seed, and parameters (latent mode: a latent) drawn with it (reproducible:
         the seed names it)."""
@@ -340,21 +308,15 @@ class ExplorerWidget(LatentModeMixin, QWidget):
         return shown, None if fill else mesh_payload(result.meshes), request
 
     def _show(self, rendered, generation: int, requested_at: float) -> None:
-        """Write a result into the layers; the views are painted in the next turn.
-
-        Writing the four layers (~10 ms) and napari's paint of the grid plus the window's
-        composition (~25 ms under software OpenGL) would otherwise share one event-loop
-        turn; apart, neither stalls the loop for long.
-        """
+        """Write a result into the layers; the views are painted in a later turn
+        (:mod:`fedsim_napari._qt.paint`)."""
         shown, meshdata, request = rendered
         latent = isinstance(request, LatentRequest)
         result = shown[request.site] if isinstance(shown, dict) else shown
         self.result, self._shown = result, shown
         self.app_state.result = result
         self._shown_fill = latent and request.fill > 0
-        views = self._views_widget()
-        if views is not None:
-            views.setUpdatesEnabled(False)
+        self.pacer.hold()
         only = ("ct",) if self._shown_fill else None  # a fill step changes the CT alone
         if isinstance(shown, dict):
             self.slices.clear()
@@ -364,108 +326,27 @@ class ExplorerWidget(LatentModeMixin, QWidget):
             self.slices.update(result, only)
         if latent:
             self._latent_shown(shown, request)
-        self._pending_paint = requested_at
-        self._pending_meshes = None if self._shown_fill else meshdata
-        QTimer.singleShot(PAINT_DELAY_MS, self._paint_views)
+        self.pacer.paint(requested_at, None if self._shown_fill else meshdata,
+                         self._shown_fill)
         self._thumbnails.start()  # once the sliders rest
         self._prepare_site(result.state.site)
 
-    def _views_widget(self):
-        """The napari window's central widget (canvas and dims), found through Qt's parent
-        chain of this dock; None while the widget is not docked in a napari window."""
-        node = self.parent()
-        while node is not None and not isinstance(node, QMainWindow):
-            node = node.parent()
-        return node.centralWidget() if node is not None else None
-
-    def _paint_views(self) -> None:
-        """Let the 2D views paint, with the status line, in one update of the window; the
-        3D canvas follows in a later turn."""
-        if self._pending_paint is None:
-            return
-        self._show_status(self.result, 1000 * (time.perf_counter() - self._pending_paint))
-        views = self._views_widget()
-        if views is None or not views.isVisible():
-            self._painted()
-            return
-        if not views.updatesEnabled():
-            views.setUpdatesEnabled(True)  # posts the window's update request
-        self._painting = views.window()
-        self._painting.installEventFilter(self)
-        self._paint_fallback.start()
-
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
-        # The window's update request (low priority, so after anything posted now) paints
-        # the views; a call posted while it runs comes after that paint.
-        if obj is self._painting and event.type() == QEvent.UpdateRequest:
-            obj.removeEventFilter(self)
-            self._painting = None
-            self._paint_fallback.stop()
-            QTimer.singleShot(0, self._painted)
-        return False
-
-    def _painted(self) -> None:
-        if self._painting is not None:  # the fallback fired
-            self._painting.removeEventFilter(self)
-            self._painting = None
-        requested_at, self._pending_paint = self._pending_paint, None
-        if requested_at is None:
-            return
-        QTimer.singleShot(MESH_DELAY_MS, self._show_meshes)
-        if self._shown_fill:  # filling in behind a change is not the change's latency
+    def _painted(self, latency: float, fill: bool) -> None:
+        if fill:  # filling in behind a change is not the change's latency
             self.filled.emit()
             return
-        latency = 1000 * (time.perf_counter() - requested_at)
         self.latencies_ms.append(latency)
         self.displayed.emit(latency)
 
     def _show_status(self, result, ready_ms: float) -> None:
         """Provenance and timing of ``result`` (before the paint, so in the same one)."""
-        material = "Fix-Mat atlas" if result.material_source.startswith("Fix-Mat") \
-            else "generated"
-        ct = ct_description(result)
-        if result.latent is not None:
-            material = "G_material(z)"
-            if result.slices_enhanced is not None and not result.complete \
-                    and result.ct_source.startswith("site enhancer"):
-                ct += " (filling in)"
-        provenance = (f"<b>Material</b>: {material}, {result.energy_keV:.1f} keV · "
-                      f"<b>CT</b>: {ct}")
-        if self.provenance.text() != provenance:
-            self.provenance.setText(provenance)
-            self.provenance.setToolTip(f"Material map: {result.material_source}.\n"
-                                       f"CT slices: {result.ct_source}.")
-        stages = ", ".join(f"{k} {1000 * v:.0f}" for k, v in result.seconds.items())
-        g = result.grid
-        self.status.setText(
-            f"{g.shape[0]}³ × {g.spacing_mm[0]:.2f} mm ({result.preset.name}) · "
-            f"site {result.state.site} · ready {ready_ms:.0f} ms after the change"
-            + (f" · {result.slices_enhanced}/{g.shape[0]} slices enhanced"
-               if result.latent is not None else ""))
-        self.status.setToolTip(f"stage times (ms): {stages or 'all cached'}")
-
-    def _prepare_site(self, site: str) -> None:
-        """Build a site's coarse system matrix once, in the background, if it is missing."""
-        from napari.utils.notifications import show_info
-
-        if (not self.build_coarse_in_background or site in self._preparing
-                or self.model.site_ready(site)):
-            return
-        self._preparing.add(site)
-        show_info(f"FedSim Explorer: building the coarse CT simulator of site {site} once (a few "
-                  "minutes on a CPU, then cached). Until then its coarse CT takes the "
-                  "direct diffct path, about a second per update.")
-        job = LongJob(f"FedSim Explorer: building the coarse CT simulator of site {site}",
-                      self.model.prepare_site, site)
-        job.returned.connect(lambda _: show_info(f"FedSim Explorer: site {site} is ready."))
-        job.start()
-
-    def _show_meshes(self) -> None:
-        if self._pending_meshes is not None:
-            self.meshes.update(self._pending_meshes, float(self.viewer.dims.point[0]))
-            self._pending_meshes = None
-        # the 3D canvas paints in this turn's update request; the next render after it
-        QTimer.singleShot(PAINT_DELAY_MS, self.scheduler.displayed)
+        text = provenance(result)
+        if self.provenance.text() != text.text:
+            self.provenance.setText(text.text)
+            self.provenance.setToolTip(text.tooltip)
+        text = status(result, ready_ms)
+        self.status.setText(text.text)
+        self.status.setToolTip(text.tooltip)
 
     def _show_failure(self, state, failure) -> None:
         from napari.utils.notifications import show_error
@@ -512,19 +393,12 @@ class ExplorerWidget(LatentModeMixin, QWidget):
         show_info(f"FedSim Explorer: exported {len(files)} files to {folder}")
         return files
 
-    def _release_views(self) -> None:
-        """Never leave napari's canvas with its updates held (the dock hides or closes
-        between a layer write and its paint)."""
-        views = self._views_widget()
-        if views is not None and not views.updatesEnabled():
-            views.setUpdatesEnabled(True)
-
     def hideEvent(self, event) -> None:  # noqa: N802 - Qt API
-        self._release_views()
+        self.pacer.release()
         super().hideEvent(event)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        self._release_views()
+        self.pacer.release()
         self.scheduler.close()
         self.meshes.close()
         super().closeEvent(event)

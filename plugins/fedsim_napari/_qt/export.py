@@ -14,21 +14,17 @@ import time
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
     QLineEdit,
     QProgressBar,
-    QPushButton,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
 from fedsim_napari import export_run
-from fedsim_napari.command import INTERRUPTED, CommandJob
+from fedsim_napari._qt.command_panel import CommandPanel, form, outcome, wrapped_label
+from fedsim_napari.command import CommandJob
 from fedsim_napari.state import AppState, shared_state
 
 LABEL_CODES = ("internal", "mmwhs", "mmwhs-consecutive")
@@ -42,7 +38,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-class ExportWidget(QWidget):
+class ExportWidget(CommandPanel):
     """Checkpoint, site, N, folder, label codes, seed, meshes; Export / Cancel; summary."""
 
     def __init__(self, napari_viewer=None, parent=None, *, state: AppState | None = None):
@@ -51,8 +47,7 @@ class ExportWidget(QWidget):
 
         self.setObjectName("FedSimExport")
         self.app_state = state if state is not None else shared_state(napari_viewer)
-        self.job: CommandJob | None = None
-        self.phase = "idle"  # idle, exporting, cancelled, done, failed
+        # phases: idle, exporting, cancelled, done, failed
         self.checkpoint = QLineEdit(self.app_state.checkpoint or "default")
         self.checkpoint.setToolTip("a training run folder or checkpoint file; 'default' is "
                                    "the shipped one; 'atlas' the SSM with Fix-Mat")
@@ -74,31 +69,19 @@ class ExportWidget(QWidget):
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.meshes = QCheckBox("write PLY meshes per case")
-        self.export_button = QPushButton("Export")
-        self.cancel_button = QPushButton("Cancel")
+        buttons, (self.export_button, self.cancel_button) = self.button_row({
+            "Export": ("idle", "cancelled", "done", "failed"), "Cancel": ("exporting",)})
         self.progress = QProgressBar()
         self.progress.setFormat("%v/%m cases")
-        self.status = QLabel("not started")
-        self.status.setWordWrap(True)
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
+        self.summary = wrapped_label()
         self.novelty = QTableWidget()
         self._started = self._first_done = None
 
-        form = QFormLayout()
-        form.addRow("Checkpoint", self.checkpoint)
-        form.addRow("Site", self.site)
-        form.addRow("Cases", self.n)
-        form.addRow("Size (voxels)", self.size)
-        form.addRow("Folder", self.out)
-        form.addRow("Label codes", self.codes)
-        form.addRow("Seed", self.seed)
-        form.addRow("", self.meshes)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.export_button)
-        buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(form([
+            ("Checkpoint", self.checkpoint), ("Site", self.site), ("Cases", self.n),
+            ("Size (voxels)", self.size), ("Folder", self.out), ("Label codes", self.codes),
+            ("Seed", self.seed), ("", self.meshes)]))
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -106,7 +89,7 @@ class ExportWidget(QWidget):
         layout.addWidget(self.novelty, 1)
         self.export_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
-        self._set_phase("idle")
+        self.set_phase("idle")
 
     def args(self) -> list[str]:
         args = ["export", "--checkpoint", self.checkpoint.text().strip() or "default",
@@ -116,16 +99,10 @@ class ExportWidget(QWidget):
         return [*args, "--meshes"] if self.meshes.isChecked() else args
 
     def start(self) -> None:
-        job = CommandJob("Export (fedsim export)", self.args())
-        self.job = job
         self._started, self._first_done = time.monotonic(), None
         self.summary.setText("")
         self.novelty.clear()
-        job.output.connect(self._output)
-        job.finished.connect(lambda rc, stopped: self._finished(job, rc, stopped))
-        job.failed.connect(self.status.setText)
-        self._set_phase("exporting")
-        job.start()
+        self.launch(CommandJob("Export (fedsim export)", self.args()), "exporting")
 
     def cancel(self) -> None:
         """Stop after the case being written (complete cases stay)."""
@@ -147,12 +124,10 @@ class ExportWidget(QWidget):
         self.status.setText(rate.text())
 
     def _finished(self, job: CommandJob, rc: int, stopped: bool) -> None:
-        if rc == 0:
-            self._set_phase("done")
-        elif stopped and rc == INTERRUPTED:
-            self._set_phase("cancelled")
-        else:
-            self._set_phase("failed")
+        ended = outcome(rc, stopped)
+        # a killed export (never from this panel) may leave a case half-written
+        self.set_phase({"done": "done", "interrupted": "cancelled"}.get(ended, "failed"))
+        if self.phase == "failed":
             return
         folder = export_run.dataset_folder(self.out.text())
         lines = [ln for ln in job.stdout.splitlines() if ln.strip()]
@@ -171,10 +146,8 @@ class ExportWidget(QWidget):
                 self.novelty.setItem(i, j, QTableWidgetItem(text))
         self.novelty.resizeColumnsToContents()
 
-    def _set_phase(self, phase: str) -> None:
-        self.phase = phase
-        self.export_button.setEnabled(phase != "exporting")
-        self.cancel_button.setEnabled(phase == "exporting")
+    def set_phase(self, phase: str) -> None:
+        super().set_phase(phase)
         if phase == "cancelled":
             self.status.setText(f"cancelled: {self.progress.value()} complete cases kept; "
                                 "Export again resumes")

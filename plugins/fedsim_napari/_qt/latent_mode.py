@@ -2,7 +2,7 @@
 
 A mixin of :class:`fedsim_napari._qt.explorer.ExplorerWidget` (it uses the widget's
 state, scheduler, latent page and result); kept apart so the Explorer's file holds its
-layout and its paint pacing.
+layout and its state wiring.
 """
 
 from __future__ import annotations

@@ -18,8 +18,6 @@ from qtpy.QtGui import QPixmap
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -27,19 +25,21 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from fedsim_napari import run_folder
-from fedsim_napari.command import INTERRUPTED, CommandJob
+from fedsim_napari._qt.command_panel import CommandPanel, form, outcome, wrapped_label
+from fedsim_napari.command import CommandJob
 from fedsim_napari.state import AppState, shared_state
 
 SOURCES = ("cohort folder", "dataset folder")
 TRAIN_PRESETS = ("smoke", "cpu", "paper")
 POLL_MS = 1000
+RUNNING = ("validating", "training")
+STOPPED = ("idle", "paused", "cancelled", "done", "failed")
 
 
-class TrainingWidget(QWidget):
+class TrainingWidget(CommandPanel):
     """Dataset, site, label budget and preset; Start / Pause / Resume / Cancel; live view."""
 
     def __init__(self, napari_viewer=None, parent=None, *, state: AppState | None = None):
@@ -49,8 +49,8 @@ class TrainingWidget(QWidget):
         self.setObjectName("FedSimTraining")
         self.viewer = napari_viewer
         self.app_state = state if state is not None else shared_state(napari_viewer)
-        self.job: CommandJob | None = None
-        self.phase = "idle"  # idle, validating, training, paused, cancelled, done, failed
+        self._train: list[str] = []  # the command started once the data passed validation
+        # phases: idle, validating, training, paused, cancelled, done, failed
         self.source = QComboBox()
         self.source.addItems(SOURCES)
         self.data = QLineEdit("cohort")
@@ -65,21 +65,26 @@ class TrainingWidget(QWidget):
         self.preset.addItems(TRAIN_PRESETS)
         self.preset.setCurrentText("cpu")
         self.config = QLineEdit()
-        self.config.setPlaceholderText("optional TOML overriding the preset (phases, epochs)")
+        self.config.setPlaceholderText("optional TOML overriding the preset")
+        self.epochs = []  # passes over the phase's volumes, per phase (0: the preset's)
+        for phase in (1, 2, 3):
+            box = QSpinBox()
+            box.setRange(0, 100_000)
+            box.setSpecialValueText("preset")
+            box.setToolTip(f"phase {phase}: epochs (passes over its volumes); 'preset' "
+                           "keeps the preset's or the config's")
+            self.epochs.append(box)
         self.out = QLineEdit("runs/site-A")
         self.site.currentTextChanged.connect(lambda s: self.out.setText(f"runs/site-{s}"))
-        self.start_button = QPushButton("Start")
-        self.pause_button = QPushButton("Pause")
-        self.resume_button = QPushButton("Resume")
-        self.cancel_button = QPushButton("Cancel")
+        buttons, (self.start_button, self.pause_button, self.resume_button,
+                  self.cancel_button) = self.button_row({
+                      "Start": STOPPED, "Pause": ("training",),
+                      "Resume": ("paused", "cancelled"), "Cancel": RUNNING})
         self.bars = [QProgressBar() for _ in range(3)]
         for i, bar in enumerate(self.bars):
             bar.setFormat(f"phase {i + 1}: %v/%m")
             bar.setValue(0)
-        self.status = QLabel("not started")
-        self.problems = QLabel()
-        for label in (self.status, self.problems):
-            label.setWordWrap(True)
+        self.problems = wrapped_label()
         from fedsim_napari._qt.loss_plot import LossPlot
 
         self.plot = LossPlot()
@@ -91,22 +96,11 @@ class TrainingWidget(QWidget):
         self.load_button = QPushButton("Load checkpoint into the Explorer")
         self._samples_mtime = None
 
-        form = QFormLayout()
-        row = QHBoxLayout()
-        row.addWidget(self.source)
-        row.addWidget(self.data, 1)
-        row.addWidget(browse)
-        form.addRow("Data", row)
-        form.addRow("Site", self.site)
-        form.addRow("Labelled", self.labels)
-        form.addRow("Preset", self.preset)
-        form.addRow("Config", self.config)
-        form.addRow("Run folder", self.out)
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.pause_button, self.resume_button, self.cancel_button):
-            buttons.addWidget(b)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(form([
+            ("Data", (self.source, self.data, browse)), ("Site", self.site),
+            ("Labelled", self.labels), ("Preset", self.preset), ("Config", self.config),
+            ("Epochs 1/2/3", self.epochs), ("Run folder", self.out)]))
         layout.addLayout(buttons)
         for bar in self.bars:
             layout.addWidget(bar)
@@ -126,7 +120,7 @@ class TrainingWidget(QWidget):
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
         self._poll.timeout.connect(self.refresh)
-        self._set_phase("idle")
+        self.set_phase("idle")
 
     # -- commands -------------------------------------------------------------------------
     def _train_args(self, resume: bool) -> list[str]:
@@ -137,21 +131,35 @@ class TrainingWidget(QWidget):
             args += ["--labels", str(self.labels.value())]
         if resume:  # the run's own settings (config.toml in its folder) are used
             return [*args, "--resume"]
-        args += ["--preset", self.preset.currentText()]
-        if self.config.text().strip():
-            args += ["--config", self.config.text().strip()]
-        return args
+        preset = self.preset.currentText()
+        if not self.config.text().strip() and not any(b.value() for b in self.epochs):
+            return [*args, "--preset", preset]
+        # `--config` sets the base preset itself: one file says preset, config and epochs
+        out = Path(self.out.text())
+        config = run_folder.launch_config(
+            out.parent / f"{out.name}.train.toml", preset, self.config.text().strip(),
+            {i + 1: b.value() for i, b in enumerate(self.epochs)})
+        return [*args, "--preset", preset, "--config", str(config)]
 
     def start(self) -> None:
         """Validate the data, then train from scratch."""
+        from napari.utils.notifications import show_error
+
         from fedsim_app.sites import get_site
 
+        try:
+            self._train = self._train_args(False)
+        except ValueError as exc:
+            show_error(f"FedSim training: {exc}")
+            self.set_phase("failed")
+            self.status.setText(str(exc))
+            return
         path = self.data.text()
         if self.source.currentText() == SOURCES[0]:  # the site's dataset in the cohort
             path = str(Path(path) / get_site(self.site.currentText()).dataset.folder)
         self.problems.setText("")
-        self._run(CommandJob("Checking the training data (fedsim validate)",
-                             ["validate", path]), "validating")
+        self.launch(CommandJob("Checking the training data (fedsim validate)",
+                               ["validate", path]), "validating")
 
     def pause(self) -> None:
         if self.job is not None and self.phase == "training":
@@ -159,50 +167,33 @@ class TrainingWidget(QWidget):
             self.job.stop()
 
     def resume(self) -> None:
-        self._run(CommandJob("Training (fedsim train --resume)", self._train_args(True)),
-                  "training")
+        self.launch(CommandJob("Training (fedsim train --resume)", self._train_args(True)),
+                    "training")
 
     def cancel(self) -> None:
         if self.job is not None and self.job.running:
             self.job.kill()
 
-    def _run(self, job: CommandJob, phase: str) -> None:
-        self.job = job
-        job.output.connect(self._output)
-        job.finished.connect(lambda rc, stopped: self._finished(job, rc, stopped))
-        job.failed.connect(self.status.setText)
-        self._set_phase(phase)
-        job.start()
+    def launch(self, job: CommandJob, phase: str) -> None:
+        super().launch(job, phase)
         self._poll.start()
 
     def _finished(self, job: CommandJob, rc: int, stopped: bool) -> None:
         if job.args[0] == "validate":
             if rc == 0:
-                self._run(CommandJob("Training (fedsim train)", self._train_args(False)),
-                          "training")
+                self.launch(CommandJob("Training (fedsim train)", self._train), "training")
                 return
             self.problems.setText("<b>The data has problems</b> (fedsim validate):<br>"
                                   + "<br>".join(job.log.strip().splitlines()[:12]))
-            self._set_phase("failed")
+            self.set_phase("failed")
             return
         self.refresh()
-        if rc == 0:
-            self._set_phase("done")
-        elif stopped and rc == INTERRUPTED:
-            self._set_phase("paused")
-        elif stopped:
-            self._set_phase("cancelled")
-        else:
-            self._set_phase("failed")
+        self.set_phase({"done": "done", "interrupted": "paused", "killed": "cancelled",
+                        "failed": "failed"}[outcome(rc, stopped)])
 
-    def _set_phase(self, phase: str) -> None:
-        self.phase = phase
-        running = phase in ("validating", "training")
-        self.start_button.setEnabled(not running)
-        self.pause_button.setEnabled(phase == "training")
-        self.resume_button.setEnabled(phase in ("paused", "cancelled"))
-        self.cancel_button.setEnabled(running)
-        if not running:
+    def set_phase(self, phase: str) -> None:
+        super().set_phase(phase)
+        if phase not in RUNNING:
             self._poll.stop()
         out = self.out.text()
         texts = {"idle": "not started", "validating": "checking the data…",
