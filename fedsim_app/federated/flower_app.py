@@ -95,7 +95,7 @@ def _secure_site_round(msg: Message, context: Context) -> Message:
     c = _client(config, context)
     weights = unpack(layout, flat, tensor_spec({k: p.detach() for k, p in c.shared.items()}))
     update = c.train_round(task, weights)
-    clip = float(context.run_config.get("secagg-clip", secagg.CLIP))
+    clip = float(context.run_config.get("secagg-clip", secagg.CLIP)) or secagg.CLIP
     vec = secagg.site_gradients(update.site, update.grads, layout["names"])
     return secagg.fit_reply(msg, update.site, update.round, vec, update.metrics, clip)
 
@@ -223,8 +223,9 @@ def serve(grid: Grid, context: Context) -> None:
                            min_sites=fed.min_sites, dp=fed.dp)
         server.save()
     until = int(context.run_config.get("until-round", 0)) or server.plan.total
-    secure = bool(context.run_config.get("secagg", False))
-    clip = float(context.run_config.get("secagg-clip", secagg.CLIP))
+    # run config secagg-clip > 0: shared rounds under SecAgg+ with that clipping range
+    clip = float(context.run_config.get("secagg-clip", 0.0))
+    secure = clip > 0
 
     def exchange(g, msgs, timeout):
         return _exchange(g, msgs, min(timeout, ROUND_TIMEOUT_S), enough=server.min_sites,

@@ -45,6 +45,7 @@ clientapp = "fedsim_app.federated.flower_app:client_app"
 run-dir = ""
 until-round = 0
 straggler-s = 60.0
+secagg-clip = 0.0
 """
 
 
@@ -197,14 +198,15 @@ class LocalFlower:
                 proc.wait(10)
 
     def run(self, *, until: int = 0, progress=None, poll_s: float = 0.5,
-            straggler_s: float = 60.0) -> int:
+            straggler_s: float = 60.0, secagg_clip: float = 0.0) -> int:
         """``flwr run`` the app against the local SuperLink; returns its exit status.
 
         ``straggler_s``: how long a round waits for the other sites once the federation's
-        minimum answered.
+        minimum answered. ``secagg_clip`` > 0: shared rounds under SecAgg+, each gradient
+        value clipped to ±``secagg_clip`` (:mod:`~fedsim_app.federated.flower_secagg`).
         """
         cfg = (f"run-dir={_toml_str(self.run_dir)} until-round={int(until)} "
-               f"straggler-s={float(straggler_s)}")
+               f"straggler-s={float(straggler_s)} secagg-clip={float(secagg_clip)}")
         proc = self._start("flwr-run", [_tool("flwr"), "run", str(self.root / "app"),
                                         CONNECTION, "--stream", "--run-config", cfg])
         log = self.run_dir / "rounds.jsonl"
@@ -255,15 +257,16 @@ class LocalFlower:
 
 
 def run_flower(fed, run_dir: str | Path, *, resume: bool = False, until: int = 0,
-               progress=None) -> int:
-    """Run (or resume) the federation ``fed`` on local Flower; 0 when it finished."""
+               progress=None, secagg_clip: float = 0.0) -> int:
+    """Run (or resume) the federation ``fed`` on local Flower; 0 when it finished.
+    ``secagg_clip`` > 0 turns SecAgg+ on (see :meth:`LocalFlower.run`)."""
     from fedsim_app.federated.server import CHECKPOINT, load_server_checkpoint
 
     run_dir = Path(run_dir)
     if not resume:
         fed.save(run_dir)
     with LocalFlower(fed, run_dir) as flower:
-        status = flower.run(until=until, progress=progress)
+        status = flower.run(until=until, progress=progress, secagg_clip=secagg_clip)
     if status != 0:
         raise FedSimError(f"flwr run exited with status {status}; see "
                           f"{run_dir / 'flower' / 'flwr-run.log'} and the SuperLink's log")
