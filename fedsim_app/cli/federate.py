@@ -147,16 +147,9 @@ def run(args) -> int:
     from fedsim_app.federated.inprocess import Interrupted
     from fedsim_app.federated.session import load_federation
 
+    _check_secagg(args, None if args.resume else args.runtime)
     fed = load_federation(args.out) if args.resume else _federation(args)
-    if args.secagg and fed.runtime != "flower":
-        from fedsim_app.errors import FedSimError
-
-        raise FedSimError("--secagg runs Flower's SecAgg+ protocol: use it with "
-                          "--runtime flower")
-    if not args.secagg_clip > 0:
-        from fedsim_app.errors import FedSimError
-
-        raise FedSimError(f"--secagg-clip must be > 0, got {args.secagg_clip}")
+    _check_secagg(args, fed.runtime)
     if args.threads > 0:
         import os
 
@@ -201,6 +194,16 @@ def run(args) -> int:
     print(f"federated {len(clients)} sites ({', '.join(c.key for c in clients)}) for "
           f"{server.round} rounds: {args.out}")
     return 0
+
+
+def _check_secagg(args, runtime: str | None) -> None:
+    from fedsim_app.errors import FedSimError
+
+    if not args.secagg_clip > 0:
+        raise FedSimError(f"--secagg-clip must be > 0, got {args.secagg_clip}")
+    if args.secagg and runtime not in (None, "flower"):
+        raise FedSimError("--secagg runs Flower's SecAgg+ protocol: use it with "
+                          "--runtime flower")
 
 
 def _run_flower(fed, args) -> int:
