@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(ours)
     if not args.poll_s > 0:
         ap.error(f"--poll-s must be > 0, got {args.poll_s}")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    # no logging setup here: Flower configures its own (a root handler would repeat
+    # every Flower line and log each of the node's polls through httpx); the warning of
+    # cap_supernode_waits reaches stderr through logging's last-resort handler
     cap_supernode_waits(args.poll_s)
     from flwr.supernode.cli import flower_supernode
 
