@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/federated.py --cohort COHORT --sites A,B,C --rounds 6 \
-        --preset smoke [--labels 2] [--no-matrix] [--dp-epsilon 8] [--out DIR]
+        --preset cpu [--labels 2] [--no-matrix] [--dp-epsilon 8] [--secagg] [--out DIR]
 
 Both runtimes run the same rounds from the same seed through ``fedsim federate``.
 Per-round seconds are the server's own (broadcast, every site's step, aggregation) from
@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--no-matrix", action="store_true")
     ap.add_argument("--dp-epsilon", type=float,
                     help="also run in-process with differential privacy at this ε")
+    ap.add_argument("--secagg", action="store_true",
+                    help="also run on Flower with SecAgg+ (--secagg)")
     ap.add_argument("--runtimes", default="inprocess,flower",
                     help="which runtimes to time (default both)")
     ap.add_argument("--out")
@@ -58,6 +60,8 @@ def main() -> None:
             *(["--no-matrix"] if args.no_matrix else [])]
     results = {}
     runs = {r: ["--runtime", r] for r in args.runtimes.split(",")}
+    if args.secagg:
+        runs["flower+secagg"] = ["--runtime", "flower", "--secagg"]
     if args.dp_epsilon:
         runs["inprocess+dp"] = ["--runtime", "inprocess", "--dp-epsilon",
                                 str(args.dp_epsilon)]
@@ -84,7 +88,7 @@ def main() -> None:
               f"(outside rounds {r['outside_rounds_s']:.1f} s); rounds "
               f"{[round(s, 2) for s in r['round_s']]}")
     ip = results["inprocess"]
-    for name in ("flower", "inprocess+dp"):
+    for name in ("flower", "flower+secagg", "inprocess+dp"):
         if name in results:
             r = results[name]
             print(f"{name} over in-process per round: "

@@ -6,6 +6,7 @@ installed and passed over otherwise: the engine core must not need it.
 
 #: engine module → the package of the optional extra it needs
 OPTIONAL = {"fedsim_app.federated.flower_app": "flwr",
+            "fedsim_app.federated.flower_secagg": "flwr",
             "fedsim_app.federated.flower_worker": "flwr"}
 
 IMPORT_ALL = f"""

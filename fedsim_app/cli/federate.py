@@ -50,6 +50,12 @@ def register(sub) -> None:
                    "(default 1e-5)")
     p.add_argument("--dp-clip", type=float, default=1.0,
                    help="L2 norm each site clips its gradients to under DP (default 1)")
+    p.add_argument("--secagg", action="store_true",
+                   help="secure aggregation (Flower's SecAgg+, --runtime flower only): the "
+                   "server learns only the mean of the sites' gradients, each value "
+                   "clipped to ±--secagg-clip and quantised first (default: off)")
+    p.add_argument("--secagg-clip", type=float, default=8.0,
+                   help="bound of a gradient value under --secagg (default 8)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN (its settings are used)")
@@ -141,7 +147,9 @@ def run(args) -> int:
     from fedsim_app.federated.inprocess import Interrupted
     from fedsim_app.federated.session import load_federation
 
+    _check_secagg(args, None if args.resume else args.runtime)
     fed = load_federation(args.out) if args.resume else _federation(args)
+    _check_secagg(args, fed.runtime)
     if args.threads > 0:
         import os
 
@@ -188,6 +196,16 @@ def run(args) -> int:
     return 0
 
 
+def _check_secagg(args, runtime: str | None) -> None:
+    from fedsim_app.errors import FedSimError
+
+    if not args.secagg_clip > 0:
+        raise FedSimError(f"--secagg-clip must be > 0, got {args.secagg_clip}")
+    if args.secagg and runtime not in (None, "flower"):
+        raise FedSimError("--secagg runs Flower's SecAgg+ protocol: use it with "
+                          "--runtime flower")
+
+
 def _run_flower(fed, args) -> int:
     import sys
     from types import SimpleNamespace
@@ -209,7 +227,8 @@ def _run_flower(fed, args) -> int:
         bar["bar"](result)
 
     try:
-        status = run_flower(fed, args.out, resume=args.resume, progress=progress)
+        status = run_flower(fed, args.out, resume=args.resume, progress=progress,
+                            secagg_clip=args.secagg_clip if args.secagg else 0.0)
     except KeyboardInterrupt:
         print(f"\nfedsim federate: interrupted; Flower stopped, checkpoint "
               f"{args.out}/server.pt (continue with --resume)", file=sys.stderr)

@@ -19,6 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
+from fedsim_app.federated import flower_secagg as secagg
 from fedsim_app.federated.protocol import RoundTask, SiteUpdate, pack, tensor_spec, unpack
 
 QUERY, TRAIN = "query", "train"
@@ -35,21 +36,23 @@ ROUND_TIMEOUT_S = 3600.0
 STRAGGLER_S = 60.0
 
 server_app = ServerApp()
-client_app = ClientApp()
+# SecAgg+'s mod handles the messages of a secure round; every other message passes by it
+client_app = ClientApp(mods=[secagg.secagg_when_asked])
 _clients: dict = {}  # (run folder, site) -> FedClient, while this process lives
 
 
 # -- the site ----------------------------------------------------------------------------
-def _client(msg: Message, context: Context):
-    """This node's site, built from its node config and the run's configuration as the
-    server sent it (a hospital's machine has no copy of the server's run folder)."""
+def _client(config: dict, context: Context):
+    """This node's site, built from its node config and the run's configuration
+    (``config``) as the server sent it (a hospital's machine has no copy of the server's
+    run folder)."""
     from fedsim_app.federated.client import FedClient
     from fedsim_app.sites import get_site
     from fedsim_app.train.config import from_dict
 
     node = context.node_config
     site = str(node["site"])
-    cfg = from_dict(dict(msg.content["config"]))
+    cfg = from_dict(dict(config))
     key = (context.run_id, site)
     if key not in _clients:
         _clients[key] = FedClient(get_site(site), cfg, str(node["data-dir"]),
@@ -60,7 +63,7 @@ def _client(msg: Message, context: Context):
 @client_app.query()
 def site_sizes(msg: Message, context: Context) -> Message:
     """The site's key and its counts of labelled and unlabelled volumes."""
-    c = _client(msg, context)
+    c = _client(msg.content["config"], context)
     n_lab, n_unl = c.sizes
     return Message(RecordDict({"site": ConfigRecord({"site": c.key}),
                                "sizes": MetricRecord({"n_labelled": n_lab,
@@ -70,8 +73,11 @@ def site_sizes(msg: Message, context: Context) -> Message:
 
 @client_app.train()
 def site_round(msg: Message, context: Context) -> Message:
-    """One round's step on this site's data; the reply is the site's update."""
-    c = _client(msg, context)
+    """One round's step on this site's data; the reply is the site's update (under
+    SecAgg+, the gradients ``secaggplus_mod`` masks)."""
+    if secagg.is_secure_fit(msg):
+        return _secure_site_round(msg, context)
+    c = _client(msg.content["config"], context)
     task = RoundTask.from_dict(dict(msg.content["task"]))
     spec = tensor_spec({k: p.detach() for k, p in c.shared.items()})
     weights = unpack(dict(msg.content["layout"]), _flat(msg.content["weights"]), spec)
@@ -82,6 +88,16 @@ def site_round(msg: Message, context: Context) -> Message:
         "grads": ArrayRecord(torch_state_dict={"flat": flat}),
         "metrics": MetricRecord(payload["metrics"]),
     }), reply_to=msg)
+
+
+def _secure_site_round(msg: Message, context: Context) -> Message:
+    task, layout, config, flat = secagg.read_fitins(msg)
+    c = _client(config, context)
+    weights = unpack(layout, flat, tensor_spec({k: p.detach() for k, p in c.shared.items()}))
+    update = c.train_round(task, weights)
+    clip = float(context.run_config.get("secagg-clip", secagg.CLIP)) or secagg.CLIP
+    vec = secagg.site_gradients(update.site, update.grads, layout["names"])
+    return secagg.fit_reply(msg, update.site, update.round, vec, update.metrics, clip)
 
 
 def _flat(record: ArrayRecord):
@@ -207,12 +223,30 @@ def serve(grid: Grid, context: Context) -> None:
                            min_sites=fed.min_sites, dp=fed.dp)
         server.save()
     until = int(context.run_config.get("until-round", 0)) or server.plan.total
+    # run config secagg-clip > 0: shared rounds under SecAgg+ with that clipping range
+    clip = float(context.run_config.get("secagg-clip", 0.0))
+    secure = clip > 0
+
+    def exchange(g, msgs, timeout):
+        return _exchange(g, msgs, min(timeout, ROUND_TIMEOUT_S), enough=server.min_sites,
+                         grace_s=grace_s)
     while server.round < min(until, server.plan.total):
         t0 = time.perf_counter()
         task = server.next_task()
+        live = roster.refresh()
+        if secure and task.shared:
+            nodes = [live[k] for k in fed.sites if k in live]
+            mean, metrics = secagg.secure_round(grid, exchange, context, task,
+                                                server.weights(), server.cfg.to_dict(),
+                                                nodes, clip=clip, timeout=ROUND_TIMEOUT_S)
+            layout, _ = pack(server.weights())
+            server.aggregate(task, [secagg.metrics_update(m) for m in metrics],
+                             seconds=time.perf_counter() - t0,
+                             secure_mean=None if mean is None else unpack(layout, mean,
+                                                                          server.spec))
+            continue
         layout, flat = pack(server.weights())
         weights = ArrayRecord(torch_state_dict={"flat": flat})
-        live = roster.refresh()
         config = ConfigRecord(server.cfg.to_dict())
         msgs = [Message(RecordDict({"task": ConfigRecord(task.to_dict()), "weights": weights,
                                     "layout": ConfigRecord(layout),

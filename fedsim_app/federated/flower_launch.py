@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from fedsim_app.errors import FedSimError
+from fedsim_app.federated.flower_node import POLL_S as NODE_POLL_S
 
 CONNECTION = "fedsim-local"
 APP_TOML = """[build-system]
@@ -44,6 +45,7 @@ clientapp = "fedsim_app.federated.flower_app:client_app"
 run-dir = ""
 until-round = 0
 straggler-s = 60.0
+secagg-clip = 0.0
 """
 
 
@@ -95,13 +97,14 @@ def _toml_str(value: str) -> str:
 class LocalFlower:
     """A SuperLink and one SuperNode per site on 127.0.0.1, stopped on exit."""
 
-    def __init__(self, fed, run_dir: str | Path):
+    def __init__(self, fed, run_dir: str | Path, *, node_poll_s: float = NODE_POLL_S):
         self.fed = fed
         self.run_dir = Path(run_dir).resolve()
         self.root = self.run_dir / "flower"
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}  # site -> its SuperNode's runtime API port
         self.link = 0
+        self.node_poll_s = node_poll_s
         # Flower starts its helpers (flower-superexec, flwr-serverapp, flwr-clientapp) by
         # name: the interpreter's bin folder goes first on PATH
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -164,14 +167,19 @@ class LocalFlower:
         The SuperNode runs with ``--isolation process`` and FedSim's long-lived worker
         (:mod:`~fedsim_app.federated.flower_worker`) runs its tasks, so the site's data and
         networks stay loaded between rounds instead of a fresh ``flwr-clientapp`` process
-        per message.
+        per message. The SuperNode is Flower's own, started through
+        :mod:`~fedsim_app.federated.flower_node` so that it asks for the next message every
+        ``node_poll_s`` instead of every 3 s.
         """
         node_config = " ".join([
             f"site={_toml_str(key)}", f"data-dir={_toml_str(self.fed.data[key])}",
             f"state-dir={_toml_str(self.root / 'sites' / key)}",
             f"labels={int(self.fed.labels[key])}"])
+        # Flower's own SuperNode, its 3 s idle wait capped (flower_node.POLL_S)
+        _tool("flower-supernode")  # Flower is installed (a clear error if not)
         node = self._start(f"supernode-{key}", [
-            _tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link}",
+            sys.executable, "-m", "fedsim_app.federated.flower_node", "--poll-s",
+            str(self.node_poll_s), "--", "--insecure", "--superlink", f"127.0.0.1:{link}",
             "--host", "127.0.0.1", "--port", str(port), "--isolation", "process",
             "--node-config", node_config])
         self._start(f"worker-{key}", [
@@ -190,14 +198,15 @@ class LocalFlower:
                 proc.wait(10)
 
     def run(self, *, until: int = 0, progress=None, poll_s: float = 0.5,
-            straggler_s: float = 60.0) -> int:
+            straggler_s: float = 60.0, secagg_clip: float = 0.0) -> int:
         """``flwr run`` the app against the local SuperLink; returns its exit status.
 
         ``straggler_s``: how long a round waits for the other sites once the federation's
-        minimum answered.
+        minimum answered. ``secagg_clip`` > 0: shared rounds under SecAgg+, each gradient
+        value clipped to ±``secagg_clip`` (:mod:`~fedsim_app.federated.flower_secagg`).
         """
         cfg = (f"run-dir={_toml_str(self.run_dir)} until-round={int(until)} "
-               f"straggler-s={float(straggler_s)}")
+               f"straggler-s={float(straggler_s)} secagg-clip={float(secagg_clip)}")
         proc = self._start("flwr-run", [_tool("flwr"), "run", str(self.root / "app"),
                                         CONNECTION, "--stream", "--run-config", cfg])
         log = self.run_dir / "rounds.jsonl"
@@ -248,15 +257,16 @@ class LocalFlower:
 
 
 def run_flower(fed, run_dir: str | Path, *, resume: bool = False, until: int = 0,
-               progress=None) -> int:
-    """Run (or resume) the federation ``fed`` on local Flower; 0 when it finished."""
+               progress=None, secagg_clip: float = 0.0) -> int:
+    """Run (or resume) the federation ``fed`` on local Flower; 0 when it finished.
+    ``secagg_clip`` > 0 turns SecAgg+ on (see :meth:`LocalFlower.run`)."""
     from fedsim_app.federated.server import CHECKPOINT, load_server_checkpoint
 
     run_dir = Path(run_dir)
     if not resume:
         fed.save(run_dir)
     with LocalFlower(fed, run_dir) as flower:
-        status = flower.run(until=until, progress=progress)
+        status = flower.run(until=until, progress=progress, secagg_clip=secagg_clip)
     if status != 0:
         raise FedSimError(f"flwr run exited with status {status}; see "
                           f"{run_dir / 'flower' / 'flwr-run.log'} and the SuperLink's log")

@@ -143,8 +143,13 @@ class FedServer:
         return {k: p.detach().clone() for k, p in self.params.items()}
 
     def aggregate(self, task: RoundTask, updates: list[SiteUpdate], *,
-                  seconds: float = 0.0) -> RoundResult:
+                  seconds: float = 0.0,
+                  secure_mean: dict[str, torch.Tensor] | None = None) -> RoundResult:
         """Validate, average and apply one round's updates; checkpoint; advance.
+
+        ``secure_mean``: the sites' mean gradient as secure aggregation (SecAgg+) gave
+        it; ``updates`` then carry the sites' metrics only, and the mean is checked (names,
+        shapes, dtypes, finite) and applied in place of their average.
 
         Raises
         ------
@@ -179,6 +184,8 @@ class FedServer:
         # order, and a run must not depend on which hospital answered first
         with_grads = sorted((u for u in accepted if u.grads),
                             key=lambda u: self.sites.index(u.site))
+        if secure_mean is not None:
+            with_grads = [self._checked_mean(task, secure_mean, accepted)]
         if task.shared and with_grads:
             self._apply(task, with_grads)
         if self.dp is not None and task.shared:
@@ -199,6 +206,17 @@ class FedServer:
             with open(self.run_dir / ROUND_LOG, "a") as fh:
                 fh.write(json.dumps(result.to_dict()) + "\n")
         return result
+
+    def _checked_mean(self, task: RoundTask, mean: dict, accepted: list[SiteUpdate]
+                      ) -> SiteUpdate:
+        who = "+".join(u.site for u in accepted)
+        update = SiteUpdate(f"{who} (secure mean)", task.round, mean)
+        try:
+            validate_update(update, self.spec, task)
+        except UpdateRejected as exc:
+            raise RoundFailed(f"round {task.round + 1}: the securely aggregated mean is "
+                              f"unusable ({exc}); the shared weights are unchanged") from exc
+        return update
 
     def _apply(self, task: RoundTask, updates: list[SiteUpdate]) -> None:
         opt = self.opt[task.kind]

@@ -30,6 +30,8 @@ def test_federate_runs_resumes_and_refuses_reuse(tiny_data, tmp_path, capsys):
     (["--labels", "A"], "KEY=VALUE"),
     (["--data", "B=/nowhere"], "not in --sites"),
     (["--resume"], "no federated run"),
+    (["--secagg"], "--runtime flower"),
+    (["--secagg", "--runtime", "flower", "--secagg-clip", "0"], "--secagg-clip must be > 0"),
 ])
 def test_federate_bad_input_one_line(tmp_path, capsys, argv, words):
     args = ["federate", "--sites", "A", "--data", f"A={tmp_path}", "--out",
