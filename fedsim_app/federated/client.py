@@ -223,7 +223,9 @@ class FedClient:
                 "models": {k: m.state_dict() for k, m in self.local_modules().items()},
                 "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
                 "prior": self.prior, "rng": self.rng.get_state(),
-                "norm_stats": self.norm_stats}
+                "norm_stats": self.norm_stats,
+                # which run this state belongs to: a bundle refuses another run's server
+                "config": self.cfg.to_dict()}
 
     def save(self) -> Path:
         """Write the local state atomically, keeping the one before it."""
