@@ -51,6 +51,10 @@ def register(sub) -> None:
                    "(default 1e-5)")
     p.add_argument("--dp-clip", type=float, default=1.0,
                    help="L2 norm each site clips its gradients to under DP (default 1)")
+    p.add_argument("--view-every", type=int, default=0, metavar="N",
+                   help="every N rounds render one latent (drawn once per run) through "
+                   "each site's networks and scanner into RUN/views (in-process runtime; "
+                   "default 0: off)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN (its settings are used)")
@@ -140,10 +144,17 @@ def _federation(args):
         overrides["coarse_matrix"] = False
     cfg = preset(args.preset, **overrides)
     min_sites = args.min_sites if args.min_sites is not None else max(1, len(keys) - 1)
+    if args.view_every < 0:
+        raise FedSimError(f"--view-every {args.view_every}: give a number of rounds ≥ 0")
+    if args.view_every and args.runtime == "flower":
+        raise FedSimError("--view-every: the views are drawn in-process only (on Flower "
+                          "each site's networks live in its SuperNode); drop it or use "
+                          "--runtime inprocess")
     return Federation(keys, site_data_folders(keys, args.cohort, data), labels, args.rounds,
                       min_sites, args.runtime, cfg, build_matrix=not args.no_matrix,
                       dp=None if args.dp_epsilon is None else DPConfig(
-                          args.dp_epsilon, args.dp_delta, args.dp_clip))
+                          args.dp_epsilon, args.dp_delta, args.dp_clip),
+                      view_every=args.view_every)
 
 
 class _Bar:
@@ -220,7 +231,8 @@ def run(args) -> int:
     previous = signal.signal(signal.SIGINT, request_stop)
     bar = _Bar(server.plan.total, server.round)
     try:
-        run_inprocess(server, clients, progress=bar, should_stop=lambda: stop["requested"])
+        run_inprocess(server, clients, progress=bar, should_stop=lambda: stop["requested"],
+                      view_every=fed.view_every)
     except Interrupted:
         bar.close()
         print(f"\nfedsim federate: interrupted after round {server.round}; checkpoint "

@@ -131,6 +131,16 @@ class FedClient:
     def local_modules(self) -> dict[str, torch.nn.Module]:
         return {k: m for k, m in self.nets.modules().items() if k not in SHARED_MODULES}
 
+    @torch.no_grad()
+    def view(self, z: torch.Tensor):
+        """Latent ``z`` (1, 32) through this site as its networks stand: the mid-axial
+        (generated labels, coarse CT upsampled, enhanced) slices, each (H, W), as the
+        trainer's sample grid draws them (no training state is touched)."""
+        from fedsim_app.train.samples import evaluating, mid_slices
+
+        with evaluating(*self.nets.modules().values()):
+            return mid_slices(self.steps, z, None)
+
     # -- shared parts ----------------------------------------------------------------------
     def set_shared(self, weights: dict[str, torch.Tensor]) -> None:
         """Load the server's shared weights (names and shapes must match exactly)."""

@@ -1,5 +1,6 @@
-"""A federated run's model: the server's generators with each site's local parts, one
-bundle the export engine and the Explorer's latent engine load; bad inputs are one line."""
+"""What a finished federated run leaves: its model (the server's generators with each
+site's local parts, one bundle the export engine and the Explorer's latent engine load;
+bad inputs are one line) and its views (one latent through each site every N rounds)."""
 
 import shutil
 
@@ -22,7 +23,8 @@ def fed_run(tiny_data, tmp_path_factory):
     try:
         assert main(["federate", "--sites", "A,B", "--data", f"A={tiny_data}", "--data",
                      f"B={tiny_data}", "--labels", "A=2", "--labels", "B=2", "--preset",
-                     "smoke", "--no-matrix", "--rounds", "3", "--out", str(out)]) == 0
+                     "smoke", "--no-matrix", "--rounds", "3", "--view-every", "2",
+                     "--out", str(out)]) == 0
     finally:
         CoarseScanner.build = build
     return out
@@ -105,3 +107,41 @@ def test_bad_inputs_are_one_line(fed_run, tmp_path, capsys):
         federated_site_state(server, dict(local, norm_stats=None))
     with pytest.raises(FedSimError, match="model.pt"):  # a file, not a run folder
         bundle_run(fed_run / "model.pt")
+
+
+def test_views_show_one_latent_through_each_site_every_n_rounds(fed_run):
+    import json
+
+    import numpy as np
+
+    from fedsim_app.federated.views import list_views, view_latent
+
+    views = list_views(fed_run)
+    assert [r for r, _ in views] == [0, 2, 3]  # the untrained model, every 2nd, the last
+    latent = json.loads((fed_run / "views" / "latent.json").read_text())["latent"]
+    records = [np.load(png.with_suffix(".npz")) for _, png in views]
+    for rec in records:
+        assert list(rec["sites"]) == ["A", "B"] and rec["slices"].shape[:2] == (2, 3)
+        np.testing.assert_array_equal(rec["latent"], np.float32(latent))
+        assert np.isfinite(rec["slices"]).all()
+    assert [int(r["phase"]) for r in records] == [1, 2, 3]
+    # the shared generators learnt: the same latent's coarse CT changed at both sites
+    for site in (0, 1):
+        assert not np.array_equal(records[0]["slices"][site, 1],
+                                  records[-1]["slices"][site, 1])
+    # the sites' own sensors: the same latent renders differently at A and B
+    assert not np.array_equal(records[-1]["slices"][0, 1], records[-1]["slices"][1, 1])
+    # read back, not drawn again (a resumed run shows the same latent)
+    torch.testing.assert_close(view_latent(fed_run, 32, seed=123)[0],
+                               torch.tensor(latent))
+
+
+def test_view_every_refused_on_flower_and_below_zero(tiny_data, tmp_path, capsys):
+    base = ["federate", "--sites", "A", "--data", f"A={tiny_data}", "--out",
+            str(tmp_path / "run")]
+    for extra, words in ((["--runtime", "flower", "--view-every", "2"], "in-process only"),
+                         (["--view-every", "-1"], "≥ 0")):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0]
+    assert not (tmp_path / "run").exists()
