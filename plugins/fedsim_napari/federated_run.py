@@ -1,5 +1,6 @@
 """What the federated panel shows, without Qt: the ``fedsim federate`` command it runs and
-the state of the run read back from its folder (``rounds.jsonl``, ``federation.json``).
+the state of the run read back from its folder (``rounds.jsonl``, ``federation.json``,
+the round views in ``views/``).
 
 The run itself is the CLI's, in a separate process; this module only builds its argument
 list and turns the round log into per-site cards and loss curves.
@@ -29,6 +30,7 @@ class FederatedSettings:
     labels: int = 0  # 0: each site's default budget
     dp_epsilon: float = 0.0  # 0: no differential privacy
     no_matrix: bool = False
+    view_every: int = 5  # every N rounds one latent through each site (0: off; in-process)
 
     def args(self, *, resume: bool = False) -> list[str]:
         """The ``fedsim federate`` arguments (a resumed run keeps its own settings)."""
@@ -44,6 +46,8 @@ class FederatedSettings:
             args += ["--dp-epsilon", f"{self.dp_epsilon:g}"]
         if self.no_matrix:
             args.append("--no-matrix")
+        if self.view_every and self.runtime == "inprocess":  # Flower's sites draw none
+            args += ["--view-every", str(self.view_every)]
         return args
 
 
@@ -74,6 +78,7 @@ class RunView:
     rounds: list[dict]
     total: int | None
     cards: dict[str, SiteCard]
+    views: list[tuple[int, Path]] = field(default_factory=list)  # (rounds done, png)
 
     @property
     def done(self) -> int:
@@ -82,6 +87,16 @@ class RunView:
     @property
     def dp_epsilon(self) -> float | None:
         return self.rounds[-1].get("dp_epsilon") if self.rounds else None
+
+    def view_caption(self, i: int) -> str:
+        """What view ``i`` shows: which round, which phase, what the columns are."""
+        done, _ = self.views[i]
+        of = f" of {self.total}" if self.total else ""
+        phase = (f", phase {self.rounds[done - 1]['phase']}"
+                 if 0 < done <= len(self.rounds) else "")
+        when = "before the first round" if done == 0 else f"after round {done}{of}{phase}"
+        return (f"view {i + 1}/{len(self.views)}: {when} — the same latent through each "
+                "site (rows): generated labels, coarse CT, enhanced")
 
     def loss_series(self) -> dict[str, list[tuple[int, float]]]:
         """``{"A mse": [(round, value), ...]}``: per site, the first loss of each round's
@@ -99,6 +114,7 @@ class RunView:
 
 def read_run(folder: str | Path, sites=()) -> RunView:
     """The state of the federated run in ``folder`` (an empty view before it starts)."""
+    from fedsim_app.federated.views import list_views
     from fedsim_app.sites import get_site
 
     folder = Path(folder)
@@ -135,7 +151,7 @@ def read_run(folder: str | Path, sites=()) -> RunView:
             elif k in r.get("missing", []):
                 card.status = "dropped"
             card.bytes_sent = int(r.get("bytes_sent", {}).get(k, 0))
-    return RunView(rounds, _total(folder), cards)
+    return RunView(rounds, _total(folder), cards, list_views(folder))
 
 
 def _total(folder: Path) -> int | None:
