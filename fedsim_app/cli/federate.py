@@ -190,6 +190,7 @@ class _Bar:
 
 
 def run(args) -> int:
+    import dataclasses
     import signal
     import sys
 
@@ -219,6 +220,8 @@ def run(args) -> int:
     else:
         server = new_server(fed.config, clients, args.out, rounds=fed.rounds,
                             min_sites=fed.min_sites, dp=fed.dp)
+        # the sites' dataset counts, for the panel's cards (each site reports them)
+        fed = dataclasses.replace(fed, sizes={c.key: list(c.sizes) for c in clients})
         fed.save(args.out)
         server.save()
     stop = {"requested": False}

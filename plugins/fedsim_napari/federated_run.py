@@ -58,6 +58,7 @@ class SiteCard:
     key: str
     scanner: str = ""
     labelled: int | None = None  # labelled training volumes (from the run's record)
+    unlabelled: int | None = None  # unlabelled ones (in-process runs record them)
     status: str = "waiting"  # waiting, trained, dropped, rejected
     losses: dict[str, float] = field(default_factory=dict)
     bytes_sent: int = 0
@@ -66,6 +67,7 @@ class SiteCard:
     def text(self) -> str:
         loss = ", ".join(f"{k} {v:.3g}" for k, v in list(self.losses.items())[:3]) or "—"
         lab = "" if self.labelled is None else f" · {self.labelled} labelled"
+        lab += "" if self.unlabelled is None else f" + {self.unlabelled} unlabelled"
         return (f"Site {self.key}: {self.scanner}\n{self.status} · {self.rounds_done} "
                 f"rounds{lab}"
                 f"\nlast step: {loss}\nsent this round: {self.bytes_sent / 1e6:.2f} MB")
@@ -127,11 +129,12 @@ def read_run(folder: str | Path, sites=()) -> RunView:
             except ValueError:
                 break  # a line being written
     meta = folder / "federation.json"
-    keys, labels = list(sites), {}
+    keys, labels, sizes = list(sites), {}, {}
     if meta.is_file():
         try:
             record = json.loads(meta.read_text())
             keys, labels = record["sites"], record["labels"]
+            sizes = record.get("sizes") or {}
         except (ValueError, KeyError):
             pass
     cards = {}
@@ -140,7 +143,8 @@ def read_run(folder: str | Path, sites=()) -> RunView:
             scanner = get_site(k).scanner.description
         except Exception:  # noqa: BLE001 (an unknown site still gets a card)
             scanner = "?"
-        cards[k] = SiteCard(k, scanner, labels.get(k))
+        n_lab, n_unl = sizes.get(k, (labels.get(k), None))
+        cards[k] = SiteCard(k, scanner, n_lab, n_unl)
     for r in rounds:
         for k, card in cards.items():
             if k in r["accepted"]:

@@ -2,6 +2,7 @@
 site's local parts, one bundle the export engine and the Explorer's latent engine load;
 bad inputs are one line) and its views (one latent through each site every N rounds)."""
 
+import json
 import shutil
 
 import pytest
@@ -57,6 +58,8 @@ def test_finished_run_writes_a_model_every_engine_loads(fed_run):
     a, b = (models[k].nets.g_material.state_dict() for k in ("A", "B"))
     assert any(not torch.equal(a[k], b[k]) for k in a if "running_mean" in k)
     assert LatentModel(path).sites == ("A", "B")
+    sizes = json.loads((fed_run / "federation.json").read_text())["sizes"]
+    assert {k: v[0] for k, v in sizes.items()} == {"A": 2, "B": 2}  # the panel's counts
     for key in ("A", "B"):
         model = load_export_model(path, key, size=SIZE)
         assert model.trained
@@ -110,8 +113,6 @@ def test_bad_inputs_are_one_line(fed_run, tmp_path, capsys):
 
 
 def test_views_show_one_latent_through_each_site_every_n_rounds(fed_run):
-    import json
-
     import numpy as np
 
     from fedsim_app.federated.views import list_views, view_latent

@@ -106,8 +106,12 @@ def test_read_run_cards_and_series(tmp_path):
     ]
     (tmp_path / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows)
                                            + '{"round": 2, "acc')  # a line being written
+    (tmp_path / "federation.json").write_text(json.dumps(
+        {"sites": ["A", "B"], "labels": {"A": 2, "B": 2}, "sizes": {"A": [2, 3]}}))
     view = read_run(tmp_path, ("A", "B"))
     assert view.done == 2 and view.dp_epsilon == 2.0
+    assert "2 labelled + 3 unlabelled" in view.cards["A"].text()
+    assert "2 labelled\n" in view.cards["B"].text()  # no count recorded: the budget
     assert view.cards["A"].status == "dropped" and view.cards["A"].rounds_done == 1
     assert view.cards["B"].status == "trained" and view.cards["B"].bytes_sent == 4_000_000
     assert "4.00 MB" in view.cards["B"].text() and "iou 0.7" in view.cards["B"].text()
