@@ -24,6 +24,8 @@ from fedsim_app.io.atomic import atomic_path
 VIEWS_DIR = "views"
 LATENT = "latent.json"
 COLUMNS = ("generated labels", "coarse CT", "enhanced")
+#: the PNG's grey range (HU / 1000): from air, so that an early model's faint body shows
+WINDOW = (-1.0, 0.4)
 
 
 def view_latent(run_dir: str | Path, dim: int, seed: int) -> torch.Tensor:
@@ -72,7 +74,7 @@ def write_round_view(run_dir: str | Path, round_done: int, clients, z: torch.Ten
                             slices=np.stack([np.stack(r) for r in rows.values()]))
     write_sample_grid(stem.with_suffix(".png"),
                       [(f"site {k}", list(r)) for k, r in rows.items()],
-                      ["labels", "gray", "gray"])
+                      ["labels", "gray", "gray"], window=WINDOW)
     return stem.with_suffix(".npz")
 
 

@@ -85,7 +85,7 @@ class FederatedWidget(QWidget):
                                    "appears here every N rounds")
         self.view_caption.setWordWrap(True)
         self.view_image = QLabel()
-        self.view_image.setMinimumHeight(160)
+        self.view_image.setMinimumHeight(320)
         self.view_image.setAlignment(Qt.AlignCenter)
         self._views: list = []  # the RunView's (rounds done, png), as last read
         self._run_view = None
@@ -111,10 +111,10 @@ class FederatedWidget(QWidget):
         layout.addWidget(self.status)
         layout.addLayout(self.cards_box)
         layout.addWidget(QLabel("Per-site losses by round (site, loss)"))
-        layout.addWidget(self.plot, 2)
+        layout.addWidget(self.plot, 1)
         layout.addWidget(self.view_caption)
         layout.addWidget(self.view_slider)
-        layout.addWidget(self.view_image, 2)
+        layout.addWidget(self.view_image, 3)
 
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.pause)
