@@ -97,8 +97,9 @@ class RunView:
         phase = (f", phase {self.rounds[done - 1]['phase']}"
                  if 0 < done <= len(self.rounds) else "")
         when = "before the first round" if done == 0 else f"after round {done}{of}{phase}"
-        return (f"view {i + 1}/{len(self.views)}: {when} — the same latent through each "
-                "site (rows): generated labels, coarse CT, enhanced")
+        rows = ", ".join(self.cards) or "each site"
+        return (f"view {i + 1}/{len(self.views)}: {when} — the same latent through "
+                f"{rows} (rows): generated labels, coarse CT, enhanced")
 
     def loss_series(self) -> dict[str, list[tuple[int, float]]]:
         """``{"A mse": [(round, value), ...]}``: per site, the first loss of each round's

@@ -63,7 +63,8 @@ def test_read_run_lists_views_with_captions(tmp_path):
     assert [r for r, _ in view.views] == [0, 2, 4]
     assert "before the first round" in view.view_caption(0)
     assert "after round 2, phase 1" in view.view_caption(1)
-    assert view.view_caption(2).startswith("view 3/3: after round 4, phase 2")
+    assert view.view_caption(2).startswith("view 3/3: after round 4, phase 2 — the same "
+                                           "latent through A (rows)")
 
 
 @pytest.mark.gui
