@@ -64,7 +64,7 @@ def federated_site_state(server: dict, local: dict, *, source: str = "local stat
     if key not in server["sites"]:
         raise FedSimError(f"{source}: site {key} is not a site of this run "
                           f"({', '.join(server['sites'])}) — pass that run's server.pt")
-    if local.get("config") is not None and local["config"] != server["config"]:
+    if local.get("config") is not None and _config(local) != _config(server):
         raise FedSimError(f"{source}: site {key}'s state comes from another run (its "
                           "configuration differs from the server's) — pass the state of "
                           "this run's site")
@@ -93,6 +93,14 @@ def federated_site_state(server: dict, local: dict, *, source: str = "local stat
             "federated": {"round": int(server["round"]),
                           "rounds": int(sum(server["plan"]["phase_rounds"])),
                           "site_round": done, "sites": list(server["sites"])}}
+
+
+def _config(state: dict):
+    """The state's configuration as a config (a site's arrives through a message on Flower:
+    compared as values, not as dicts of whatever types the transport gave back)."""
+    from fedsim_app.train.config import from_dict
+
+    return from_dict(dict(state["config"]))
 
 
 def bundle_run(run_dir: str | Path, out: str | Path | None = None, *,
