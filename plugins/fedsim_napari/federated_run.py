@@ -30,7 +30,7 @@ class FederatedSettings:
     labels: int = 0  # 0: each site's default budget
     dp_epsilon: float = 0.0  # 0: no differential privacy
     no_matrix: bool = False
-    view_every: int = 5  # every N rounds one latent through each site (0: off; in-process)
+    view_every: int = 10  # every N rounds one latent through each site (0: off; in-process)
 
     def args(self, *, resume: bool = False) -> list[str]:
         """The ``fedsim federate`` arguments (a resumed run keeps its own settings)."""

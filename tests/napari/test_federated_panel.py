@@ -147,7 +147,7 @@ def test_panel_runs_three_sites_shows_losses_and_stops(qtbot, tiny_cohort, tmp_p
     assert all("training" in c.text() or "trained" in c.text()
                for c in widget.cards.values())
     assert {k.split()[0] for k in widget.plot.series} == {"A", "B", "C"}
-    # the panel asked for views every 5 rounds: the untrained model's is there already
+    # the panel asked for views every 10 rounds: the untrained model's is there already
     assert (run / "views" / "round_00000.png").is_file()
     assert "before the first round" in widget.view_caption.text()
     _screenshot(widget, tmp_path)

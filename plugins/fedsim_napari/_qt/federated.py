@@ -63,7 +63,7 @@ class FederatedWidget(QWidget):
         self.dp.setSpecialValueText("off")
         self.view_every = QSpinBox()
         self.view_every.setRange(0, 100000)
-        self.view_every.setValue(5)
+        self.view_every.setValue(10)
         self.view_every.setSpecialValueText("off")
         self.view_every.setToolTip("every N rounds render one latent through each site "
                                    "(in-process runtime)")
