@@ -16,7 +16,8 @@ def register(sub) -> None:
         "SuperLink and one SuperNode per site. Ctrl-C saves the round checkpoint and exits "
         "130; --resume continues the run in RUN.",
     )
-    p.add_argument("--sites", default="A,B,C", help="site keys, comma-separated (default A,B,C)")
+    p.add_argument("--sites", help="site keys, comma-separated (default A,B,C; with "
+                   "--bundle the run's sites)")
     p.add_argument("--cohort", metavar="ROOT", default="cohort",
                    help="cohort folder written by `fedsim cohort` (default ./cohort)")
     p.add_argument("--data", action="append", default=[], metavar="KEY=DIR",
@@ -56,9 +57,22 @@ def register(sub) -> None:
                    "clipped to ±--secagg-clip and quantised first (default: off)")
     p.add_argument("--secagg-clip", type=float, default=8.0,
                    help="bound of a gradient value under --secagg (default 8)")
+    p.add_argument("--view-every", type=int, default=0, metavar="N",
+                   help="every N rounds render one latent (drawn once per run) through "
+                   "each site's networks and scanner into RUN/views (in-process runtime; "
+                   "default 0: off)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN (its settings are used)")
+    p.add_argument("--bundle", nargs="?", const="", metavar="FILE",
+                   help="write the model of the run in RUN and exit (no training): the "
+                   "server's G_shape/G_material with each site's enhancer, latents, prior "
+                   "and BatchNorm statistics, one file the Explorer, fedsim export and "
+                   "fedsim evaluate load (default FILE: RUN/model.pt; a finished run "
+                   "writes it by itself). With --sites B only site B: what a hospital "
+                   "bundles for itself")
+    p.add_argument("--site-state", action="append", default=[], metavar="KEY=PATH",
+                   help="with --bundle: a site's local.pt (or its folder) outside RUN")
     p.set_defaults(func=run)
 
 
@@ -77,6 +91,42 @@ def _pairs(items, what, cast=str) -> dict:
     return out
 
 
+def _site_keys(text: str) -> tuple[str, ...]:
+    from fedsim_app.errors import FedSimError
+
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    if len(set(keys)) != len(keys) or not keys:
+        raise FedSimError(f"--sites {text!r}: name each site once, e.g. A,B,C")
+    return keys
+
+
+def _bundle(args) -> int:
+    """``--bundle``: the run's model, from its server checkpoint and the sites' states."""
+    from fedsim_app.federated.bundle import bundle_run
+
+    keys = _site_keys(args.sites) if args.sites else None
+    path = bundle_run(args.out, args.bundle or None, sites=keys,
+                      states=_pairs(args.site_state, "site-state"))
+    print(f"model of the federated run {args.out}: {path}")
+    return 0
+
+
+def _bundle_finished(out, runtime) -> None:
+    """A finished run writes its model; a site that cannot be bundled is a note, not a
+    failure (the run itself is done and checkpointed)."""
+    import sys
+
+    from fedsim_app.errors import FedSimError
+    from fedsim_app.federated.bundle import bundle_run
+
+    try:
+        path = bundle_run(out, runtime=runtime)
+    except FedSimError as exc:
+        print(f"fedsim federate: note: no model written: {exc}", file=sys.stderr)
+        return
+    print(f"model (the Explorer, fedsim export --checkpoint): {path}")
+
+
 def _federation(args):
     from fedsim_app.errors import FedSimError
     from fedsim_app.federated.dp import DPConfig
@@ -85,9 +135,7 @@ def _federation(args):
     from fedsim_app.train.config import preset
     from fedsim_app.train.data import LABEL_BUDGETS
 
-    keys = tuple(k.strip() for k in args.sites.split(",") if k.strip())
-    if len(set(keys)) != len(keys) or not keys:
-        raise FedSimError(f"--sites {args.sites!r}: name each site once, e.g. A,B,C")
+    keys = _site_keys(args.sites or "A,B,C")
     for k in keys:
         get_site(k)  # an unknown key fails here, with the known ones listed
     check_new_run(args.out)
@@ -102,10 +150,17 @@ def _federation(args):
         overrides["coarse_matrix"] = False
     cfg = preset(args.preset, **overrides)
     min_sites = args.min_sites if args.min_sites is not None else max(1, len(keys) - 1)
+    if args.view_every < 0:
+        raise FedSimError(f"--view-every {args.view_every}: give a number of rounds ≥ 0")
+    if args.view_every and args.runtime == "flower":
+        raise FedSimError("--view-every: the views are drawn in-process only (on Flower "
+                          "each site's networks live in its SuperNode); drop it or use "
+                          "--runtime inprocess")
     return Federation(keys, site_data_folders(keys, args.cohort, data), labels, args.rounds,
                       min_sites, args.runtime, cfg, build_matrix=not args.no_matrix,
                       dp=None if args.dp_epsilon is None else DPConfig(
-                          args.dp_epsilon, args.dp_delta, args.dp_clip))
+                          args.dp_epsilon, args.dp_delta, args.dp_clip),
+                      view_every=args.view_every)
 
 
 class _Bar:
@@ -141,12 +196,15 @@ class _Bar:
 
 
 def run(args) -> int:
+    import dataclasses
     import signal
     import sys
 
     from fedsim_app.federated.inprocess import Interrupted
     from fedsim_app.federated.session import load_federation
 
+    if args.bundle is not None:
+        return _bundle(args)
     _check_secagg(args, None if args.resume else args.runtime)
     fed = load_federation(args.out) if args.resume else _federation(args)
     _check_secagg(args, fed.runtime)
@@ -170,6 +228,8 @@ def run(args) -> int:
     else:
         server = new_server(fed.config, clients, args.out, rounds=fed.rounds,
                             min_sites=fed.min_sites, dp=fed.dp)
+        # the sites' dataset counts, for the panel's cards (each site reports them)
+        fed = dataclasses.replace(fed, sizes={c.key: list(c.sizes) for c in clients})
         fed.save(args.out)
         server.save()
     stop = {"requested": False}
@@ -182,7 +242,8 @@ def run(args) -> int:
     previous = signal.signal(signal.SIGINT, request_stop)
     bar = _Bar(server.plan.total, server.round)
     try:
-        run_inprocess(server, clients, progress=bar, should_stop=lambda: stop["requested"])
+        run_inprocess(server, clients, progress=bar, should_stop=lambda: stop["requested"],
+                      view_every=fed.view_every)
     except Interrupted:
         bar.close()
         print(f"\nfedsim federate: interrupted after round {server.round}; checkpoint "
@@ -193,6 +254,7 @@ def run(args) -> int:
         bar.close()
     print(f"federated {len(clients)} sites ({', '.join(c.key for c in clients)}) for "
           f"{server.round} rounds: {args.out}")
+    _bundle_finished(args.out, fed.runtime)
     return 0
 
 
@@ -245,4 +307,5 @@ def _run_flower(fed, args) -> int:
               "(continue with --resume)", file=sys.stderr)
         return status
     print(f"federated {len(fed.sites)} sites on Flower: {args.out}")
+    _bundle_finished(args.out, fed.runtime)
     return status

@@ -131,6 +131,16 @@ class FedClient:
     def local_modules(self) -> dict[str, torch.nn.Module]:
         return {k: m for k, m in self.nets.modules().items() if k not in SHARED_MODULES}
 
+    @torch.no_grad()
+    def view(self, z: torch.Tensor):
+        """Latent ``z`` (1, 32) through this site as its networks stand: the mid-axial
+        (generated labels, coarse CT upsampled, enhanced) slices, each (H, W), as the
+        trainer's sample grid draws them (no training state is touched)."""
+        from fedsim_app.train.samples import evaluating, mid_slices
+
+        with evaluating(*self.nets.modules().values()):
+            return mid_slices(self.steps, z, None)
+
     # -- shared parts ----------------------------------------------------------------------
     def set_shared(self, weights: dict[str, torch.Tensor]) -> None:
         """Load the server's shared weights (names and shapes must match exactly)."""
@@ -223,7 +233,9 @@ class FedClient:
                 "models": {k: m.state_dict() for k, m in self.local_modules().items()},
                 "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
                 "prior": self.prior, "rng": self.rng.get_state(),
-                "norm_stats": self.norm_stats}
+                "norm_stats": self.norm_stats,
+                # which run this state belongs to: a bundle refuses another run's server
+                "config": self.cfg.to_dict()}
 
     def save(self) -> Path:
         """Write the local state atomically, keeping the one before it."""

@@ -77,8 +77,13 @@ def run_round(server: FedServer, clients: list[FedClient], *,
 def run_inprocess(server: FedServer, clients: list[FedClient], *, until: int | None = None,
                   progress: Callable[[RoundResult], None] | None = None,
                   should_stop: Callable[[], bool] | None = None,
-                  before_site: Callable | None = None) -> list[RoundResult]:
+                  before_site: Callable | None = None,
+                  view_every: int = 0) -> list[RoundResult]:
     """Run rounds until the plan's end (or round ``until``), in this process.
+
+    ``view_every``: every N rounds (and before the first and after the last) render the
+    run's view latent through every site into ``RUN/views``
+    (:mod:`fedsim_app.federated.views`; needs the server's run folder).
 
     Raises
     ------
@@ -89,11 +94,31 @@ def run_inprocess(server: FedServer, clients: list[FedClient], *, until: int | N
     """
     results = []
     end = server.plan.total if until is None else min(until, server.plan.total)
+    view = _viewer(server, clients, view_every)
+    if server.round == 0:
+        view(0)
     while server.round < end:
         results.append(run_round(server, clients, before_site=before_site))
+        view(server.round)
         if progress is not None:
             progress(results[-1])
         if should_stop is not None and should_stop() and server.round < end:
             path = server.save() if server.run_dir is not None else Path(CHECKPOINT)
             raise Interrupted(path)
     return results
+
+
+def _viewer(server: FedServer, clients: list[FedClient], every: int) -> Callable[[int], None]:
+    """``view(rounds_done)``: writes the round's view when one is due (else nothing)."""
+    if every <= 0 or server.run_dir is None:
+        return lambda done: None
+    from fedsim_app.federated.views import due, view_latent, write_round_view
+
+    # the run's seed, offset from the sites' generators (seed + 1) and phase 3's (+ 2)
+    z = view_latent(server.run_dir, server.cfg.latent_dim, server.cfg.seed + 7)
+
+    def view(done: int) -> None:
+        if done == 0 or due(done, every, server.plan.total):
+            phase = server.plan.task(max(done - 1, 0)).phase  # of the last round done
+            write_round_view(server.run_dir, done, clients, z, phase=phase)
+    return view

@@ -35,12 +35,15 @@ class Federation:
     config: TrainConfig
     build_matrix: bool = True  # sites build the coarse scanner's matrix (see FedClient)
     dp: DPConfig | None = None  # differential privacy of the sites' updates
+    view_every: int = 0  # every N rounds one latent through each site (in-process; 0: off)
+    sizes: dict | None = None  # site key -> [labelled, unlabelled] volumes (in-process)
 
     def to_dict(self) -> dict:
         return {"sites": list(self.sites), "data": self.data, "labels": self.labels,
                 "rounds": self.rounds, "min_sites": self.min_sites, "runtime": self.runtime,
                 "config": self.config.to_dict(), "build_matrix": self.build_matrix,
-                "dp": self.dp.to_dict() if self.dp else None}
+                "dp": self.dp.to_dict() if self.dp else None, "view_every": self.view_every,
+                "sizes": self.sizes}
 
     @classmethod
     def from_dict(cls, d: dict) -> Federation:
@@ -48,7 +51,8 @@ class Federation:
                                                         d["labels"].items()},
                    d["rounds"], int(d["min_sites"]), str(d["runtime"]),
                    from_dict(d["config"]), bool(d.get("build_matrix", True)),
-                   DPConfig.from_dict(d.get("dp")))
+                   DPConfig.from_dict(d.get("dp")), int(d.get("view_every", 0)),
+                   d.get("sizes"))
 
     def save(self, run_dir: str | Path) -> None:
         run_dir = Path(run_dir)

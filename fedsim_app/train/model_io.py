@@ -82,26 +82,41 @@ def _load_bundle(path: Path) -> dict:
     return data
 
 
+def bundle_entry(state: dict, *, half: bool = True) -> dict:
+    """One site's part of a bundle from a finished training ``state`` (a checkpoint's
+    dict, or a federated site's composed in :mod:`fedsim_app.federated.bundle`): its
+    generator parts (:data:`BUNDLE_PARTS`), optionally in float16, and its record."""
+    models = {k: {n: (t.half() if half and t.is_floating_point() else t)
+                  for n, t in state["models"][k].items()}
+              for k in BUNDLE_PARTS if k in state["models"]}
+    entry = {k: state[k] for k in ("config", "site", "case_ids", "n_labelled", "prior",
+                                   "seconds")}
+    if "federated" in state:
+        entry["federated"] = state["federated"]
+    entry["models"] = models
+    return entry
+
+
+def save_bundle(entries: list[dict], out: str | Path) -> Path:
+    """Write :func:`bundle_entry` dicts as one bundle file (atomically)."""
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        torch.save({"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
+                    "sites": {e["site"]: e for e in entries}}, tmp)
+    return out
+
+
 def write_bundle(checkpoints: list[str | Path], out: str | Path, *, half: bool = True
                  ) -> Path:
     """Bundle the generator parts of finished training checkpoints into one file."""
-    sites = {}
+    entries = []
     for ck in checkpoints:
         state = load_checkpoint(ck)
         if state["phase"] != 4:
             raise FedSimError(f"{ck}: training is not finished (phase {state['phase']}); "
                               "resume it first")
-        models = {k: {n: (t.half() if half and t.is_floating_point() else t)
-                      for n, t in state["models"][k].items()}
-                  for k in BUNDLE_PARTS if k in state["models"]}
-        sites[state["site"]] = {k: state[k] for k in ("config", "site", "case_ids",
-                                                      "n_labelled", "prior", "seconds")}
-        sites[state["site"]]["models"] = models
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        torch.save({"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
-                    "sites": sites}, tmp)
-    return out
+        entries.append(bundle_entry(state, half=half))
+    return save_bundle(entries, out)
 
 
 if __name__ == "__main__":  # python -m fedsim_app.train.model_io OUT CK1 [CK2 ...]

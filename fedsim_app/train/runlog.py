@@ -82,8 +82,10 @@ class RunLog:
 
 
 def write_sample_grid(path: str | Path, rows: list[tuple[str, list[np.ndarray]]],
-                      cmaps: list[str]) -> Path:
-    """A PNG grid: one row per named list of 2D images, one column per image kind."""
+                      cmaps: list[str], *, window: tuple[float, float] = (-0.4, 0.6)
+                      ) -> Path:
+    """A PNG grid: one row per named list of 2D images, one column per image kind;
+    ``window`` the grey images' display range."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,7 +98,8 @@ def write_sample_grid(path: str | Path, rows: list[tuple[str, list[np.ndarray]]]
         for j, (img, ax) in enumerate(zip(images, ax_row, strict=False)):
             is_label = cmaps[j] == "labels"
             ax.imshow(img, cmap="tab10" if is_label else cmaps[j],
-                      vmin=0 if is_label else -0.4, vmax=9 if is_label else 0.6,
+                      vmin=0 if is_label else window[0],
+                      vmax=9 if is_label else window[1],
                       interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])

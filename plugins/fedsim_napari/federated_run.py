@@ -1,5 +1,6 @@
 """What the federated panel shows, without Qt: the ``fedsim federate`` command it runs and
-the state of the run read back from its folder (``rounds.jsonl``, ``federation.json``).
+the state of the run read back from its folder (``rounds.jsonl``, ``federation.json``,
+the round views in ``views/``).
 
 The run itself is the CLI's, in a separate process; this module only builds its argument
 list and turns the round log into per-site cards and loss curves.
@@ -29,6 +30,7 @@ class FederatedSettings:
     labels: int = 0  # 0: each site's default budget
     dp_epsilon: float = 0.0  # 0: no differential privacy
     no_matrix: bool = False
+    view_every: int = 10  # every N rounds one latent through each site (0: off; in-process)
 
     def args(self, *, resume: bool = False) -> list[str]:
         """The ``fedsim federate`` arguments (a resumed run keeps its own settings)."""
@@ -44,6 +46,8 @@ class FederatedSettings:
             args += ["--dp-epsilon", f"{self.dp_epsilon:g}"]
         if self.no_matrix:
             args.append("--no-matrix")
+        if self.view_every and self.runtime == "inprocess":  # Flower's sites draw none
+            args += ["--view-every", str(self.view_every)]
         return args
 
 
@@ -54,6 +58,7 @@ class SiteCard:
     key: str
     scanner: str = ""
     labelled: int | None = None  # labelled training volumes (from the run's record)
+    unlabelled: int | None = None  # unlabelled ones (in-process runs record them)
     status: str = "waiting"  # waiting, trained, dropped, rejected
     losses: dict[str, float] = field(default_factory=dict)
     bytes_sent: int = 0
@@ -62,6 +67,7 @@ class SiteCard:
     def text(self) -> str:
         loss = ", ".join(f"{k} {v:.3g}" for k, v in list(self.losses.items())[:3]) or "—"
         lab = "" if self.labelled is None else f" · {self.labelled} labelled"
+        lab += "" if self.unlabelled is None else f" + {self.unlabelled} unlabelled"
         return (f"Site {self.key}: {self.scanner}\n{self.status} · {self.rounds_done} "
                 f"rounds{lab}"
                 f"\nlast step: {loss}\nsent this round: {self.bytes_sent / 1e6:.2f} MB")
@@ -74,6 +80,7 @@ class RunView:
     rounds: list[dict]
     total: int | None
     cards: dict[str, SiteCard]
+    views: list[tuple[int, Path]] = field(default_factory=list)  # (rounds done, png)
 
     @property
     def done(self) -> int:
@@ -82,6 +89,17 @@ class RunView:
     @property
     def dp_epsilon(self) -> float | None:
         return self.rounds[-1].get("dp_epsilon") if self.rounds else None
+
+    def view_caption(self, i: int) -> str:
+        """What view ``i`` shows: which round, which phase, what the columns are."""
+        done, _ = self.views[i]
+        of = f" of {self.total}" if self.total else ""
+        phase = (f", phase {self.rounds[done - 1]['phase']}"
+                 if 0 < done <= len(self.rounds) else "")
+        when = "before the first round" if done == 0 else f"after round {done}{of}{phase}"
+        rows = ", ".join(self.cards) or "each site"
+        return (f"view {i + 1}/{len(self.views)}: {when} — the same latent through "
+                f"{rows} (rows): generated labels, coarse CT, enhanced")
 
     def loss_series(self) -> dict[str, list[tuple[int, float]]]:
         """``{"A mse": [(round, value), ...]}``: per site, the first loss of each round's
@@ -99,6 +117,7 @@ class RunView:
 
 def read_run(folder: str | Path, sites=()) -> RunView:
     """The state of the federated run in ``folder`` (an empty view before it starts)."""
+    from fedsim_app.federated.views import list_views
     from fedsim_app.sites import get_site
 
     folder = Path(folder)
@@ -111,11 +130,12 @@ def read_run(folder: str | Path, sites=()) -> RunView:
             except ValueError:
                 break  # a line being written
     meta = folder / "federation.json"
-    keys, labels = list(sites), {}
+    keys, labels, sizes = list(sites), {}, {}
     if meta.is_file():
         try:
             record = json.loads(meta.read_text())
             keys, labels = record["sites"], record["labels"]
+            sizes = record.get("sizes") or {}
         except (ValueError, KeyError):
             pass
     cards = {}
@@ -124,7 +144,8 @@ def read_run(folder: str | Path, sites=()) -> RunView:
             scanner = get_site(k).scanner.description
         except Exception:  # noqa: BLE001 (an unknown site still gets a card)
             scanner = "?"
-        cards[k] = SiteCard(k, scanner, labels.get(k))
+        n_lab, n_unl = sizes.get(k, (labels.get(k), None))
+        cards[k] = SiteCard(k, scanner, n_lab, n_unl)
     for r in rounds:
         for k, card in cards.items():
             if k in r["accepted"]:
@@ -135,7 +156,7 @@ def read_run(folder: str | Path, sites=()) -> RunView:
             elif k in r.get("missing", []):
                 card.status = "dropped"
             card.bytes_sent = int(r.get("bytes_sent", {}).get(k, 0))
-    return RunView(rounds, _total(folder), cards)
+    return RunView(rounds, _total(folder), cards, list_views(folder))
 
 
 def _total(folder: Path) -> int | None:

@@ -8,7 +8,8 @@ it with ``--resume``; Stop ends the process at once (the last round's checkpoint
 
 from __future__ import annotations
 
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QPixmap
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -19,6 +20,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -32,7 +34,8 @@ POLL_MS = 1000
 
 class FederatedWidget(QWidget):
     """Sites, data, rounds, runtime and DP budget; Start / Pause / Resume / Stop; per-site
-    cards and per-site loss curves."""
+    cards, per-site loss curves, and every N rounds the same latent through each site
+    (a slider over the run's views; it follows the newest until moved back)."""
 
     def __init__(self, napari_viewer=None, parent=None):
         super().__init__(parent)
@@ -58,6 +61,12 @@ class FederatedWidget(QWidget):
         self.dp = QDoubleSpinBox()
         self.dp.setRange(0.0, 1000.0)
         self.dp.setSpecialValueText("off")
+        self.view_every = QSpinBox()
+        self.view_every.setRange(0, 100000)
+        self.view_every.setValue(10)
+        self.view_every.setSpecialValueText("off")
+        self.view_every.setToolTip("every N rounds render one latent through each site "
+                                   "(in-process runtime)")
         self.out = QLineEdit("runs/federated")
         self.start_button = QPushButton("Start")
         self.pause_button = QPushButton("Pause")
@@ -70,6 +79,17 @@ class FederatedWidget(QWidget):
         self.cards_box = QGridLayout()
         self.cards: dict[str, QLabel] = {}
         self.plot = LossPlot()
+        self.view_slider = QSlider(Qt.Horizontal)
+        self.view_slider.setRange(0, 0)
+        self.view_caption = QLabel("no view yet: the same latent through each site "
+                                   "appears here every N rounds")
+        self.view_caption.setWordWrap(True)
+        self.view_image = QLabel()
+        self.view_image.setMinimumHeight(320)
+        self.view_image.setAlignment(Qt.AlignCenter)
+        self._views: list = []  # the RunView's (rounds done, png), as last read
+        self._run_view = None
+        self._view_shown = None
 
         form = QFormLayout()
         form.addRow("Cohort", self.cohort)
@@ -79,6 +99,7 @@ class FederatedWidget(QWidget):
         form.addRow("Runtime", self.runtime)
         form.addRow("Labelled", self.labels)
         form.addRow("DP ε", self.dp)
+        form.addRow("View every", self.view_every)
         form.addRow("Run folder", self.out)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
@@ -90,12 +111,16 @@ class FederatedWidget(QWidget):
         layout.addWidget(self.status)
         layout.addLayout(self.cards_box)
         layout.addWidget(QLabel("Per-site losses by round (site, loss)"))
-        layout.addWidget(self.plot, 2)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.view_caption)
+        layout.addWidget(self.view_slider)
+        layout.addWidget(self.view_image, 3)
 
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.pause)
         self.resume_button.clicked.connect(self.resume)
         self.stop_button.clicked.connect(self.stop)
+        self.view_slider.valueChanged.connect(self._show_view)
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
         self._poll.timeout.connect(self.refresh)
@@ -106,7 +131,7 @@ class FederatedWidget(QWidget):
         return FederatedSettings(self.cohort.text(), self.out.text(), keys,
                                  self.rounds.value(), self.preset.currentText(),
                                  self.runtime.currentText(), self.labels.value(),
-                                 self.dp.value())
+                                 self.dp.value(), view_every=self.view_every.value())
 
     # -- the run --------------------------------------------------------------------------
     def start(self, *, resume: bool = False) -> None:
@@ -162,10 +187,31 @@ class FederatedWidget(QWidget):
                 card.status = "training"
             self.cards[key].setText(card.text())
         self.plot.set_series(view.loss_series())
+        self._set_views(view)
         if view.dp_epsilon is not None and self.phase == "running":
             self.status.setText(f"{self.job.command_line if self.job else ''}\n"
                                 f"privacy spent: ε = {view.dp_epsilon:.2f} of "
                                 f"{self.dp.value():g}")
+
+    def _set_views(self, view) -> None:
+        """New views extend the slider; it follows the newest unless moved back."""
+        following = self.view_slider.value() >= len(self._views) - 1
+        self._run_view, self._views = view, view.views
+        self.view_slider.setRange(0, max(len(self._views) - 1, 0))
+        if following and self._views:
+            self.view_slider.setValue(len(self._views) - 1)
+        self._show_view(self.view_slider.value())
+
+    def _show_view(self, i: int) -> None:
+        if not 0 <= i < len(self._views) or self._views[i] == self._view_shown:
+            return
+        pixmap = QPixmap(str(self._views[i][1]))
+        if pixmap.isNull():  # being written: shown at the next poll
+            return
+        self._view_shown = self._views[i]
+        self.view_image.setPixmap(pixmap.scaled(self.view_image.size(), Qt.KeepAspectRatio,
+                                                Qt.SmoothTransformation))
+        self.view_caption.setText(self._run_view.view_caption(i))
 
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
