@@ -9,8 +9,8 @@ fine-tune ``steps`` on the labelled real volumes (:func:`pretrain_finetune`). Mo
 selection (the checkpoint with the best validation Dice, checked every ``val_every``
 steps) uses the validation volumes only; with ``patience`` set, a stage stops early once
 that many checks in a row have not improved on the best (the plateau check). The network
-runs on ``device`` (``auto``: CUDA when torch sees a GPU, else the CPU); the volumes stay
-in host memory and only the batches and sliding-window patches move.
+runs on ``device`` (``auto``: the engine's default device, CUDA when torch sees a GPU);
+the volumes stay in host memory and only the batches and sliding-window patches move.
 """
 
 from __future__ import annotations
@@ -58,12 +58,14 @@ PRESETS = {
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; anything else as torch reads it, refused
-    with what to do when that device is not there."""
+    """``auto`` → the engine's default device (:func:`fedsim_app.device.default_device`:
+    CUDA when present, else the CPU, ``FEDSIM_DEVICE`` overriding); anything else as torch
+    reads it, refused with what to do when that device is not there."""
+    from fedsim_app.device import default_device
     from fedsim_app.errors import FedSimError
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return default_device()
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from fedsim_app.device import default_device
 from fedsim_app.errors import FedSimError
 from fedsim_app.evaluate.unet import (
     PRESETS,
@@ -75,8 +76,8 @@ def test_device_is_honoured_and_a_missing_gpu_refused(monkeypatch):
     assert {p.device.type for p in net.parameters()} == {"cpu"}
     x, y = _cubes(1, seed=4)
     train(net, x, y, 1, cfg)  # batches follow the network's device
+    assert resolve_device("auto") == default_device()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(FedSimError, match="no CUDA GPU"):
         resolve_device("cuda:0")
     with pytest.raises(FedSimError, match="not a torch device"):
