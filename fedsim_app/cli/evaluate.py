@@ -45,6 +45,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of splits, exports, U-Nets")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1; 0 leaves torch's setting)")
+    p.add_argument("--size", type=int,
+                   help="evaluation grid, voxels a side (default: the preset's, 128 full, "
+                   "64 quick, 32 smoke); the cohort is written at it")
     p.add_argument("--device", default="auto",
                    help="where the U-Nets (every row, Direct-FL) train and predict: auto "
                    "(a CUDA GPU when torch sees one, else the CPU), cpu or cuda[:N]")
@@ -129,7 +132,7 @@ def run(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    cfg = preset(name, folds=args.folds, seed=args.seed, device=args.device)
+    cfg = preset(name, folds=args.folds, seed=args.seed, device=args.device, size=args.size)
     if args.no_ood:
         cfg = dataclasses.replace(cfg, ood=False)
     notes = [f"command: fedsim {shlex.join(sys.argv[1:])}" if sys.argv[1:] else

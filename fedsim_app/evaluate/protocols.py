@@ -86,13 +86,18 @@ class EvalConfig:
 
 
 def preset(name: str, *, folds: int | None = None, seed: int = 0,
-           device: str = "auto") -> EvalConfig:
+           device: str = "auto", size: int | None = None) -> EvalConfig:
     """``full`` (GPU), ``quick`` (one fold, 64³, short schedules: a CPU) or ``smoke``
-    (tests); ``device`` runs the U-Nets (``auto``: a CUDA GPU when torch sees one)."""
+    (tests); ``device`` runs the U-Nets (``auto``: a CUDA GPU when torch sees one);
+    ``size`` replaces the preset's grid (the previous round's ``--quick`` was 32³)."""
     sizes = {"full": (128, 5, 100), "quick": (64, 1, 12), "smoke": (32, 1, 2)}
     if name not in sizes:
         raise FedSimError(f"--preset {name!r}: use one of {', '.join(sizes)}")
-    size, n_folds, n_syn = sizes[name]
+    grid, n_folds, n_syn = sizes[name]
+    size = size or grid
+    if size < PRESETS[name].roi or size % 16:
+        raise FedSimError(f"--size {size}: use a multiple of 16 of at least the U-Net's "
+                          f"{PRESETS[name].roi}³ patch for --preset {name}")
     unet = PRESETS[name]
     base, overrides = GENERATOR_PRESETS[name]
     resolve_device(device)  # refuse a device that is not there before any work

@@ -87,6 +87,7 @@ def test_cli_smoke_writes_the_report(site_a, tmp_path, capsys):
     (["--checkpoint", "ours:A=x"], "ROW:SITE=RUN"),
     (["--checkpoint", "ours-full:A=/no/such/run"], "does not exist"),
     (["--device", "abacus"], "not a torch device"),
+    (["--quick", "--size", "24"], "--size 24"),
 ])
 def test_cli_bad_input_is_one_line_and_rc_2(argv, message, tmp_path, capsys):
     assert main(["evaluate", "--out", str(tmp_path / "ev"), *argv]) == 2
