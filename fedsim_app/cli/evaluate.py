@@ -127,12 +127,13 @@ def run(args) -> int:
     name = "quick" if args.quick and args.preset == "full" else args.preset
     data = parse_data(args.data or [])
     checkpoints = parse_checkpoints(args.checkpoint, sites=tuple(data) or ("A", "B", "C"))
+    # settings refused (size, device) before anything is written
+    cfg = preset(name, folds=args.folds, seed=args.seed, device=args.device, size=args.size)
     out = check_writable(args.out)
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
-    cfg = preset(name, folds=args.folds, seed=args.seed, device=args.device, size=args.size)
     if args.no_ood:
         cfg = dataclasses.replace(cfg, ood=False)
     notes = [f"command: fedsim {shlex.join(sys.argv[1:])}" if sys.argv[1:] else

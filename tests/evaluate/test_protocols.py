@@ -94,6 +94,7 @@ def test_cli_bad_input_is_one_line_and_rc_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert "Traceback" not in err
+    assert not (tmp_path / "ev").exists()  # refused before anything is written
 
 
 def _smoke_checkpoint(path, *, with_prior):
