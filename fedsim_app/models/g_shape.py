@@ -15,7 +15,9 @@ class ShapeGenerator(nn.Module):
     """MLP ``z (B, latent_dim) → 256 → 128 → n_params``, LeakyReLU, tanh output.
 
     The output is the normalised parameter vector of :mod:`fedsim_app.shape.params`
-    (14 mode weights, 3 rotations, 3 translations, 1 log-scale).
+    (14 mode weights, 3 rotations, 3 translations, 1 log-scale). ``log_scale`` widens
+    the SSM's scale range for this network's output (``s = exp(log_scale·p)``; 0 keeps
+    the SSM's own): paediatric hearts are smaller than the atlas's ±28 % reach.
 
     Examples
     --------
@@ -24,9 +26,14 @@ class ShapeGenerator(nn.Module):
     torch.Size([2, 21])
     """
 
-    def __init__(self, latent_dim: int = 32, n_params: int = 21, hidden=(256, 128)):
+    def __init__(self, latent_dim: int = 32, n_params: int = 21, hidden=(256, 128), *,
+                 log_scale: float = 0.0):
         super().__init__()
         self.latent_dim = int(latent_dim)
+        # the SSM scale range its output is decoded in (0: the SSM's own): the output
+        # means nothing without it, so every chain built with this network uses it
+        # (:func:`fedsim_app.models.shape_stage.ssm_for`)
+        self.log_scale = float(log_scale)
         self.n_params = int(n_params)
         widths = (self.latent_dim, *hidden)
         self.body = nn.Sequential(*(mlp_block(a, b) for a, b in zip(widths[:-1], widths[1:],

@@ -57,6 +57,7 @@ from fedsim_app.models.shape_stage import (
     label_neighbourhoods,
     meshes_of,
     soft_label_probs,
+    ssm_for,
 )
 from fedsim_app.shape.soft import SoftConfig
 
@@ -184,7 +185,8 @@ class Generator:
         if self._ssm is None:
             from fedsim_app.shape import load_atlas_ssm
 
-            self._ssm = load_atlas_ssm()
+            # a trained G_shape's parameters mean the scale range it was trained in
+            self._ssm = ssm_for(load_atlas_ssm(), getattr(self.g_shape, "log_scale", 0.0))
         return self._ssm
 
     @cached_property

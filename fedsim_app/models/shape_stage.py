@@ -27,6 +27,20 @@ def check_params_tensor(params: torch.Tensor) -> torch.Tensor:
     return params.reshape(-1, N_PARAMS)
 
 
+def ssm_for(ssm, log_scale: float = 0.0):
+    """``ssm`` with its scale range ``exp(±log_scale)`` (0 or the same: ``ssm`` itself).
+
+    A trained G_shape's output is decoded in the range it was trained in
+    (``ShapeGenerator.log_scale``); everything else of the SSM stays as it is.
+    """
+    import dataclasses
+
+    if not log_scale or log_scale == ssm.ranges.log_scale:
+        return ssm
+    return dataclasses.replace(ssm, ranges=dataclasses.replace(ssm.ranges,
+                                                               log_scale=float(log_scale)))
+
+
 def decode(ssm, params: torch.Tensor) -> torch.Tensor:
     """Vertices (B, V, 3) world mm of parameters (B, 21) in [-1, 1] (differentiable)."""
     return ssm.decode_torch(check_params_tensor(params))

@@ -45,7 +45,7 @@ def build_nets(cfg: TrainConfig, n_labelled: int) -> Nets:
     """The networks and the labelled latents, initialised from ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     return Nets(
-        g_shape=ShapeGenerator(cfg.latent_dim),
+        g_shape=ShapeGenerator(cfg.latent_dim, log_scale=cfg.shape_log_scale),
         g_material=MaterialGenerator(cfg.latent_dim, cfg.material_size),
         enhancer=SiteEnhancer(8, width=cfg.enhancer_width, n_down=cfg.enhancer_down,
                               spade_hidden=cfg.spade_hidden),

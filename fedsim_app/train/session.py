@@ -17,10 +17,12 @@ def site_chain(site, cfg: TrainConfig, *, with_nets=None):
     """The site's :class:`~fedsim_app.models.generator.Generator` at the preset's sizes
     (CPU), optionally with trained networks (``Nets``) plugged in."""
     from fedsim_app.models.generator import ChainConfig, Generator
+    from fedsim_app.models.shape_stage import ssm_for
+    from fedsim_app.shape import load_atlas_ssm
 
-    kwargs = {}
+    kwargs = {"ssm": ssm_for(load_atlas_ssm(), cfg.shape_log_scale)}
     if with_nets is not None:
-        kwargs = {"g_shape": with_nets.g_shape, "g_material": with_nets.g_material,
+        kwargs |= {"g_shape": with_nets.g_shape, "g_material": with_nets.g_material,
                   "enhancer": with_nets.enhancer}
     return Generator(site, config=ChainConfig(label_size=cfg.label_size,
                                               coarse_size=cfg.material_size),
