@@ -24,10 +24,11 @@ def register(sub) -> None:
     p.add_argument("--protocol", default="table3",
                    help="table3 (default) or table2 (the ablation on site A)")
     p.add_argument("--quick", action="store_true",
-                   help="one fold, 32³, short schedules and the cpu training preset: "
-                   "minutes per row on a CPU (same as --preset quick)")
+                   help="one fold, 64³, short schedules (U-Net steps cut at a validation "
+                   "plateau) and the cpu training preset, for a CPU (same as --preset quick)")
     p.add_argument("--preset", choices=("full", "quick", "smoke"), default="full",
-                   help="amount of work (default full, meant for a GPU)")
+                   help="amount of work (default full: 128³, 5 folds, the paper training "
+                   "preset; meant for a GPU, see --device)")
     p.add_argument("--folds", type=int, help="folds (default 5; 1 with --quick)")
     p.add_argument("--data", nargs="+", metavar="SITE=DIR",
                    help="dataset folder per site (any layout FedSim reads); default: the "
@@ -44,6 +45,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of splits, exports, U-Nets")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1; 0 leaves torch's setting)")
+    p.add_argument("--size", type=int,
+                   help="evaluation grid, voxels a side (default: the preset's, 128 full, "
+                   "64 quick, 32 smoke); the cohort is written at it")
+    p.add_argument("--device", default="auto",
+                   help="where the U-Nets (every row, Direct-FL) train and predict: auto "
+                   "(a CUDA GPU when torch sees one, else the CPU), cpu or cuda[:N]")
     p.add_argument("--out", required=True, metavar="DIR", help="evaluation folder")
     p.set_defaults(func=run)
 
@@ -109,6 +116,7 @@ def run(args) -> int:
     from fedsim_app.errors import FedSimError
     from fedsim_app.evaluate.protocols import TITLES, preset, run_table3
     from fedsim_app.evaluate.report import write_report
+    from fedsim_app.evaluate.unet import resolve_device
     from fedsim_app.io.atomic import check_writable
 
     if args.protocol not in ("table3", "table2"):
@@ -119,17 +127,19 @@ def run(args) -> int:
     name = "quick" if args.quick and args.preset == "full" else args.preset
     data = parse_data(args.data or [])
     checkpoints = parse_checkpoints(args.checkpoint, sites=tuple(data) or ("A", "B", "C"))
+    # settings refused (size, device) before anything is written
+    cfg = preset(name, folds=args.folds, seed=args.seed, device=args.device, size=args.size)
     out = check_writable(args.out)
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
-    cfg = preset(name, folds=args.folds, seed=args.seed)
     if args.no_ood:
         cfg = dataclasses.replace(cfg, ood=False)
     notes = [f"command: fedsim {shlex.join(sys.argv[1:])}" if sys.argv[1:] else
              "command: fedsim evaluate (called in-process)",
-             f"preset {name}; U-Net {cfg.unet.to_dict()}; grid {cfg.size}³; "
+             f"preset {name}; U-Net {cfg.unet.to_dict()} on "
+             f"{resolve_device(cfg.unet.device)}; grid {cfg.size}³; "
              f"{cfg.n_synthetic} synthetic cases per synthetic row; seed {cfg.seed}",
              "generators (Ours-Pre/Full, Sim-FL) are trained per fold on the fold's training "
              f"cases, {cfg.generator.preset} training preset"]
@@ -147,7 +157,7 @@ def run(args) -> int:
                                    seed=args.seed).datasets
         notes.append(f"data: the embedded cohort, {cases or 'all'} cases per site at "
                      f"{cfg.size}³, seed {args.seed}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     log = lambda line: print(f"fedsim evaluate: {line}", file=sys.stderr)  # noqa: E731
     meta = {"protocol": args.protocol, "preset": name, "config": cfg.to_dict(),
             "data": {k: str(v) for k, v in data.items()},
@@ -170,13 +180,16 @@ def run(args) -> int:
         results = run_table3(data, out, cfg, checkpoints=checkpoints, log=log, info=info)
         titles, title = TITLES, "FedSim evaluation: Table 3 (whole-heart Dice)"
         meta["ingredient_seconds"] = info["seconds"]
+        meta["ingredient_cpu_seconds"] = info["cpu_seconds"]
         notes += info["notes"]
-        notes.append("made once and reused (seconds): " + ", ".join(
-            f"{k} {v:.0f}" for k, v in info["seconds"].items()))
+        notes.append("made once and reused (seconds wall / CPU): " + ", ".join(
+            f"{k} {v:.0f} / {info['cpu_seconds'].get(k, 0.0):.0f}"
+            for k, v in info["seconds"].items()))
         notes.append("C2ST: held-out accuracy of a small CNN telling the row's synthetic "
                      "slices from the fold's real ones (0.5 = indistinguishable); U-Net s: "
                      "the row's U-Net training, validation, test and OOD passes over its folds")
-    notes.append(f"wall time {time.perf_counter() - t0:.0f} s")
+    notes.append(f"this command: {time.perf_counter() - t0:.0f} s wall, "
+                 f"{time.process_time() - c0:.0f} s CPU (a resumed run counts only its own work)")
     j, m = write_report(out, results, title=title, meta=meta, notes=notes, seed=args.seed,
                         titles=titles)
     print(m.read_text())

@@ -33,22 +33,26 @@ class Ingredients:
         self._synthetic: tuple = (None, None)  # (key, data): one row's export at a time
         self._ood: dict = {}
         # what making each ingredient took, kept across resumes (a rerun makes nothing)
+        # (wall, CPU seconds of this process), so an idle machine's time can be read off
         self._seconds_file = self.out / "ingredient_seconds.json"
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         if self._seconds_file.is_file():
-            self.seconds = json.loads(self._seconds_file.read_text())
+            kept = json.loads(self._seconds_file.read_text())
+            self.seconds, self.cpu_seconds = kept.get("wall", {}), kept.get("cpu", {})
         self.notes: list[str] = []
 
     def _timed(self, name: str, fn, *args):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = fn(*args)
-        self._record(name, time.perf_counter() - t0)
+        self._record(name, time.perf_counter() - t0, time.process_time() - c0)
         return res
 
-    def _record(self, name: str, seconds: float) -> None:
+    def _record(self, name: str, seconds: float, cpu: float) -> None:
         if seconds > 1e-2 or name not in self.seconds:  # a reuse from disk keeps the first
-            self.seconds[name] = seconds
-            write_json_atomic(self._seconds_file, self.seconds)
+            self.seconds[name], self.cpu_seconds[name] = seconds, cpu
+            write_json_atomic(self._seconds_file, {"wall": self.seconds,
+                                                   "cpu": self.cpu_seconds})
 
     # -- generators ------------------------------------------------------------------------
     def checkpoint(self, row: str, site: str, k: int) -> tuple:
@@ -110,10 +114,10 @@ class Ingredients:
         self.log(f"Direct-FL: FedAvg of the U-Net over {', '.join(data)}, fold {k}: "
                  f"{rounds} rounds × {self.cfg.fl_local_steps} local steps")
         record: dict = {}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         net = train_direct_fl(data, unet, rounds=rounds, local_steps=self.cfg.fl_local_steps,
                               seed=self.cfg.seed, val=val, log=record)
-        self._record(f"direct-fl fold{k}", time.perf_counter() - t0)
+        self._record(f"direct-fl fold{k}", time.perf_counter() - t0, time.process_time() - c0)
         state = {n: t.detach().clone() for n, t in net.state_dict().items()}
         with atomic_path(path) as tmp:
             torch.save(state, tmp)

@@ -21,19 +21,23 @@ U-Net and exports are reused from disk.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fedsim_app.errors import FedSimError
+from fedsim_app.evaluate.folds import NotRun, clock, describe, run_folds, summarise
 from fedsim_app.evaluate.metrics import dice_scores
 from fedsim_app.evaluate.plots import example_slices
 from fedsim_app.evaluate.splits import make_split, read_split, write_split
-from fedsim_app.evaluate.unet import PRESETS, UNetConfig, predict, pretrain_finetune
-from fedsim_app.io.atomic import write_json_atomic
+from fedsim_app.evaluate.unet import (
+    PRESETS,
+    UNetConfig,
+    predict,
+    pretrain_finetune,
+    resolve_device,
+)
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.config import preset as train_preset
 
@@ -81,15 +85,24 @@ class EvalConfig:
         return asdict(self)
 
 
-def preset(name: str, *, folds: int | None = None, seed: int = 0) -> EvalConfig:
-    """``full`` (GPU), ``quick`` (one fold, minutes on a CPU) or ``smoke`` (tests)."""
-    sizes = {"full": (128, 5, 100), "quick": (32, 1, 12), "smoke": (32, 1, 2)}
+def preset(name: str, *, folds: int | None = None, seed: int = 0,
+           device: str = "auto", size: int | None = None) -> EvalConfig:
+    """``full`` (GPU), ``quick`` (one fold, 64³, short schedules: a CPU) or ``smoke``
+    (tests); ``device`` runs the U-Nets (``auto``: a CUDA GPU when torch sees one);
+    ``size`` replaces the preset's grid (the previous round's ``--quick`` was 32³)."""
+    sizes = {"full": (128, 5, 100), "quick": (64, 1, 12), "smoke": (32, 1, 2)}
     if name not in sizes:
         raise FedSimError(f"--preset {name!r}: use one of {', '.join(sizes)}")
-    size, n_folds, n_syn = sizes[name]
+    grid, n_folds, n_syn = sizes[name]
+    size = size or grid
+    if size < PRESETS[name].roi or size % 16:
+        raise FedSimError(f"--size {size}: use a multiple of 16 of at least the U-Net's "
+                          f"{PRESETS[name].roi}³ patch for --preset {name}")
     unet = PRESETS[name]
     base, overrides = GENERATOR_PRESETS[name]
-    return EvalConfig(unet=UNetConfig(**{**unet.to_dict(), "seed": seed}), size=size,
+    resolve_device(device)  # refuse a device that is not there before any work
+    return EvalConfig(unet=UNetConfig(**{**unet.to_dict(), "seed": seed, "device": device}),
+                      size=size,
                       folds=folds or n_folds, n_synthetic=n_syn, seed=seed,
                       generator=train_preset(base, seed=seed, **overrides),
                       fl_local_steps=FL_LOCAL_STEPS[name], fed_rounds=FED_ROUNDS[name])
@@ -161,10 +174,6 @@ def export_synthetic(row: str, site: str, out: Path, cfg: EvalConfig,
     return _read_cases(cases, model.generator.grid)
 
 
-def _fold_file(out: Path, site: str, row: str, k: int) -> Path:
-    return out / site / row / f"fold{k}.json"
-
-
 @dataclass
 class SiteState:
     """A site's data on its evaluation grid and its recorded split."""
@@ -222,64 +231,55 @@ def run_table3(data: dict, out, cfg: EvalConfig, *, checkpoints: dict | None = N
                                           examples=examples)
         example_slices(out / site / "examples.png", examples)
     if info is not None:
-        info.update(seconds=dict(ing.seconds), notes=list(ing.notes))
+        info.update(seconds=dict(ing.seconds), cpu_seconds=dict(ing.cpu_seconds),
+                    notes=list(ing.notes))
     return results
 
 
 def _run_row(row, site, st: SiteState, ing, out: Path, cfg: EvalConfig, log, *,
              examples: list) -> dict:
-    folds, seconds, ood, realism = [], [], {}, None
-    for fold in st.split.folds:
-        path = _fold_file(out, site, row, fold.index)
-        if path.is_file():
-            done = json.loads(path.read_text())
-            if done.get("config") != json.loads(json.dumps(cfg.to_dict())):
-                raise FedSimError(f"{path}: finished with other settings (preset, sizes or "
-                                  "seed) — rerun with those or use a new --out")
-            folds.append(done["test_dice"])
-            seconds.append(float(done.get("seconds", 0.0)))
-            for t, d in done.get("ood_dice", {}).items():
-                ood.setdefault(t, []).append(d)
-            realism = done.get("realism", realism)
-            continue
+    realism: list = []  # the row's C2ST, measured on fold 0's synthetic data
+
+    def compute(fold) -> dict:
         try:
             synthetic, init, source = ing.for_row(row, site, fold.index)
         except FedSimError as exc:  # a missing or unusable ingredient: the row is not run
-            why = " ".join(str(exc).split())
-            log(f"site {site} {TITLES[row]}: not run: {why}")
-            return {"not_run": why}
+            raise NotRun(" ".join(str(exc).split())) from None
         if synthetic is not None and fold.index == 0:
             examples.append((f"{TITLES[row]} (synthetic)", synthetic[0][0], synthetic[1][0]))
-            realism = ing.realism(site, fold, synthetic)
+            realism.append(ing.realism(site, fold, synthetic))
         ood_sets = ing.ood(site, fold.index)  # made (or read) before the U-Net's clock
-        t1 = time.perf_counter()
         ids = fold.labelled + (fold.extra if row == "upper" else ())
-        net, train_log = pretrain_finetune(cfg.unet, st.stack(ids), synthetic=synthetic,
-                                           val=st.stack(fold.val), init=init)
-        test_x, test_y = st.stack(st.split.test)
-        dice = dice_scores(predict(net, test_x, cfg.unet), test_y).tolist()
-        fold_ood = {t: dice_scores(predict(net, x, cfg.unet), y).tolist()
-                    for t, (x, y) in ood_sets.items()}
-        for t, d in fold_ood.items():
-            ood.setdefault(t, []).append(d)
-        seconds.append(time.perf_counter() - t1)
-        write_json_atomic(path, {"site": site, "row": row, "fold": fold.index,
-                                 "train_ids": list(ids), "val_ids": list(fold.val),
-                                 "test_ids": list(st.split.test), "test_dice": dice,
-                                 "ood_dice": fold_ood, "realism": realism,
-                                 "seconds": seconds[-1], "log": train_log,
-                                 "source": source, "config": cfg.to_dict()})
-        folds.append(dice)
+        rec: dict = {"site": site, "row": row, "train_ids": list(ids),
+                     "val_ids": list(fold.val), "test_ids": list(st.split.test)}
+        with clock(rec):
+            net, rec["log"] = pretrain_finetune(cfg.unet, st.stack(ids), synthetic=synthetic,
+                                                val=st.stack(fold.val), init=init)
+            test_x, test_y = st.stack(st.split.test)
+            rec["test_dice"] = dice_scores(predict(net, test_x, cfg.unet), test_y).tolist()
+            rec["ood_dice"] = {t: dice_scores(predict(net, x, cfg.unet), y).tolist()
+                               for t, (x, y) in ood_sets.items()}
+        rec.update(realism=realism[0] if realism else None, source=source)
+        return rec
+
+    try:
+        records = run_folds(st.split.folds, out / site / row, cfg.to_dict(), compute)
+    except NotRun as exc:
+        log(f"site {site} {TITLES[row]}: not run: {exc}")
+        return {"not_run": str(exc)}
     # every fold's U-Net (training, validation, test and OOD passes, measured when it ran);
     # what the ingredients took is recorded once per ingredient (Ingredients.seconds)
-    took = sum(seconds)
-    log(f"site {site} {TITLES[row]}: Dice {np.mean([np.mean(f) for f in folds]):.3f} "
-        f"({len(folds)} fold(s), U-Net {took:.0f} s)")
-    res = {"folds": folds, "seconds": took}
+    res = summarise(records)
+    log(f"site {site} {describe(TITLES[row], res)}")
+    ood: dict = {}
+    for r in records:
+        for t, d in r.get("ood_dice", {}).items():
+            ood.setdefault(t, []).append(d)
     if ood:
         res["ood"] = ood
-    if realism is not None:
-        res["realism"] = realism
+    found = [r["realism"] for r in records if r.get("realism") is not None]
+    if found:
+        res["realism"] = found[-1]
     if row == "upper" and not any(f.extra for f in st.split.folds):
         res["note"] = ("Upper Bound saw the same labelled cases as Lower Bound: the site has "
                        "no training cases beyond the budget and validation")

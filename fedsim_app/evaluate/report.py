@@ -57,8 +57,9 @@ def summarise(results: dict, *, seed: int = 0) -> dict:
                 table[row]["ood"] = {t: fold_stats(f) for t, f in res["ood"].items()}
             if res.get("realism"):
                 table[row]["c2st"] = res["realism"]["c2st"]
-            if "seconds" in res:
-                table[row]["seconds"] = res["seconds"]
+            for key in ("seconds", "cpu_seconds"):
+                if key in res:
+                    table[row][key] = res[key]
         diffs = {}
         for a, b in DIFFERENCES:
             ra, rb = rows.get(a, {}), rows.get(b, {})
@@ -83,7 +84,7 @@ def markdown(summary: dict, *, title: str, notes: list[str] = (),
     for site, s in summary.items():
         lines += [f"## Site {site}", "",
                   "| Row | Dice (mean ± std over folds) | std over cases | folds | cases | "
-                  "C2ST | U-Net s |", "|---|---|---|---|---|---|---|"]
+                  "C2ST | U-Net s (wall / CPU) |", "|---|---|---|---|---|---|---|"]
         for key, r in s["rows"].items():
             row = titles.get(key, key)
             if "not_run" in r:
@@ -91,6 +92,8 @@ def markdown(summary: dict, *, title: str, notes: list[str] = (),
                 continue
             c2st = f"{r['c2st']:.2f}" if "c2st" in r else "–"
             secs = f"{r['seconds']:.0f}" if "seconds" in r else "–"
+            if "cpu_seconds" in r:
+                secs += f" / {r['cpu_seconds']:.0f}"
             lines.append(f"| {row} | {r['mean']:.3f} ± {r['std_folds']:.3f} | "
                          f"{r['std_cases']:.3f} | {r['n_folds']} | {r['n_cases']} | "
                          f"{c2st} | {secs} |")

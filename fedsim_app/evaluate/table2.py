@@ -19,15 +19,12 @@ Case ``i`` of every row draws from the same seed, so rows share their randomness
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fedsim_app.errors import FedSimError
-from fedsim_app.io.atomic import write_json_atomic
 
 ROWS = ("rand-shape", "alpha", "poisson", "full")
 TITLES = {"rand-shape": "Random SSM shapes + enhancer", "alpha": "Learnt shapes + alpha blend",
@@ -139,8 +136,10 @@ def run_table2(root, out, cfg, *, checkpoint=None, rows=ROWS, log=print) -> dict
     """Run (or resume) the ablation on site A's dataset ``root``; ``results["A"][row]``.
 
     ``checkpoint``: site A's trained model; default the Ours-Full generator trained here
-    per fold (as Table 3's, shared with it when ``out`` is the same folder).
+    per fold (as Table 3's, shared with it when ``out`` is the same folder). A row's time
+    is its rendering and U-Net (the generator's training is Table 3's ingredient).
     """
+    from fedsim_app.evaluate.folds import clock, describe, run_folds, summarise
     from fedsim_app.evaluate.generators import Generators
     from fedsim_app.evaluate.metrics import dice_scores
     from fedsim_app.evaluate.protocols import _prepare_site
@@ -156,33 +155,21 @@ def run_table2(root, out, cfg, *, checkpoint=None, rows=ROWS, log=print) -> dict
             log(f"table2 {TITLES[row]}: not run: {why}")
             results[row] = {"not_run": why}
             continue
-        folds, seconds = [], 0.0
-        for fold in st.split.folds:
-            path = out / "table2" / row / f"fold{fold.index}.json"
-            if path.is_file():
-                done = json.loads(path.read_text())
-                if done.get("config") != json.loads(json.dumps(cfg.to_dict())):
-                    raise FedSimError(f"{path}: finished with other settings — rerun with "
-                                      "those or use a new --out")
-                folds.append(done["test_dice"])
-                seconds += done["seconds"]
-                continue
-            t0 = time.perf_counter()
+
+        def compute(fold, row=row) -> dict:
             ck = checkpoint or gens.ours(SITE, fold.index)[1]
-            gen, prior = ablation_chain(ck, cfg.size)
-            x, y = render_row(row, gen, prior, cfg.n_synthetic, cfg.seed)
-            net, tlog = train(make_unet(cfg.unet), x, y, cfg.unet.pretrain_steps, cfg.unet,
-                              val=st.stack(fold.val), seed=cfg.seed + 1)
-            tx, ty = st.stack(st.split.test)
-            dice = dice_scores(predict(net, tx, cfg.unet), ty).tolist()
-            took = time.perf_counter() - t0
-            seconds += took
-            write_json_atomic(path, {"row": row, "fold": fold.index, "checkpoint": str(ck),
-                                     "val_ids": list(fold.val), "test_ids": list(st.split.test),
-                                     "test_dice": dice, "seconds": took, "log": tlog,
-                                     "config": cfg.to_dict()})
-            folds.append(dice)
-        log(f"table2 {TITLES[row]}: Dice {np.mean([np.mean(f) for f in folds]):.3f} "
-            f"({seconds:.0f} s)")
-        results[row] = {"folds": folds, "seconds": seconds}
+            rec: dict = {"row": row, "checkpoint": str(ck), "val_ids": list(fold.val),
+                         "test_ids": list(st.split.test)}
+            with clock(rec):
+                gen, prior = ablation_chain(ck, cfg.size)
+                x, y = render_row(row, gen, prior, cfg.n_synthetic, cfg.seed)
+                net, rec["log"] = train(make_unet(cfg.unet), x, y, cfg.unet.pretrain_steps,
+                                        cfg.unet, val=st.stack(fold.val), seed=cfg.seed + 1)
+                tx, ty = st.stack(st.split.test)
+                rec["test_dice"] = dice_scores(predict(net, tx, cfg.unet), ty).tolist()
+            return rec
+
+        results[row] = summarise(run_folds(st.split.folds, out / "table2" / row,
+                                           cfg.to_dict(), compute))
+        log(f"table2 {describe(TITLES[row], results[row])}")
     return {SITE: results}

@@ -7,7 +7,10 @@ contrast; air and lung all read 0). Every row trains the same network with the s
 schedule; rows with synthetic data pre-train ``pretrain_steps`` on it first, then
 fine-tune ``steps`` on the labelled real volumes (:func:`pretrain_finetune`). Model
 selection (the checkpoint with the best validation Dice, checked every ``val_every``
-steps) uses the validation volumes only.
+steps) uses the validation volumes only; with ``patience`` set, a stage stops early once
+that many checks in a row have not improved on the best (the plateau check). The network
+runs on ``device`` (``auto``: the engine's default device, CUDA when torch sees a GPU);
+the volumes stay in host memory and only the batches and sliding-window patches move.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class UNetConfig:
     pretrain_steps: int = 2000
     val_every: int = 200
     overlap: float = 0.25
+    patience: int | None = None  # validation checks without improvement before stopping
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", …
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -44,12 +49,31 @@ class UNetConfig:
 
 
 PRESETS = {
-    "full": UNetConfig(),
+    "full": UNetConfig(patience=4),
     "quick": UNetConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, roi=32,
-                        steps=150, pretrain_steps=150, val_every=50, lr=3e-3),
+                        steps=150, pretrain_steps=150, val_every=30, patience=2, lr=3e-3),
     "smoke": UNetConfig(channels=(4, 8), strides=(2,), num_res_units=0, roi=16, batch=1,
                         steps=4, pretrain_steps=4, val_every=2, lr=3e-3),
 }
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → the engine's default device (:func:`fedsim_app.device.default_device`:
+    CUDA when present, else the CPU, ``FEDSIM_DEVICE`` overriding); anything else as torch
+    reads it, refused with what to do when that device is not there."""
+    from fedsim_app.device import default_device
+    from fedsim_app.errors import FedSimError
+
+    if name == "auto":
+        return default_device()
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise FedSimError(f"--device {name!r}: not a torch device; use auto, cpu or "
+                          "cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FedSimError(f"--device {name}: torch sees no CUDA GPU here — use cpu or auto")
+    return dev
 
 
 def window(hu) -> np.ndarray:
@@ -63,9 +87,10 @@ def make_unet(cfg: UNetConfig):
     """The MONAI 3D U-Net (1 channel in, background/heart out), seeded from ``cfg``."""
     from monai.networks.nets import UNet
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # on the CPU, so the initial weights match on every device
     return UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=cfg.channels,
-                strides=cfg.strides, num_res_units=cfg.num_res_units)
+                strides=cfg.strides, num_res_units=cfg.num_res_units
+                ).to(resolve_device(cfg.device))
 
 
 def _patches(x: torch.Tensor, y: torch.Tensor, idx, roi: int, gen: torch.Generator):
@@ -84,11 +109,14 @@ def predict(net, images_hu, cfg: UNetConfig) -> np.ndarray:
     """Binary heart masks (N, Z, Y, X) bool by sliding-window inference."""
     from monai.inferers import sliding_window_inference
 
-    x = torch.from_numpy(window(images_hu))[:, None]  # (N, 1, Z, Y, X)
+    x = torch.from_numpy(window(images_hu))[:, None]  # (N, 1, Z, Y, X), host memory
+    dev = next(net.parameters()).device
     net.eval()
     with torch.no_grad():
+        # patches go to the network's device, the stitched logits stay on the host
         logits = sliding_window_inference(x, roi_size=cfg.roi, sw_batch_size=cfg.batch,
-                                          predictor=net, overlap=cfg.overlap)
+                                          predictor=net, overlap=cfg.overlap,
+                                          sw_device=dev, device="cpu")
     return logits.argmax(1).numpy().astype(bool)
 
 
@@ -96,7 +124,9 @@ def train(net, images_hu, labels, steps: int, cfg: UNetConfig, *, val=None, seed
     """Train ``net`` for ``steps`` on (images, binary labels); returns (net, log).
 
     With ``val = (images_hu, labels)``, the weights with the best mean validation Dice
-    (checked every ``cfg.val_every`` steps and at the end) are kept.
+    (checked every ``cfg.val_every`` steps and at the end) are kept; with
+    ``cfg.patience``, training stops after that many checks without a better score
+    (``log["stopped_step"]``).
     """
     from monai.losses import DiceCELoss
 
@@ -107,10 +137,12 @@ def train(net, images_hu, labels, steps: int, cfg: UNetConfig, *, val=None, seed
     gen = torch.Generator().manual_seed(int(seed))
     log = {"steps": int(steps), "loss": [], "val": []}
     best = (-1.0, None, 0)
+    dev = next(net.parameters()).device
+    stale = 0  # validation checks since the best
     for step in range(1, steps + 1):
         net.train()
         idx = torch.randint(0, len(x), (min(cfg.batch, len(x)),), generator=gen)
-        xb, yb = _patches(x, y, idx, cfg.roi, gen)
+        xb, yb = (t.to(dev) for t in _patches(x, y, idx, cfg.roi, gen))
         opt.zero_grad()
         loss = loss_fn(net(xb), yb)
         loss.backward()
@@ -120,7 +152,12 @@ def train(net, images_hu, labels, steps: int, cfg: UNetConfig, *, val=None, seed
             score = float(np.mean(dice_scores(predict(net, val[0], cfg), val[1])))
             log["val"].append([step, score])
             if score > best[0]:
-                best = (score, copy.deepcopy(net.state_dict()), step)
+                best, stale = (score, copy.deepcopy(net.state_dict()), step), 0
+            else:
+                stale += 1
+            if cfg.patience is not None and stale >= cfg.patience and step < steps:
+                log["stopped_step"] = step  # the plateau: the rest would not be selected
+                break
     if best[1] is not None:
         net.load_state_dict(best[1])
         log["selected_step"] = best[2]

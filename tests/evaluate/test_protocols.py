@@ -86,12 +86,15 @@ def test_cli_smoke_writes_the_report(site_a, tmp_path, capsys):
     (["--folds", "0"], "--folds 0"),
     (["--checkpoint", "ours:A=x"], "ROW:SITE=RUN"),
     (["--checkpoint", "ours-full:A=/no/such/run"], "does not exist"),
+    (["--device", "abacus"], "not a torch device"),
+    (["--quick", "--size", "24"], "--size 24"),
 ])
 def test_cli_bad_input_is_one_line_and_rc_2(argv, message, tmp_path, capsys):
     assert main(["evaluate", "--out", str(tmp_path / "ev"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert "Traceback" not in err
+    assert not (tmp_path / "ev").exists()  # refused before anything is written
 
 
 def _smoke_checkpoint(path, *, with_prior):

@@ -1,7 +1,20 @@
+import dataclasses
+
 import numpy as np
+import pytest
 import torch
 
-from fedsim_app.evaluate.unet import PRESETS, make_unet, predict, pretrain_finetune, train, window
+from fedsim_app.device import default_device
+from fedsim_app.errors import FedSimError
+from fedsim_app.evaluate.unet import (
+    PRESETS,
+    make_unet,
+    predict,
+    pretrain_finetune,
+    resolve_device,
+    train,
+    window,
+)
 
 
 def _cubes(n, size=16, seed=0):
@@ -43,3 +56,29 @@ def test_pretrain_finetune_replays_and_logs_both_stages():
     assert log1["finetune"]["loss"] == log2["finetune"]["loss"]  # seeded
     _, log3 = pretrain_finetune(cfg, real)
     assert set(log3) == {"finetune"}
+
+
+def test_a_stage_stops_at_a_validation_plateau():
+    # lr 0: the weights never change, so no check after the first can improve on it
+    cfg = dataclasses.replace(PRESETS["smoke"], lr=0.0, val_every=1, patience=2)
+    x, y = _cubes(2, seed=3)
+    _, log = train(make_unet(cfg), x, y, 10, cfg, val=(x, y))
+    assert log["stopped_step"] == 3 and len(log["loss"]) == 3
+    assert log["selected_step"] == 1
+    _, log = train(make_unet(cfg), x, y, 3, dataclasses.replace(cfg, patience=None),
+                   val=(x, y))
+    assert "stopped_step" not in log and len(log["loss"]) == 3
+
+
+def test_device_is_honoured_and_a_missing_gpu_refused(monkeypatch):
+    cfg = dataclasses.replace(PRESETS["smoke"], device="cpu")
+    net = make_unet(cfg)
+    assert {p.device.type for p in net.parameters()} == {"cpu"}
+    x, y = _cubes(1, seed=4)
+    train(net, x, y, 1, cfg)  # batches follow the network's device
+    assert resolve_device("auto") == default_device()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(FedSimError, match="no CUDA GPU"):
+        resolve_device("cuda:0")
+    with pytest.raises(FedSimError, match="not a torch device"):
+        resolve_device("abacus")
