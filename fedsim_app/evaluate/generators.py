@@ -121,20 +121,15 @@ def train_federated(views: dict, labels: dict[str, int], cfg: TrainConfig, run_d
 
 
 def _write_site_checkpoint(path: Path, server, client, cfg: TrainConfig) -> Path:
+    """Site ``client``'s finished checkpoint: the server's shared generators with the
+    site's own parts and G_material's BatchNorm statistics calibrated at that site (the
+    server's buffers are no site's)."""
+    from fedsim_app.federated.bundle import federated_site_state
     from fedsim_app.train.checkpoint import save_checkpoint
-    from fedsim_app.train.glo import DONE
 
-    models = {k: m.state_dict() for k, m in client.local_modules().items()}
-    models.update({k: m.state_dict() for k, m in server.modules.items()})
-    grid = client.data.grid
-    return save_checkpoint(path, {
-        "config": cfg.to_dict(), "site": client.key, "case_ids": list(client.data.case_ids),
-        "n_labelled": client.data.n_labelled,
-        "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm),
-                 "origin_mm": list(grid.origin_mm)},
-        "phase": DONE, "step": 0, "models": models, "optimizers": {},
-        "prior": client.prior, "rng": {}, "seconds": {},
-        "federated": {"rounds": server.round, "sites": list(server.sites)}})
+    return save_checkpoint(path, federated_site_state(server.state_dict(),
+                                                      client.state_dict(),
+                                                      source=f"site {client.key}"))
 
 
 class Generators:
