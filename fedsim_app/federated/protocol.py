@@ -1,7 +1,9 @@
 """What sites and server exchange: the round plan, a site's update, and its validation.
 
 A round is one step of the GLO schedule on every site (the paper's appendix §5: one
-gradient step per client, averaged at the server). Phase 1 rounds train shape and
+gradient step per client, averaged at the server). Phase 1 starts with the single-site
+trainer's shape initialisation as rounds of their own (``shape_init``: G_shape towards the
+SSM parameters each site fits to its own labels), then its rounds train shape and
 material, phase 2 rounds train each site's enhancer and discriminator (local only: no
 gradient leaves the site), phase 3 rounds alternate labelled and unlabelled steps.
 
@@ -22,8 +24,26 @@ from fedsim_app.train.schedule import lr_factor
 
 SHARED_MODULES = ("g_shape", "g_material")
 #: the step kinds whose losses reach the shared generators
-SHARED_KINDS = ("shape_material", "labelled", "unlabelled")
+SHARED_KINDS = ("shape_init", "shape_material", "labelled", "unlabelled")
 KINDS = (*SHARED_KINDS, "gan")
+#: the optimiser a step kind uses (its own name unless given): the shape initialisation
+#: steps with phase 1's, as ``fedsim train`` does
+OPTIMIZER = {"shape_init": "shape_material"}
+
+
+#: the shared generators a step kind trains (all of them unless given): the shape
+#: initialisation leaves G_material, its optimiser state included, as it is
+TRAINS = {"shape_init": ("g_shape",)}
+
+
+def optimizer_of(kind: str) -> str:
+    """The name of the optimiser (server's and site's) that steps a ``kind`` round."""
+    return OPTIMIZER.get(kind, kind)
+
+
+def trains(kind: str, name: str) -> bool:
+    """Whether a ``kind`` round trains the shared parameter ``name`` (``module.param``)."""
+    return name.split(".", 1)[0] in TRAINS.get(kind, SHARED_MODULES)
 
 
 class UpdateRejected(FedSimError):
@@ -63,10 +83,13 @@ class RoundTask:
 
 @dataclass(frozen=True)
 class RoundPlan:
-    """Rounds per phase and the rate schedule within each phase."""
+    """Rounds per phase and the rate schedule within each phase; the first
+    ``shape_init`` rounds of phase 1 initialise G_shape (at the full rate), the rest of
+    phase 1 follows its rate schedule."""
 
     phase_rounds: tuple[int, int, int]
     constant_fraction: float = 0.5
+    shape_init: int = 0
 
     @property
     def total(self) -> int:
@@ -85,35 +108,43 @@ class RoundPlan:
         for phase, n in enumerate(self.phase_rounds, start=1):
             if r < start + n:
                 s = r - start
+                if phase == 1 and s < self.shape_init:
+                    return RoundTask(r, 1, s, n, "shape_init", 1.0)
                 kind = {1: "shape_material", 2: "gan"}.get(
                     phase, "labelled" if s % 2 == 0 else "unlabelled")
+                skip = self.shape_init if phase == 1 else 0
                 return RoundTask(r, phase, s, n, kind,
-                                 lr_factor(s, n, self.constant_fraction))
+                                 lr_factor(s - skip, n - skip, self.constant_fraction))
             start += n
         raise AssertionError("unreachable")
 
     def to_dict(self) -> dict:
         return {"phase_rounds": list(self.phase_rounds),
-                "constant_fraction": self.constant_fraction}
+                "constant_fraction": self.constant_fraction, "shape_init": self.shape_init}
 
     @classmethod
     def from_dict(cls, d: dict) -> RoundPlan:
-        return cls(tuple(int(n) for n in d["phase_rounds"]), float(d["constant_fraction"]))
+        return cls(tuple(int(n) for n in d["phase_rounds"]), float(d["constant_fraction"]),
+                   int(d.get("shape_init", 0)))
 
 
 def plan_rounds(cfg, sizes: list[tuple[int, int]], rounds: int | None = None) -> RoundPlan:
     """The plan for sites of ``sizes`` ``[(n_labelled, n_unlabelled), ...]``.
 
     Without ``rounds`` each phase has as many rounds as the largest site's single-site
-    run has steps (so one site alone trains exactly as ``fedsim train``); with ``rounds``
-    that many rounds are shared out over the phases in the same proportions (largest
-    remainder), each phase with steps getting at least one when ``rounds`` allows.
+    run has steps, phase 1 first ``cfg.shape_init_steps`` shape initialisation rounds (so
+    one site alone trains exactly as ``fedsim train``); with ``rounds`` that many rounds
+    are shared out over the phases in the same proportions (largest remainder), each phase
+    with steps getting at least one when ``rounds`` allows, and the shape initialisation
+    keeps its share of phase 1 (never all of it).
     """
     from fedsim_app.train.glo import phase_steps
 
-    full = phase_steps(cfg, max(s[0] for s in sizes), max(s[1] for s in sizes))
+    steps = phase_steps(cfg, max(s[0] for s in sizes), max(s[1] for s in sizes))
+    init = int(cfg.shape_init_steps) if steps[0] else 0
+    full = (steps[0] + init, steps[1], steps[2])
     if rounds is None:
-        return RoundPlan(full, cfg.constant_fraction)
+        return RoundPlan(full, cfg.constant_fraction, init)
     if rounds < 1:
         raise FedSimError(f"--rounds must be 1 or more, got {rounds}")
     total = sum(full)
@@ -129,7 +160,8 @@ def plan_rounds(cfg, sizes: list[tuple[int, int]], rounds: int | None = None) ->
             j = max(range(3), key=lambda k: share[k])
             share[j] -= 1
             share[i] += 1
-    return RoundPlan(tuple(share), cfg.constant_fraction)
+    init_share = min(round(init * share[0] / full[0]), share[0] - 1) if full[0] else 0
+    return RoundPlan(tuple(share), cfg.constant_fraction, max(init_share, 0))
 
 
 @dataclass

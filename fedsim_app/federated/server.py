@@ -27,7 +27,9 @@ from fedsim_app.federated.protocol import (
     RoundTask,
     SiteUpdate,
     UpdateRejected,
+    optimizer_of,
     tensor_spec,
+    trains,
     validate_update,
 )
 from fedsim_app.io.atomic import atomic_path
@@ -219,9 +221,13 @@ class FedServer:
         return update
 
     def _apply(self, task: RoundTask, updates: list[SiteUpdate]) -> None:
-        opt = self.opt[task.kind]
-        set_rates(opt, self.base_rates[task.kind], task.lr_factor)
+        name = optimizer_of(task.kind)
+        opt = self.opt[name]
+        set_rates(opt, self.base_rates[name], task.lr_factor)
         for k, p in self.params.items():
+            if not trains(task.kind, k):  # not this kind's: Adam passes it over
+                p.grad = None
+                continue
             # the mean of the sites' gradients (one step at an effective batch of n), as a
             # running mean: sites that agree give their gradient back bit for bit, which
             # matters because Adam's step barely depends on a gradient's size

@@ -41,8 +41,9 @@ class Interrupted(Exception):
         self.path = path
 
 
-def build_nets(cfg: TrainConfig, n_labelled: int) -> Nets:
-    """The networks and the labelled latents, initialised from ``cfg.seed``."""
+def build_nets(cfg: TrainConfig, n_labelled: int, *, latent_seed: int | None = None) -> Nets:
+    """The networks and the labelled latents, initialised from ``cfg.seed`` (the latents
+    from ``latent_seed`` when given: a federation's sites draw different ones)."""
     torch.manual_seed(cfg.seed)
     return Nets(
         g_shape=ShapeGenerator(cfg.latent_dim, log_scale=cfg.shape_log_scale),
@@ -51,7 +52,8 @@ def build_nets(cfg: TrainConfig, n_labelled: int) -> Nets:
                               spade_hidden=cfg.spade_hidden),
         disc=SliceDiscriminator(8, channels=cfg.disc_channels, num_d=cfg.disc_scales,
                                 num_layers_d=cfg.disc_layers, slice_size=cfg.label_size),
-        z_lab=Latents(n_labelled, cfg.latent_dim, seed=cfg.seed),
+        z_lab=Latents(n_labelled, cfg.latent_dim,
+                      seed=cfg.seed if latent_seed is None else latent_seed),
     )
 
 

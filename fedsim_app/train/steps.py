@@ -166,18 +166,20 @@ class GLOSteps:
             fits.append(p)
         return torch.as_tensor(np.stack(fits), dtype=torch.float32)
 
-    def run_shape_init(self, opt, n_steps: int) -> dict[str, float]:
+    def run_shape_init(self, opt, n_steps: int, targets: torch.Tensor | None = None
+                       ) -> dict[str, float]:
         """Phase 1's start: ``n_steps`` MSE steps of G_shape(z) towards the fitted
-        parameters of every labelled volume (updates G_shape and the latents)."""
-        # inside tanh's range, so that the MSE can reach it
-        target = self.shape_fit_targets().clamp(-0.97, 0.97)
+        parameters of every labelled volume (``targets``: :meth:`shape_fit_targets`,
+        computed when not given; updates G_shape and the latents)."""
+        if targets is None:
+            targets = self.shape_fit_targets()
+        target = targets.clamp(-0.97, 0.97)  # inside tanh's range, so the MSE can reach it
         loss = torch.zeros(())
         for _ in range(n_steps):
             opt.zero_grad(set_to_none=True)
             loss = F.mse_loss(self.nets.g_shape(self.nets.z_lab.codes), target)
             loss.backward()
             opt.step()
-        opt.zero_grad(set_to_none=True)
         return {"shape_init": float(loss.detach())}
 
     # -- steps ---------------------------------------------------------------------------

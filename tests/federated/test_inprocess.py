@@ -23,12 +23,12 @@ def _close(a: dict, b: dict, tol=1e-5):
 
 @pytest.mark.slow
 def test_fedsgd_over_identical_sites_equals_one_site(tiny_data, fed_cfg, tmp_path):
-    cfg = fed_cfg
+    cfg = fed_cfg.replace(shape_init_steps=2)  # its shape initialisation as rounds too
     single = make_trainer(tiny_data, "A", 2, cfg, tmp_path / "single")
     single.run()
     clients = make_twins(tiny_data, cfg, tmp_path / "fed")
     server = new_server(cfg, clients, tmp_path / "fed")
-    assert server.plan.phase_rounds == (2, 0, 2)
+    assert server.plan.phase_rounds == (4, 0, 2) and server.plan.shape_init == 2
     run_inprocess(server, clients)
     ref = {k: p.detach() for k, p in shared_parameters(single.nets).items()}
     _close(server.weights(), ref)
@@ -36,6 +36,18 @@ def test_fedsgd_over_identical_sites_equals_one_site(tiny_data, fed_cfg, tmp_pat
         _close({k: v for k, v in c.nets.enhancer.state_dict().items()},
                single.nets.enhancer.state_dict())
         _close({"z": c.nets.z_unl.codes.detach()}, {"z": single.nets.z_unl.codes.detach()})
+
+
+def test_each_site_draws_its_own_latents(tiny_data, fed_cfg, tmp_path):
+    """One z for two hospitals' different hearts would pull the shared G_shape between
+    them: a site's latents are seeded by the run's seed and the site, stably."""
+    from fed_helpers import twin_sites
+
+    a, b = twin_sites(2)
+    za, zb, za2 = (FedClient(s, fed_cfg, tiny_data, 2, tmp_path / name,
+                             build_matrix=False).nets.z_lab.codes.detach()
+                   for s, name in ((a, "a"), (b, "b"), (a, "a2")))
+    assert not torch.allclose(za, zb) and torch.equal(za, za2)
 
 
 @pytest.mark.slow

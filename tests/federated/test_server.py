@@ -34,6 +34,25 @@ def test_plan_full_and_scaled(fed_cfg):
     assert plan_rounds(fed_cfg, [(2, 2)], rounds=12).total == 12
 
 
+def test_plan_starts_phase1_with_the_shape_initialisation(fed_cfg):
+    cfg = fed_cfg.replace(shape_init_steps=3, phase1_epochs=4, phase2_epochs=1)
+    plan = plan_rounds(cfg, [(2, 2), (3, 1)])
+    assert plan.phase_rounds == (7, 3, 4) and plan.shape_init == 3
+    tasks = [plan.task(r) for r in range(7)]
+    assert [t.kind for t in tasks] == ["shape_init"] * 3 + ["shape_material"] * 4
+    assert all(t.shared and t.lr_factor == 1.0 for t in tasks[:3])
+    # the rate schedule of phase 1 proper is the single-site trainer's over its 4 steps
+    from fedsim_app.train.schedule import lr_factor
+    assert [t.lr_factor for t in tasks[3:]] == [lr_factor(s, 4, cfg.constant_fraction)
+                                               for s in range(4)]
+    assert RoundPlan.from_dict(plan.to_dict()) == plan
+    assert RoundPlan.from_dict({"phase_rounds": [2, 0, 2], "constant_fraction": 0.5}
+                               ).shape_init == 0  # a run written before shape_init
+    scaled = plan_rounds(cfg, [(2, 2)], rounds=7)
+    assert 1 <= scaled.shape_init < scaled.phase_rounds[0]
+    assert plan_rounds(cfg, [(2, 2)], rounds=3).shape_init == 0  # one phase-1 round: IoU
+
+
 def test_average_of_accepted_updates_and_one_adam_step(server):
     task = server.next_task()
     before = server.weights()
