@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -212,7 +213,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", choices=("shape", "latent"), default="shape")
     parser.add_argument("--checkpoint", default="default",
                         help="latent mode: a trained checkpoint or bundle (default: the "
-                        "shipped default checkpoint)")
+                        "shipped default checkpoint); untrained:PRESET measures PRESET's "
+                        "networks as initialised (sizes, not quality: e.g. untrained:paper, "
+                        "which no CPU has trained)")
     parser.add_argument("--while-training", action="store_true",
                         help="measure while the training panel runs `fedsim train`")
     args = parser.parse_args(argv)
@@ -220,6 +223,14 @@ def main(argv=None) -> int:
     if args.mode == "latent":
         from fedsim_app.export.sample import resolve_checkpoint
 
+        if args.checkpoint.startswith("untrained:"):
+            import tempfile
+
+            from fedsim_app.train.model_io import initial_bundle
+
+            folder = Path(tempfile.mkdtemp(prefix="fedsim-bench-untrained-"))
+            args.checkpoint = str(initial_bundle(folder / "untrained.pt",
+                                                 args.checkpoint.split(":", 1)[1]))
         checkpoint = resolve_checkpoint(args.checkpoint)
         if checkpoint is None or not checkpoint.is_file():
             print(f"--mode latent needs a trained checkpoint; {args.checkpoint!r} is none "

@@ -73,6 +73,9 @@ def register(sub) -> None:
                    "bundles for itself")
     p.add_argument("--site-state", action="append", default=[], metavar="KEY=PATH",
                    help="with --bundle: a site's local.pt (or its folder) outside RUN")
+    p.add_argument("--half", action="store_true",
+                   help="with --bundle: store the networks in float16 (half the size; the "
+                   "shipped default checkpoint is written so)")
     p.set_defaults(func=run)
 
 
@@ -106,7 +109,7 @@ def _bundle(args) -> int:
 
     keys = _site_keys(args.sites) if args.sites else None
     path = bundle_run(args.out, args.bundle or None, sites=keys,
-                      states=_pairs(args.site_state, "site-state"))
+                      states=_pairs(args.site_state, "site-state"), half=args.half)
     print(f"model of the federated run {args.out}: {path}")
     return 0
 
@@ -205,6 +208,11 @@ def run(args) -> int:
 
     if args.bundle is not None:
         return _bundle(args)
+    if args.half:
+        from fedsim_app.errors import FedSimError
+
+        raise FedSimError("--half sets how --bundle stores the networks: give it with "
+                          "--bundle")
     _check_secagg(args, None if args.resume else args.runtime)
     fed = load_federation(args.out) if args.resume else _federation(args)
     _check_secagg(args, fed.runtime)

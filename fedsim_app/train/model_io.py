@@ -119,6 +119,28 @@ def write_bundle(checkpoints: list[str | Path], out: str | Path, *, half: bool =
     return save_bundle(entries, out)
 
 
+def initial_bundle(out: str | Path, preset_name: str, sites: tuple[str, ...] = ("A",), *,
+                   n_labelled: int = 4) -> Path:
+    """A bundle of ``preset_name``'s networks as initialised, untrained: what a trained
+    model of that preset costs to run (its sizes), nothing about its quality. For
+    benchmarks of presets no model has been trained at here (``paper`` needs a GPU).
+    Each site's latent prior is fitted to its initial latents, as training would."""
+    from fedsim_app.train.config import preset
+    from fedsim_app.train.latents import fit_normal
+
+    entries = []
+    for i, key in enumerate(sites):
+        cfg = preset(preset_name, seed=i)
+        nets = build_nets(cfg, n_labelled)
+        mean, cov = fit_normal(nets.z_lab.codes.detach())
+        entries.append(bundle_entry({
+            "config": cfg.to_dict(), "site": key, "n_labelled": n_labelled,
+            "case_ids": [f"untrained_{key.lower()}{j:03d}" for j in range(n_labelled)],
+            "prior": {"mean": mean, "cov": cov}, "seconds": {},
+            "models": {k: m.state_dict() for k, m in nets.modules().items()}}, half=False))
+    return save_bundle(entries, out)
+
+
 if __name__ == "__main__":  # python -m fedsim_app.train.model_io OUT CK1 [CK2 ...]
     import sys
 

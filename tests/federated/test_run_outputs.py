@@ -78,6 +78,15 @@ def test_one_site_bundles_its_own_state_from_elsewhere(fed_run, tmp_path, capsys
                  "--site-state", f"B={own}"]) == 0
     assert str(out) in capsys.readouterr().out
     assert set(load_site_models(out)) == {"B"}
+    half = tmp_path / "b16.pt"  # as make assets writes the shipped default
+    assert main(["federate", "--out", str(fed_run), "--bundle", str(half), "--sites", "B",
+                 "--site-state", f"B={own}", "--half"]) == 0
+    stored = torch.load(half, weights_only=False)
+    tensors = [t for e in stored["sites"].values() for m in e["models"].values() for t in m.values()
+               if t.is_floating_point()]
+    assert tensors and all(t.dtype == torch.float16 for t in tensors)
+    assert set(load_site_models(half)) == {"B"}
+    assert main(["federate", "--out", str(fed_run), "--half"]) == 2  # without --bundle
 
 
 def test_bad_inputs_are_one_line(fed_run, tmp_path, capsys):

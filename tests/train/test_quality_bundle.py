@@ -54,3 +54,20 @@ def test_noise_sd_of_known_noise():
     # x − box₃(x) of white noise has SD σ·sqrt(1 − 1/27)
     assert noise_sd(vol, labels) == pytest.approx(0.05 * (1 - 1 / 27) ** 0.5, rel=0.1)
     assert noise_sd(2 * vol, labels) == pytest.approx(2 * noise_sd(vol, labels), rel=1e-5)
+
+
+def test_initial_bundle_holds_the_presets_networks_untrained(tmp_path):
+    """The latency benchmark's stand-in for presets not trained here: the preset's sizes,
+    a prior fitted to the initial latents, loadable by every engine."""
+    from fedsim_app.train.config import preset
+    from fedsim_app.train.glo import build_nets
+    from fedsim_app.train.model_io import initial_bundle
+
+    path = initial_bundle(tmp_path / "u.pt", "smoke", sites=("A", "B"), n_labelled=3)
+    models = load_site_models(path)
+    assert set(models) == {"A", "B"}
+    m = models["B"]
+    assert m.config.label_size == preset("smoke").label_size and m.n_labelled == 3
+    fresh = build_nets(preset("smoke", seed=1), 3)  # site B: seed 1, as initialised
+    assert torch.equal(m.nets.g_shape.head.weight, fresh.g_shape.head.weight)
+    assert m.prior["mean"].shape == (m.config.latent_dim,) and len(m.case_ids) == 3

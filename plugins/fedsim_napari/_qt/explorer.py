@@ -185,15 +185,15 @@ class ExplorerWidget(LatentModeMixin, SiteModelsMixin, QWidget):
         self.request()
 
     def _layout(self, legend: QLabel) -> None:
+        # the mode on a row of its own: beside site and seed a narrow dock cut its name
+        modes = QHBoxLayout()
+        modes.addWidget(QLabel("Mode"))
+        modes.addWidget(self.mode, 1)
         top = QHBoxLayout()
         top.addWidget(QLabel("Site"))
         top.addWidget(self.site)
         top.addWidget(QLabel("Seed"))
         top.addWidget(self.seed, 1)
-        top.addWidget(QLabel("Mode"))
-        # the mode's whole name ("Shape model"): a site key is one letter
-        self.mode.setSizeAdjustPolicy(QComboBox.AdjustToContents)
-        top.addWidget(self.mode)
         buttons = QHBoxLayout()
         buttons.addWidget(self.random_button)
         buttons.addWidget(self.reset_button)
@@ -212,6 +212,7 @@ class ExplorerWidget(LatentModeMixin, SiteModelsMixin, QWidget):
         self.pages.addWidget(self.latent_box)
         self.meshes.widget.setMinimumHeight(220)
         layout = QVBoxLayout(self)
+        layout.addLayout(modes)
         layout.addLayout(top)
         layout.addLayout(buttons)
         layout.addWidget(legend)
