@@ -51,7 +51,7 @@ class UNetConfig:
 PRESETS = {
     "full": UNetConfig(patience=4),
     "quick": UNetConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, roi=32,
-                        steps=150, pretrain_steps=150, val_every=30, patience=2, lr=3e-3),
+                        steps=600, pretrain_steps=600, val_every=50, patience=4, lr=3e-3),
     "smoke": UNetConfig(channels=(4, 8), strides=(2,), num_res_units=0, roi=16, batch=1,
                         steps=4, pretrain_steps=4, val_every=2, lr=3e-3),
 }
