@@ -50,8 +50,10 @@ def case_seed(seed: int, index: int) -> int:
 
 
 def resolve_checkpoint(spec: str | Path | None) -> Path | None:
-    """``RUN`` folder or file → the checkpoint file; ``default`` → the shipped default
-    checkpoint, or None (the atlas model) while none ships; ``atlas`` → None."""
+    """``RUN`` folder or file → the checkpoint file (a ``fedsim train`` run's
+    ``checkpoint.pt``, a ``fedsim federate`` run's model ``model.pt``); ``default`` → the
+    shipped default checkpoint, or None (the atlas model) while none ships; ``atlas`` →
+    None."""
     if spec is None or str(spec) == ATLAS:
         return None
     if str(spec) == DEFAULT:
@@ -61,9 +63,12 @@ def resolve_checkpoint(spec: str | Path | None) -> Path | None:
         return path if path.is_file() else None
     path = Path(spec)
     if path.is_dir():
+        from fedsim_app.federated.bundle import MODEL
         from fedsim_app.train.glo import CHECKPOINT
 
-        path = path / CHECKPOINT
+        # a federated run's folder holds its model (and server.pt, which is no model)
+        path = path / (MODEL if (path / MODEL).is_file() and
+                       not (path / CHECKPOINT).is_file() else CHECKPOINT)
     return path
 
 

@@ -165,3 +165,20 @@ def test_default_is_the_shipped_checkpoint_once_it_lands(ckpt, tmp_path, monkeyp
     shipped = write_bundle([ckpt], assets / "checkpoints" / "default.pt")
     model = load_export_model("default", "A", size=SIZE)
     assert model.trained and model.source["checkpoint"] == str(shipped)
+
+
+def test_a_run_folder_names_its_model(tmp_path):
+    """A ``fedsim train`` folder gives its checkpoint.pt, a ``fedsim federate`` folder its
+    model.pt (its server.pt is no model), a file itself."""
+    from fedsim_app.export.sample import resolve_checkpoint
+
+    train, fed = tmp_path / "train", tmp_path / "fed"
+    train.mkdir()
+    fed.mkdir()
+    (train / "checkpoint.pt").write_bytes(b"")
+    (fed / "server.pt").write_bytes(b"")
+    assert resolve_checkpoint(train) == train / "checkpoint.pt"
+    assert resolve_checkpoint(fed) == fed / "checkpoint.pt"  # unfinished: no model yet
+    (fed / "model.pt").write_bytes(b"")
+    assert resolve_checkpoint(fed) == fed / "model.pt"
+    assert resolve_checkpoint(fed / "model.pt") == fed / "model.pt"
