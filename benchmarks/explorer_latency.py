@@ -24,6 +24,7 @@ window must stay responsive (stalls ≤ 50 ms).
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import sys
@@ -219,6 +220,7 @@ def main(argv=None) -> int:
     parser.add_argument("--while-training", action="store_true",
                         help="measure while the training panel runs `fedsim train`")
     args = parser.parse_args(argv)
+    _reexec_under_xvfb()  # first: an untrained bundle is then written once, in the run
     checkpoint = None
     if args.mode == "latent":
         from fedsim_app.export.sample import resolve_checkpoint
@@ -229,6 +231,7 @@ def main(argv=None) -> int:
             from fedsim_app.train.model_io import initial_bundle
 
             folder = Path(tempfile.mkdtemp(prefix="fedsim-bench-untrained-"))
+            atexit.register(shutil.rmtree, folder, True)  # tens of MB at the paper preset
             args.checkpoint = str(initial_bundle(folder / "untrained.pt",
                                                  args.checkpoint.split(":", 1)[1]))
         checkpoint = resolve_checkpoint(args.checkpoint)
@@ -237,7 +240,6 @@ def main(argv=None) -> int:
                   "(the default one is built by `make assets`; or pass --checkpoint PT)",
                   file=sys.stderr)
             return 2
-    _reexec_under_xvfb()
     out = run(args.changes, args.preset, mode=args.mode, checkpoint=checkpoint,
               while_training=args.while_training)
     print(f"mode={args.mode} preset={args.preset} grid={out['grid']} changes={out['n']} "

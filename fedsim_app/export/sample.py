@@ -63,8 +63,8 @@ def resolve_checkpoint(spec: str | Path | None) -> Path | None:
         return path if path.is_file() else None
     path = Path(spec)
     if path.is_dir():
-        from fedsim_app.federated.bundle import MODEL
         from fedsim_app.train.glo import CHECKPOINT
+        from fedsim_app.train.model_io import RUN_MODEL as MODEL
 
         # a federated run's folder holds its model (and server.pt, which is no model)
         path = path / (MODEL if (path / MODEL).is_file() and

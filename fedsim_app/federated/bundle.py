@@ -23,8 +23,7 @@ from fedsim_app.federated.client import LOCAL_STATE
 from fedsim_app.federated.inprocess import SITES_DIR
 from fedsim_app.federated.server import CHECKPOINT, load_server_checkpoint
 from fedsim_app.train.checkpoint import load_checkpoint
-
-MODEL = "model.pt"  # RUN/model.pt: the run's bundle of every site
+from fedsim_app.train.model_io import RUN_MODEL as MODEL  # RUN/model.pt, every site
 
 
 def site_state_path(run_dir: str | Path, key: str, runtime: str = "inprocess") -> Path:

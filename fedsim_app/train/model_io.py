@@ -20,6 +20,7 @@ from fedsim_app.train.latents import Latents
 from fedsim_app.train.steps import Nets
 
 BUNDLE_FORMAT = "fedsim-model-bundle"
+RUN_MODEL = "model.pt"  # a fedsim federate run's bundle of its sites: RUN/model.pt
 BUNDLE_PARTS = ("g_shape", "g_material", "enhancer", "z_lab", "z_unl")
 
 
