@@ -56,12 +56,15 @@ def _window(hu: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_monai_unet_trained_on_an_export_segments_the_real_test_split(atlas32, tmp_path):
+@pytest.mark.parametrize("site", ["A", "B", "C"])
+def test_monai_unet_trained_on_an_export_segments_the_real_test_split(site, tmp_path):
     """A smoke check that images and labels line up, not a result: a small MONAI 3D U-Net
-    trained only on exported volumes segments held-out exported volumes well and finds
-    the heart in the site's real (cohort) test volumes better than chance (the all-heart
-    guess). Measured 2026-12-02: held-out export Dice 0.90, real test split 0.12 against
-    chance 0.088 — the atlas model (no enhancer, no torso) is far from the site's images."""
+    trained only on volumes exported from the shipped default checkpoint segments held-out
+    exported volumes and finds the heart in the site's real (cohort) test volume far better
+    than chance (the all-heart guess). Measured 2026-12-03 at 32³: held-out export Dice
+    0.74 / 0.73 / 0.62, real test volume 0.76 / 0.52 / 0.60 against chance 0.09 / 0.006 /
+    0.04 (sites A / B / C). With the atlas model (no enhancer, no torso) the real test split
+    scored 0.12 against 0.09."""
     import torch
     from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
@@ -70,15 +73,17 @@ def test_monai_unet_trained_on_an_export_segments_the_real_test_split(atlas32, t
     from fedsim_app.io import read_nifti
     from fedsim_app.train.data import load_site_data
 
-    cohort = generate_cohort(tmp_path / "cohort", sites="A", cases=5, size=32, seed=0)
-    summary = export_dataset(atlas32, n=16, out=tmp_path / "export", seed=0)
-    grid = atlas32.generator.grid
+    model = load_export_model("default", site, size=32)
+    assert model.source["model"].startswith("trained"), "the default checkpoint does not ship"
+    cohort = generate_cohort(tmp_path / "cohort", sites=site, cases=5, size=32, seed=0)
+    summary = export_dataset(model, n=16, out=tmp_path / "export", seed=0)
+    grid = model.generator.grid
     files = sorted((summary.root / "imagesTr").glob("*.nii.gz"))
     x = np.stack([_window(read_nifti(f).array) for f in files])
     y = np.stack([read_nifti(summary.root / "labelsTr" /
                              f.name.replace("_0000.nii.gz", ".nii.gz"), kind="label").array > 0
                   for f in files])
-    test = load_site_data(cohort.datasets["A"], grid, n_labelled=1, subset="test")
+    test = load_site_data(cohort.datasets[site], grid, n_labelled=1, subset="test")
     xt = _window(test.images.numpy() * 1000.0)  # hu / 1000 on the export grid
     yt = test.labels.numpy() > 0
 
@@ -100,7 +105,7 @@ def test_monai_unet_trained_on_an_export_segments_the_real_test_split(atlas32, t
     with torch.no_grad():
         held = net(torch.from_numpy(x[12:, None]).float()).argmax(1).numpy().astype(bool)
         pred = net(torch.from_numpy(xt[:, None]).float()).argmax(1).numpy().astype(bool)
-    assert np.mean([_dice(p, r) for p, r in zip(held, y[12:], strict=True)]) > 0.7
+    assert np.mean([_dice(p, r) for p, r in zip(held, y[12:], strict=True)]) > 0.5
     dice = np.mean([_dice(p, r) for p, r in zip(pred, yt, strict=True)])
     chance = np.mean([_dice(np.ones_like(r), r) for r in yt])  # everything is heart
-    assert dice > chance, (dice, chance)
+    assert dice > max(0.3, 3 * chance), (dice, chance)
