@@ -22,6 +22,17 @@ from fedsim_app.ctsim.simulate import mu_to_hu
 
 FORMAT_VERSION = 2
 
+#: The coarse scan's reconstruction window. A site's own kernel (Hann, Shepp-Logan,
+#: Ram-Lak) shapes frequencies up to its native detector's Nyquist (2-3 mm pixels); on
+#: the coarse grid (13 mm voxels) every frequency lies far below that, where each of those
+#: windows is within ~6 % of flat: the coarse scan filters with the flat ramp.
+COARSE_WINDOW = "ram-lak"
+#: Detector pixels per coarse voxel (across the fan, along the axis) at the isocentre.
+#: The site's real pixels are 2-3 mm; a detector scaled to the 13 mm coarse voxel blurred
+#: the coarse CT like a 13 mm detector would (a unit voxel kept 20 % of its value at site
+#: B), so no material map could reproduce a real volume's structure means through it.
+COARSE_DETECTOR_OVERSAMPLE = (2, 1)
+
 
 #: Unit volumes probed per diffct call when building the matrix. Smaller batches keep
 #: diffct's work arrays small: at 16³ (26 views, site B) a whole build took 17.5 s with 64
@@ -106,8 +117,11 @@ class CoarseCT:
     """A site's coarse CT simulator: μ (..., n, n, n) → HU (..., n, n, n).
 
     ``size`` voxels per axis of ``spacing_mm`` each (default: the profile's field of view
-    spread over ``size`` voxels); the scan uses ``profile.coarse_views`` views. The matrix
-    depends on the geometry, so each (profile, size, spacing) has its own cached matrix.
+    spread over ``size`` voxels); the scan has the site's geometry, effective energy and HU
+    calibration, ``profile.coarse_views`` views, a detector finer than the voxel
+    (:data:`COARSE_DETECTOR_OVERSAMPLE`) and the flat ramp (:data:`COARSE_WINDOW`), so it
+    keeps a coarse volume's values (docs/benchmarks.md, issue 9). The matrix depends on
+    the geometry, so each (profile, size, spacing) has its own cached matrix.
 
     Examples
     --------
@@ -122,10 +136,17 @@ class CoarseCT:
         self.profile = profile
         self.size = int(size)
         self.spacing_mm = float(spacing_mm) if spacing_mm else profile.fov_mm / self.size
-        self.operator = CTOperator.from_profile(
+        site = CTOperator.from_profile(
             profile, volume_shape=(self.size,) * 3, spacing_mm=self.spacing_mm,
             n_views=profile.coarse_views if n_views is None else n_views,
             precision=precision, device=device)
+        fu, fv = COARSE_DETECTOR_OVERSAMPLE
+        (nu, nv), (du, dv) = site.detector_shape, site.detector_pitch_mm
+        self.operator = CTOperator(
+            volume_shape=site.volume_shape, spacing_mm=site.spacing_mm, sid_mm=site.sid_mm,
+            sdd_mm=site.sdd_mm, n_views=site.n_views, detector_shape=(nu * fu, nv * fv),
+            detector_pitch_mm=(du / fu, dv / fv), window=COARSE_WINDOW, precision=precision,
+            device=device)
         self.use_cache = use_cache
 
     def __repr__(self) -> str:

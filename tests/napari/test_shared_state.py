@@ -8,9 +8,12 @@ import pytest
 pytestmark = pytest.mark.gui
 
 
-def test_explorer_follows_the_shared_state(make_napari_viewer, qtbot):
+def test_explorer_follows_the_shared_state(make_napari_viewer, qtbot, monkeypatch):
     from fedsim_app.pipeline import SampleState
+    from fedsim_napari._qt.explorer import ExplorerWidget
     from fedsim_napari.state import shared_state
+
+    monkeypatch.setattr(ExplorerWidget, "build_coarse_in_background", False)
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("fedsim", "FedSim Explorer")
@@ -25,9 +28,14 @@ def test_explorer_follows_the_shared_state(make_napari_viewer, qtbot):
                     timeout=120_000)
 
 
-def test_loaded_checkpoint_enhances_the_explorer(make_napari_viewer, qtbot, tmp_path):
+def test_loaded_checkpoint_enhances_the_explorer(make_napari_viewer, qtbot, tmp_path,
+                                                monkeypatch):
     from fedsim_app.cli import main
     from fedsim_app.cohort.generate import generate_cohort
+    from fedsim_napari._qt.explorer import ExplorerWidget
+
+    # before the widget exists: its first render would start a matrix build otherwise
+    monkeypatch.setattr(ExplorerWidget, "build_coarse_in_background", False)
 
     generate_cohort(tmp_path / "cohort", sites="A", cases=3, size=32, seed=0)
     cfg = tmp_path / "tiny.toml"
@@ -38,7 +46,6 @@ def test_loaded_checkpoint_enhances_the_explorer(make_napari_viewer, qtbot, tmp_
                  "1", "--config", str(cfg), "--out", str(run)]) == 0
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("fedsim", "FedSim Explorer")
-    widget.build_coarse_in_background = False
     qtbot.waitUntil(lambda: widget.settled, timeout=120_000)
     assert "no enhancer" in widget.slices.layers["ct"].name
     widget.app_state.set_checkpoint(run / "checkpoint.pt")
