@@ -136,17 +136,11 @@ class CoarseCT:
         self.profile = profile
         self.size = int(size)
         self.spacing_mm = float(spacing_mm) if spacing_mm else profile.fov_mm / self.size
-        site = CTOperator.from_profile(
+        self.operator = CTOperator.from_profile(
             profile, volume_shape=(self.size,) * 3, spacing_mm=self.spacing_mm,
             n_views=profile.coarse_views if n_views is None else n_views,
-            precision=precision, device=device)
-        fu, fv = COARSE_DETECTOR_OVERSAMPLE
-        (nu, nv), (du, dv) = site.detector_shape, site.detector_pitch_mm
-        self.operator = CTOperator(
-            volume_shape=site.volume_shape, spacing_mm=site.spacing_mm, sid_mm=site.sid_mm,
-            sdd_mm=site.sdd_mm, n_views=site.n_views, detector_shape=(nu * fu, nv * fv),
-            detector_pitch_mm=(du / fu, dv / fv), window=COARSE_WINDOW, precision=precision,
-            device=device)
+            precision=precision, device=device, window=COARSE_WINDOW,
+            detector_oversample=COARSE_DETECTOR_OVERSAMPLE)
         self.use_cache = use_cache
 
     def __repr__(self) -> str:

@@ -77,14 +77,21 @@ class CTOperator:
 
     @classmethod
     def from_profile(cls, profile: ScannerProfile, *, volume_shape, spacing_mm, n_views=None,
-                     precision="float32", device=None) -> CTOperator:
-        """The operator of ``profile`` for a centred volume of ``volume_shape``/``spacing_mm``."""
+                     precision="float32", device=None, window=None,
+                     detector_oversample=(1, 1)) -> CTOperator:
+        """The operator of ``profile`` for a centred volume of ``volume_shape``/``spacing_mm``.
+
+        The detector's pitch follows the voxel size; ``detector_oversample`` (u, v) divides
+        it (more pixels over the same extent); ``window`` overrides the profile's.
+        """
         sp = spacing_mm if isinstance(spacing_mm, tuple | list) else (spacing_mm,) * 3
-        det_shape, pitch = _detector_for(profile, tuple(volume_shape), tuple(sp))
+        (nu, nv), (du, dv) = _detector_for(profile, tuple(volume_shape), tuple(sp))
+        fu, fv = detector_oversample
         return cls(volume_shape=volume_shape, spacing_mm=tuple(sp), sid_mm=profile.sid_mm,
                    sdd_mm=profile.sdd_mm,
                    n_views=profile.n_views if n_views is None else n_views,
-                   detector_shape=det_shape, detector_pitch_mm=pitch, window=profile.window,
+                   detector_shape=(nu * fu, nv * fv), detector_pitch_mm=(du / fu, dv / fv),
+                   window=profile.window if window is None else window,
                    precision=precision, device=device)
 
     # -- shapes and metadata -------------------------------------------------------
