@@ -89,7 +89,7 @@ def test_coarse_scan_keeps_a_coarse_volumes_values(site, tmp_path, monkeypatch):
     psf = ct.operator.fdk(ct.operator(unit))
     assert 0.9 < float(psf[8, 8, 8]) < 1.1
     hu = torch.full((16, 16, 16), -1000.0)
-    zz, yy, xx = torch.meshgrid(*(torch.arange(16.0),) * 3, indexing="ij")
+    _, yy, xx = torch.meshgrid(*(torch.arange(16.0),) * 3, indexing="ij")
     hu[(yy - 7.5) ** 2 + (xx - 7.5) ** 2 < 6.5**2] = 0.0  # water cylinder
     inserts = {(8, 5, 5): 400.0, (8, 9, 9): -700.0, (4, 5, 9): 150.0}
     for (z, y, x), value in inserts.items():

@@ -61,10 +61,10 @@ def test_monai_unet_trained_on_an_export_segments_the_real_test_split(site, tmp_
     """A smoke check that images and labels line up, not a result: a small MONAI 3D U-Net
     trained only on volumes exported from the shipped default checkpoint segments held-out
     exported volumes and finds the heart in the site's real (cohort) test volume far better
-    than chance (the all-heart guess). Measured 2026-12-03 at 32³: held-out export Dice
-    0.74 / 0.73 / 0.62, real test volume 0.76 / 0.52 / 0.60 against chance 0.09 / 0.006 /
-    0.04 (sites A / B / C). With the atlas model (no enhancer, no torso) the real test split
-    scored 0.12 against 0.09."""
+    than chance (the all-heart guess). Measured 2026-12-03 at 32³ with the default of the
+    new coarse scanner: held-out export Dice 0.81 / 0.81 / 0.64, real test volume 0.76 /
+    0.36 / 0.64 against chance 0.09 / 0.006 / 0.04 (sites A / B / C). With the atlas model
+    (no enhancer, no torso) the real test split scored 0.12 against 0.09."""
     import torch
     from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
