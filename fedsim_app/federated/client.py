@@ -128,7 +128,7 @@ class FedClient:
         labelled latents under the shared weights, as ``fedsim train`` sets them at the end
         of phase 1. They are buffers, not parameters: they stay with the site (its latents
         are its own) and are saved in its local state."""
-        calibrate_batchnorm(self.nets.g_material, self.nets.z_lab.codes)
+        calibrate_batchnorm(self.nets.g_material, self.nets.z_lab.codes, self.data.labels)
         self.norm_stats = {k: b.detach().clone()
                            for k, b in self.nets.g_material.named_buffers()}
 

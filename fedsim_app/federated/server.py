@@ -39,7 +39,7 @@ from fedsim_app.train.glo import build_nets
 from fedsim_app.train.schedule import set_rates
 
 FORMAT = "fedsim-federated-server"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: G_material reads the labels (issue 9); 1 is refused
 CHECKPOINT = "server.pt"
 ROUND_LOG = "rounds.jsonl"
 

@@ -157,7 +157,8 @@ class Generator:
     grid : the label grid (default: ``config.label_size``³ over ``config.fov_mm`` about the
         SSM's mean heart); cubic and isotropic, ``config.coarse_size`` dividing its size
     g_shape : module z (B, 32) → params (B, 21) in [-1, 1], or None
-    g_material : module z (B, 32) → material (B, 1, 16, 16, 16) in [-1, 1], or None
+    g_material : module (z (B, 32), labels: hard (B, n, n, n) or probabilities
+        (B, 8, n, n, n)) → material (B, 1, 16, 16, 16) in [-1, 1], or None
     enhancer : module (coarse_up (N, 1, H, W), labels (N, H, W), k_frac (N,)) →
         (N, 1, H, W) in ``hu / 1000``, or None
     enhancer_checkpoint : where the enhancer came from (for the provenance line)
@@ -241,12 +242,13 @@ class Generator:
         return vertices, labels, probs
 
     def material(self, labels: torch.Tensor, z=None) -> tuple[torch.Tensor, str]:
-        """Material map (B, 1, s, s, s): G_material(z), or Fix-Mat of ``labels`` (hard
-        (B, n, n, n) or probabilities (B, 8, n, n, n))."""
+        """Material map (B, 1, s, s, s) over ``labels`` (hard (B, n, n, n) or probabilities
+        (B, 8, n, n, n)): G_material(z, labels), or Fix-Mat of the labels."""
         if self.g_material is not None:
             if z is None:
                 raise FedSimError("the material generator needs a latent z (B, 32)")
-            return self.g_material(z), f"G_material {type(self.g_material).__name__}(z)"
+            return (self.g_material(z, labels),
+                    f"G_material {type(self.g_material).__name__}(z, labels)")
         dtype = labels.dtype if labels.is_floating_point() else torch.float32
         mu = fix_mat(labels, self.attenuation_table(dtype), self.config.coarse_size)
         return mu_to_material(mu, self.site.scanner), fix_mat_source(self.site.scanner)

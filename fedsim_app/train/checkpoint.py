@@ -18,7 +18,7 @@ from fedsim_app.errors import FedSimError
 from fedsim_app.io.atomic import atomic_path
 
 FORMAT = "fedsim-train-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: G_material reads the labels (issue 9); 1 is refused
 
 
 class CheckpointError(FedSimError):

@@ -115,9 +115,10 @@ def phase_steps(cfg: TrainConfig, n_labelled: int, n_unlabelled: int) -> tuple[i
 
 
 @torch.no_grad()
-def calibrate_batchnorm(module: torch.nn.Module, z: torch.Tensor) -> None:
+def calibrate_batchnorm(module: torch.nn.Module, *inputs: torch.Tensor) -> None:
     """Set ``module``'s BatchNorm running statistics to the exact statistics of one
-    train-mode pass over ``z`` (B, latent_dim), then put it in eval mode.
+    train-mode pass over ``inputs`` (G_material: the latents (B, latent_dim) and their
+    labels), then put it in eval mode.
 
     Phase 1 trains G_material on batches of all labelled latents, so its train-mode
     BatchNorm normalises over exactly that set; after this call the eval-mode network
@@ -138,7 +139,7 @@ def calibrate_batchnorm(module: torch.nn.Module, z: torch.Tensor) -> None:
         m.momentum = 0.0  # train mode's own running update must leave the record alone
     try:
         module.train()
-        module(z)
+        module(*inputs)
     finally:
         for h in hooks:
             h.remove()
@@ -228,7 +229,7 @@ class Trainer:
                 init = self.steps.run_shape_init(self.opt["phase1"], self.cfg.shape_init_steps)
             losses = {**self.steps.run_shape_material_step(idx, self.opt["phase1"]), **init}
             self._after_step(1, s, total, losses)
-        calibrate_batchnorm(self.nets.g_material, self.nets.z_lab.codes)
+        calibrate_batchnorm(self.nets.g_material, self.nets.z_lab.codes, self.data.labels)
         self._end_phase(1)
 
     def run_phase2(self) -> None:

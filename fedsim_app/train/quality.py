@@ -5,7 +5,8 @@ Definitions (all on the site's grids at the model's resolution):
 - ``shape_iou`` / ``shape_dice``: hard labels of G_shape(z) of each labelled training
   volume against its ground truth: binary (whole heart) IoU and mean per-structure Dice,
   averaged over the volumes.
-- For each held-out test volume a latent is fitted (generators frozen, coarse MSE), then:
+- For each held-out test volume a latent is fitted (generators frozen, coarse MSE, the
+  volume's ground-truth labels placing G_material's structures), then:
   ``mat_hu_err``: per structure, |mean HU of the model's coarse CT − mean HU of the real
   volume reduced to the coarse grid| (structure = nearest label on the coarse grid),
   averaged over volumes; the worst structure.
@@ -64,15 +65,16 @@ def shape_scores(chain, g_shape, z, labels) -> tuple[float, float]:
     return float(iou), float(torch.stack(dice).mean())
 
 
-def fit_latents(chain, g_material, images, init, *, n_iter: int = 150, lr: float = 0.05):
-    """Latents (B, 32) whose coarse CT best matches ``images`` (B, n, n, n) hu/1000
-    reduced to the coarse grid (generators frozen)."""
+def fit_latents(chain, g_material, images, labels, init, *, n_iter: int = 300,
+                lr: float = 0.1):
+    """Latents (B, 32) whose coarse CT over ``labels`` (B, n, n, n) best matches
+    ``images`` (B, n, n, n) hu/1000 reduced to the coarse grid (generators frozen)."""
     target = coarse_target(images * HU, chain.config.coarse_size)
     z = init.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     for _ in range(n_iter):
         opt.zero_grad()
-        loss = F.mse_loss(chain.coarse_ct(chain.mu(g_material(z))) / HU, target / HU)
+        loss = F.mse_loss(chain.coarse_ct(chain.mu(g_material(z, labels))) / HU, target / HU)
         loss.backward()
         opt.step()
     return z.detach()
@@ -148,7 +150,7 @@ def _as_slices(vols):  # (B, K, H, W) → (B·K, 1, H, W)
 @torch.no_grad()
 def _enhanced(chain, z_coarse, labels, seed):
     torch.manual_seed(seed)  # the enhancer's noise draw
-    coarse = chain.coarse_ct(chain.mu(chain.g_material(z_coarse)))
+    coarse = chain.coarse_ct(chain.mu(chain.g_material(z_coarse, labels)))
     return coarse, enhance(coarse, labels, chain.enhancer) / HU
 
 
@@ -162,7 +164,7 @@ def evaluate_site(model, train, test, *, seed: int = 0) -> SiteQuality:
     mean = (model.prior or {}).get("mean")
     init = (mean if mean is not None else nets.z_lab.codes.mean(0)).expand(len(test.images),
                                                                            -1)
-    z_test = fit_latents(chain, nets.g_material, test.images, init)
+    z_test = fit_latents(chain, nets.g_material, test.images, test.labels, init)
     coarse, enhanced = _enhanced(chain, z_test, test.labels, seed)
     coarse_real = coarse_target(test.images * HU, chain.config.coarse_size)
     s = chain.config.coarse_size

@@ -32,7 +32,7 @@ def mid_slices(steps, z: torch.Tensor, labels: torch.Tensor | None):
     nets, chain = steps.nets, steps.chain
     if labels is None:
         labels = hard_labels(chain.ssm, decode(chain.ssm, nets.g_shape(z)), chain.grid)
-    coarse = steps.coarse_of(z)
+    coarse = steps.coarse_of(z, labels)
     k = labels.shape[1] // 2
     coarse_up, lab, k_frac = enhancer_conditioning(coarse, labels, [k])
     # a fixed noise draw: sampling never touches the training generator

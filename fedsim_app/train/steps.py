@@ -103,15 +103,17 @@ class GLOSteps:
                                  self.chain.config.soft)  # (B, 8, n, n, n)
         return soft_iou_loss(probs, target)
 
-    def coarse_of(self, z: torch.Tensor) -> torch.Tensor:
-        """The model's coarse CT (B, s, s, s) in HU from latents (B, 32)."""
-        return self.chain.coarse_ct(self.chain.mu(self.nets.g_material(z)))
+    def coarse_of(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The model's coarse CT (B, s, s, s) in HU from latents (B, 32) over ``labels``
+        (hard (B, n, n, n), or probabilities (B, 8, n, n, n): gradient to the shape)."""
+        return self.chain.coarse_ct(self.chain.mu(self.nets.g_material(z, labels)))
 
     def shape_material_losses(self, idx: torch.Tensor):
         """``({"iou", "mse"}, coarse_hu)`` of labelled volumes ``idx``."""
         z = self.nets.z_lab(idx)
         iou = self.shape_loss(self.nets.g_shape(z), self.data.labels[idx])
-        coarse = self.coarse_of(z)
+        # the ground-truth labels place the materials, as they do the enhancer's
+        coarse = self.coarse_of(z, self.data.labels[idx])
         mse = F.mse_loss(coarse / HU_SCALE, self.coarse_real[idx])
         return {"iou": iou, "mse": mse}, coarse
 
@@ -196,7 +198,7 @@ class GLOSteps:
         (held fixed), the real slices as targets; updates the enhancer."""
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
-            coarse = self.coarse_of(self.nets.z_lab(idx))
+            coarse = self.coarse_of(self.nets.z_lab(idx), self.data.labels[idx])
         losses = self.enhancer_losses(coarse, idx, self.data.labels[idx])
         self.weighted(losses).backward()
         opt.step()
@@ -209,7 +211,7 @@ class GLOSteps:
         h, w = hard.shape[-2:]
         slices = self.pick_slices()
         with torch.no_grad():
-            coarse = self.coarse_of(self.nets.z_lab(idx))
+            coarse = self.coarse_of(self.nets.z_lab(idx), hard)
             coarse_up, lab, k_frac = enhancer_conditioning(coarse, hard, slices)
             fake = self.nets.enhancer(coarse_up, lab, k_frac, generator=self.rng)
         real = self.data.images[idx][:, slices].reshape(-1, 1, h, w)
@@ -232,7 +234,7 @@ class GLOSteps:
 
     def update_latents(self, idx: torch.Tensor, opt) -> dict[str, float]:
         """Phase 3, unlabelled: the full chain from the volume's latent (generated soft
-        labels and coarse CT into the enhancer) against its real slices, and the coarse
+        labels into G_material and the enhancer) against its real slices, and the coarse
         CT against the real volume reduced to the coarse grid; updates the unlabelled
         latents, G_shape, G_material and the enhancer."""
         opt.zero_grad(set_to_none=True)
@@ -241,7 +243,7 @@ class GLOSteps:
         hard = hard_labels(self.chain.ssm, decode(self.chain.ssm, params), self.chain.grid)
         probs = soft_label_probs(self.chain.ssm, params, self.chain.grid,
                                  self.chain.config.soft)
-        coarse = self.coarse_of(z)
+        coarse = self.coarse_of(z, probs)
         real_idx = idx + self.data.n_labelled
         losses = self.enhancer_losses(coarse, real_idx, hard, probs)
         # the coarse MSE needs no labels: every unlabelled volume also teaches G_material

@@ -20,7 +20,8 @@ class TinyShape(nn.Module):
 
 
 class TinyMaterial(nn.Module):
-    """z (B, 32) → material (B, 1, 16, 16, 16) in [-1, 1]."""
+    """(z (B, 32), labels (B, n, n, n) or (B, 8, n, n, n)) → material (B, 1, 16, 16, 16)
+    in [-1, 1] (the labels are checked, not used)."""
 
     def __init__(self, size=16):
         super().__init__()
@@ -28,8 +29,8 @@ class TinyMaterial(nn.Module):
         self.lin = nn.Linear(32, size**3)
         nn.init.normal_(self.lin.weight, std=0.01)
 
-    def forward(self, z):
-        assert z.ndim == 2 and z.shape[1] == 32
+    def forward(self, z, labels):
+        assert z.ndim == 2 and z.shape[1] == 32 and len(labels) == len(z)
         return torch.tanh(self.lin(z)).reshape(len(z), 1, self.size, self.size, self.size)
 
 

@@ -186,3 +186,17 @@ def test_cpu_cuda_parity(gen, device):
     torch.testing.assert_close(a.mu, b.mu.cpu(), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(a.coarse_hu, b.coarse_hu.cpu(), rtol=1e-3, atol=0.5)
     torch.testing.assert_close(a.ct_hu, b.ct_hu.cpu(), rtol=1e-3, atol=0.5)
+
+
+def test_label_fractions_count_each_block_as_the_one_hot_mean():
+    from fedsim_app.models.material import label_fractions
+
+    rng = np.random.default_rng(3)
+    labels = torch.as_tensor(rng.integers(0, 8, (2, 8, 12, 4)))  # not cubic: 4 × 6 × 2
+    frac = label_fractions(labels, 2, torch.float64)
+    onehot = torch.nn.functional.one_hot(labels, 8).permute(0, 4, 1, 2, 3).double()
+    ref = torch.nn.functional.avg_pool3d(onehot, (4, 6, 2))
+    torch.testing.assert_close(frac, ref)
+    torch.testing.assert_close(frac.sum(1), torch.ones(2, 2, 2, 2, dtype=torch.float64))
+    with pytest.raises(FedSimError, match="equal blocks"):
+        label_fractions(labels, 3)

@@ -56,9 +56,8 @@ def test_enhancer_loss_reaches_latents_and_material_generator(tiny_site, tiny_cf
     st = tr.steps
     idx = torch.tensor([0])
     z = tr.nets.z_unl(idx)
-    coarse = st.coarse_of(z)
-    losses = st.enhancer_losses(coarse, idx + tr.data.n_labelled,
-                                tr.data.labels[:1])  # any label volume will do
+    coarse = st.coarse_of(z, tr.data.labels[:1])  # any label volume will do
+    losses = st.enhancer_losses(coarse, idx + tr.data.n_labelled, tr.data.labels[:1])
     (losses["l1"] + losses["g_adv"]).backward()
     assert tr.nets.z_unl.codes.grad[0].abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0
@@ -94,11 +93,11 @@ def test_phase1_batches_labelled_volumes_and_calibrates_batchnorm(tiny_site, tin
     assert seen and seen[0] == tr.data.n_labelled  # every labelled latent in one batch
     g = tr.nets.g_material
     assert not g.training  # phases 2 and 3 use the calibrated statistics
-    z = tr.nets.z_lab.codes.detach()
+    z, labels = tr.nets.z_lab.codes.detach(), tr.data.labels
     with torch.no_grad():
-        eval_out = g(z)
+        eval_out = g(z, labels)
         g.train()
-        train_out = g(z)  # batch statistics of the same latents
+        train_out = g(z, labels)  # batch statistics of the same latents
         g.eval()
     assert torch.allclose(eval_out, train_out, atol=1e-5)
 
