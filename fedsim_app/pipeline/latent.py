@@ -5,7 +5,7 @@ Every stage comes from the learnt model, through the one chain
 :func:`~fedsim_app.export.sample.load_export_model`)::
 
     shape     z, site            → G_shape(z) → 21 SSM weights → meshes, labels
-    material  z, site            → G_material(z) (16³)
+    material  z, labels          → G_material(z, labels) (16³)
     sensor    z, site, scan site → μ at the scan site's energy → coarse CT (its scanner)
     enhance   … , slices         → the scan site's enhancer on the asked slices only
 

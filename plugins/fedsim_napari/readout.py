@@ -26,7 +26,7 @@ def provenance(result) -> Readout:
         else "generated"
     ct = ct_description(result)
     if result.latent is not None:
-        material = "G_material(z)"
+        material = "G_material(z, labels)"
         if result.slices_enhanced is not None and not result.complete \
                 and result.ct_source.startswith("site enhancer"):
             ct += " (filling in)"

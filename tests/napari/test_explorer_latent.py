@@ -95,7 +95,7 @@ def test_latent_sliders_random_and_training_cases(make_napari_viewer, qtbot, che
     r = widget.result
     assert r.latent == state.latent and np.allclose(state.latent, space.mean, atol=1e-5)
     assert "G_material" in r.material_source and "SiteEnhancer" in r.ct_source
-    assert "G_material(z)" in widget.provenance.text()
+    assert "G_material(z, labels)" in widget.provenance.text()
     texts = [lab.text() for lab in box.sliders.findChildren(type(widget.status))]
     assert any(t.startswith("Direction 1 (") and t.endswith("%)") for t in texts)
     assert box.cases.count() == len(space.train_ids) == 4

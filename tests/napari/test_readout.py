@@ -28,7 +28,7 @@ def test_provenance_names_how_the_ct_was_made():
     assert NO_ENHANCER in text.tooltip
     text = provenance(_result("site enhancer: Brighter", latent=np.zeros(32), enhanced=3,
                               complete=False))
-    assert "G_material(z)" in text.text and "site enhancer (filling in)" in text.text
+    assert "G_material(z, labels)" in text.text and "site enhancer (filling in)" in text.text
     assert "no enhancer" not in text.text
     text = provenance(_result(NOT_IN_CHECKPOINT, latent=np.zeros(32), enhanced=0,
                               complete=False))
