@@ -10,18 +10,19 @@ change it in two places:
   inner positions of each axis are equal, and the centre 2³ of the 16³ output stays one
   value. The heart sits in the centre. The first ×4 is here a learnt projection (a
   transposed convolution from 1³ to 4³, kernel 4: one linear map, no overlapping strides,
-  so none of the checkerboard the paper avoided). Site B's six labelled volumes: coarse
-  MSE 0.132 → 0.004 after 200 steps.
+  so none of the checkerboard the paper avoided). Site B's six labelled volumes, 200
+  steps: coarse MSE 0.068 → 0.004.
 - **The labels place the heart's materials.** A map from ``z`` alone must also *place* a
   small heart, and a latent fitted to a held-out volume does not (site B, worst structure
-  428 HU). The chain is shape → labels → material, so the material stage reads the labels:
+  340 HU). The chain is shape → labels → material, so the material stage reads the labels:
   each coarse voxel is the mix of its structures' materials and of its surroundings',
 
   ``m = f₀ · surroundings(z) + Σ_c f_c · v_c(z)``,
 
   ``f_c`` the fraction of the voxel's block that label ``c`` fills, ``v_c(z)`` a per-structure
   material (an MLP head on ``z``, tanh) and ``surroundings(z)`` the paper's convolutional
-  map (lung, body, bone: what the labels do not name). Held out on site B: 428 → 143 HU.
+  map (lung, body, bone: what the labels do not name). Held out on site B: 340 → 124 HU
+  (``benchmarks/material_fit.py``).
 
 Without a material generator the chain uses Fix-Mat, the same mix with the atlas table for
 ``v`` and soft tissue around the heart (:func:`~fedsim_app.models.material.fix_mat`).
