@@ -1,0 +1,79 @@
+"""A site enhancer retrained alone (phase 2) on a trained model's other parts, then scored.
+
+Run: .venv/bin/python benchmarks/enhancer_phase2.py [--checkpoint PATH|default] [--site B]
+         [--set '{"enhancer_width": 16}'] [--cohort build/cohort]
+
+Takes the site's G_shape, G_material and latents from the checkpoint, builds a fresh
+enhancer and discriminator from the checkpoint's config with the ``--set`` overrides (any
+``TrainConfig`` field: ``enhancer_width``, ``spade_hidden``, ``phase2_epochs``, ``lr_gan``,
+``w_adv``, ``w_fm``, ``w_l1``, …), runs phase 2 exactly as ``fedsim train`` does (a
+discriminator and a generator step per labelled volume and epoch, the preset's rates and
+decay) and prints ``benchmarks/train_quality.py``'s line for the site. Phase 3 is not run:
+the figure is the enhancer of the labelled phases alone.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from fedsim_app.assets import asset_path
+from fedsim_app.sites import get_site
+from fedsim_app.train.data import load_site_data
+from fedsim_app.train.glo import base_rates, build_nets, build_optimizers
+from fedsim_app.train.model_io import load_site_models
+from fedsim_app.train.quality import evaluate_site
+from fedsim_app.train.schedule import lr_factor, set_rates
+from fedsim_app.train.steps import GLOSteps
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--site", default="B")
+    ap.add_argument("--set", default="{}", help="JSON object of TrainConfig overrides")
+    ap.add_argument("--cohort", default="build/cohort")
+    args = ap.parse_args()
+    path = (asset_path("checkpoints", "default.pt", must_exist=False)
+            if args.checkpoint == "default" else Path(args.checkpoint))
+    folder = Path(args.cohort) / get_site(args.site).dataset.folder
+    if not path.is_file() or not folder.is_dir():
+        # `make bench` runs every benchmark: no model or cohort yet is a skip
+        print(f"skipped: needs {path} (make assets) and {folder} (fedsim cohort)")
+        return 0
+    torch.set_num_threads(1)
+    model = load_site_models(path)[args.site]
+    model.config = model.config.replace(**json.loads(args.set))
+    cfg = model.config
+    chain = model.chain()
+    chain.scanner.build()
+    train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled)
+    test = load_site_data(folder, chain.grid, n_labelled=0, subset="test")
+    fresh = build_nets(cfg, model.n_labelled)
+    model.nets.enhancer, model.nets.disc = fresh.enhancer, fresh.disc
+    rng = torch.Generator().manual_seed(cfg.seed + 1)
+    steps = GLOSteps(cfg, chain, model.nets, train, rng)
+    opt = build_optimizers(model.nets, cfg)
+    rates = base_rates(opt)
+    total = cfg.phase2_epochs * model.n_labelled
+    model.nets.enhancer.train()
+    t0 = time.perf_counter()
+    for s in range(total):  # as Trainer.run_phase2
+        f = lr_factor(s, total, cfg.constant_fraction)
+        set_rates(opt["disc"], rates["disc"], f)
+        set_rates(opt["enhancer"], rates["enhancer"], f)
+        idx = torch.tensor([s % model.n_labelled])
+        steps.run_discriminator_step(idx, opt["disc"])
+        steps.run_generator_step(idx, opt["enhancer"])
+    seconds = time.perf_counter() - t0
+    model.nets.enhancer.eval()
+    q = evaluate_site(model, train, test)
+    print(f"set={args.set} phase2_s={seconds:.0f} {q.line()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
