@@ -66,8 +66,7 @@ def main() -> int:
         set_rates(opt["disc"], rates["disc"], f)
         set_rates(opt["enhancer"], rates["enhancer"], f)
         idx = torch.tensor([s % model.n_labelled])
-        steps.run_discriminator_step(idx, opt["disc"])
-        steps.run_generator_step(idx, opt["enhancer"])
+        steps.run_gan_step(idx, opt["disc"], opt["enhancer"])
     seconds = time.perf_counter() - t0
     model.nets.enhancer.eval()
     q = evaluate_site(model, train, test)

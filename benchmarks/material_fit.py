@@ -33,12 +33,8 @@ from fedsim_app.train.config import preset
 from fedsim_app.train.data import LABEL_BUDGETS, load_site_data
 from fedsim_app.train.glo import calibrate_batchnorm
 from fedsim_app.train.latents import Latents
-from fedsim_app.train.quality import HU, fit_latents, worst_structure_error
+from fedsim_app.train.quality import HU, coarse_labels, fit_latents, worst_structure_error
 from fedsim_app.train.session import site_chain
-
-
-def coarse_labels(labels, size):
-    return F.interpolate(labels[:, None].float(), size=(size,) * 3, mode="nearest")[:, 0].long()
 
 
 def main() -> int:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from fedsim_app.models.generator import ChainConfig, Generator, coarse_target, upsample_coarse
 from fedsim_app.sites import get_site
 from fedsim_app.train.data import load_site_data
-from fedsim_app.train.quality import HU, worst_structure_error
+from fedsim_app.train.quality import HU, coarse_labels, worst_structure_error
 
 
 def site_floor(key: str, cohort: Path, label_size: int, material_size: int, steps: int,
@@ -43,8 +43,7 @@ def site_floor(key: str, cohort: Path, label_size: int, material_size: int, step
                           subset="test")
     target = coarse_target(test.images * HU, material_size)  # (B, s, s, s) HU
     s = material_size
-    coarse_labels = F.interpolate(test.labels[:, None].float(), size=(s,) * 3,
-                                  mode="nearest")[:, 0].long()
+    labels = coarse_labels(test.labels, s)
     t0 = time.perf_counter()
     # start at the target itself as a material map (m = hu/1000, inside tanh's range)
     u = torch.atanh((target / HU).clamp(-0.99, 0.99))[:, None].requires_grad_()
@@ -59,8 +58,8 @@ def site_floor(key: str, cohort: Path, label_size: int, material_size: int, step
         coarse = gen.coarse_ct(gen.mu(torch.tanh(u)))
         real_through = gen.coarse_ct(gen.mu(((target / HU).clamp(-1, 1))[:, None]))
         up = upsample_coarse(coarse, tuple(test.labels.shape[1:]))
-    err = worst_structure_error(zip(coarse, target, coarse_labels, strict=True))
-    real_err = worst_structure_error(zip(real_through, target, coarse_labels, strict=True))
+    err = worst_structure_error(zip(coarse, target, labels, strict=True))
+    real_err = worst_structure_error(zip(real_through, target, labels, strict=True))
     up_err = worst_structure_error(zip(up, test.images * HU, test.labels, strict=True))
     return (f"site={key} label_size={label_size} material_size={s} volumes={len(target)} "
             f"mse={loss.item():.4f} floor_err={err:.1f} real_err={real_err:.1f} "

@@ -211,9 +211,7 @@ class FedClient:
             self._calibrate_norms()
         if task.kind == "gan":
             idx = torch.tensor([s % d.n_labelled])
-            losses = st.run_discriminator_step(idx, rated("disc"))
-            losses.update(st.run_generator_step(idx, rated("enhancer")))
-            return losses
+            return st.run_gan_step(idx, rated("disc"), rated("enhancer"))
         if self.nets.z_unl is None:
             self._start_phase3()
         if task.kind == "labelled":

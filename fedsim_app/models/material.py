@@ -85,7 +85,7 @@ def block_mean(volume: torch.Tensor, size: int) -> torch.Tensor:
 
 def _hard_fractions(labels: torch.Tensor, size: int, dtype) -> torch.Tensor:
     """:func:`label_fractions` of hard labels by counting (no 8-channel one-hot: at 128³
-    the one-hot's block mean took 0.23 s a volume, the count 0.05 s)."""
+    the material stage took 0.23 s a sample with the one-hot, 0.12 s with the count)."""
     b, *n = labels.shape
     if any(k % size for k in n):
         raise FedSimError(f"a {tuple(n)} label volume does not split into {size}³ equal "

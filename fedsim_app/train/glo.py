@@ -240,8 +240,7 @@ class Trainer:
             set_rates(self.opt["disc"], self.base_rates["disc"], f)
             set_rates(self.opt["enhancer"], self.base_rates["enhancer"], f)
             idx = torch.tensor([s % self.data.n_labelled])
-            losses = self.steps.run_discriminator_step(idx, self.opt["disc"])
-            losses.update(self.steps.run_generator_step(idx, self.opt["enhancer"]))
+            losses = self.steps.run_gan_step(idx, self.opt["disc"], self.opt["enhancer"])
             self._after_step(2, s, total, losses)
         self._end_phase(2)
 

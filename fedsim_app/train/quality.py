@@ -80,6 +80,12 @@ def fit_latents(chain, g_material, images, labels, init, *, n_iter: int = 300,
     return z.detach()
 
 
+def coarse_labels(labels, size: int):
+    """Labels (B, n, n, n) on the coarse grid (B, size³): the nearest label of each voxel."""
+    return F.interpolate(labels[:, None].float(), size=(size,) * 3,
+                         mode="nearest")[:, 0].long()
+
+
 def structure_means(volume, labels) -> dict[int, float]:
     return {c: float(volume[labels == c].mean()) for c in range(1, 8) if (labels == c).any()}
 
@@ -168,9 +174,8 @@ def evaluate_site(model, train, test, *, seed: int = 0) -> SiteQuality:
     coarse, enhanced = _enhanced(chain, z_test, test.labels, seed)
     coarse_real = coarse_target(test.images * HU, chain.config.coarse_size)
     s = chain.config.coarse_size
-    coarse_labels = F.interpolate(test.labels[:, None].float(), size=(s,) * 3,
-                                  mode="nearest")[:, 0].long()
-    mat_err = worst_structure_error(zip(coarse, coarse_real, coarse_labels, strict=True))
+    mat_err = worst_structure_error(zip(coarse, coarse_real, coarse_labels(test.labels, s),
+                                        strict=True))
     enh_err = worst_structure_error(zip(enhanced * HU, test.images * HU, test.labels,
                                         strict=True))
     noise_fake = sum(noise_sd(v, lab) for v, lab in zip(enhanced, test.labels, strict=True))

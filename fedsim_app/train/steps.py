@@ -222,6 +222,11 @@ class GLOSteps:
         opt.step()
         return {"d": float(loss.detach())}
 
+    def run_gan_step(self, idx: torch.Tensor, d_opt, g_opt) -> dict[str, float]:
+        """Phase 2's step: the discriminator's, then the enhancer's, on volumes ``idx``."""
+        return {**self.run_discriminator_step(idx, d_opt),
+                **self.run_generator_step(idx, g_opt)}
+
     def run_labelled_step(self, idx: torch.Tensor, opt) -> dict[str, float]:
         """Phase 3, labelled: shape and material losses plus the enhancer's losses on
         ground-truth labels, the coarse CT now carrying gradient to z and G_material."""
