@@ -61,6 +61,7 @@ def main() -> int:
     total = cfg.phase2_epochs * model.n_labelled
     model.nets.enhancer.train()
     t0 = time.perf_counter()
+    steps.fit_enhancer_skip()
     for s in range(total):  # as Trainer.run_phase2
         f = lr_factor(s, total, cfg.constant_fraction)
         set_rates(opt["disc"], rates["disc"], f)

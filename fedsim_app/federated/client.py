@@ -210,6 +210,8 @@ class FedClient:
         if self.norm_stats is None:
             self._calibrate_norms()
         if task.kind == "gan":
+            if s == 0:  # phase 2's start, as ``fedsim train``'s
+                st.fit_enhancer_skip()
             idx = torch.tensor([s % d.n_labelled])
             return st.run_gan_step(idx, rated("disc"), rated("enhancer"))
         if self.nets.z_unl is None:

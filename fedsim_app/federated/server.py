@@ -39,7 +39,8 @@ from fedsim_app.train.glo import build_nets
 from fedsim_app.train.schedule import set_rates
 
 FORMAT = "fedsim-federated-server"
-FORMAT_VERSION = 2  # 2: G_material reads the labels (issue 9); 1 is refused
+FORMAT_VERSION = 3  # 3: the enhancer's label-wise skip; 2: G_material reads the labels
+# (issue 9); older ones are refused
 CHECKPOINT = "server.pt"
 ROUND_LOG = "rounds.jsonl"
 

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsim_app.models.enhancer import centre_in_structures, label_skip
+
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -69,6 +71,8 @@ class EnhancerPlan:
         self.levels = [self._level(block) for block in net.blocks]
         self.tail = self._conv(net.tail[1])
         self.tail_slope = float(net.tail[0].negative_slope)
+        self.skip = (net.skip_scale.detach().float().clone(),
+                     net.skip_shift.detach().float().clone())
 
     # -- weights ---------------------------------------------------------------------
     def _w(self, t: torch.Tensor) -> torch.Tensor:
@@ -135,8 +139,9 @@ class EnhancerPlan:
             dx = self._cv(self._spade_act_(x.clone(), gb0, lv.eps, lv.slope), lv.conv0)
             dx = self._cv(self._spade_act_(dx.float(), gb1, lv.eps, lv.slope), lv.conv1)
             x = x.add_(dx.float())
-        out = self._cv(F.leaky_relu(x, self.tail_slope), self.tail).float()
-        return coarse_up + out.contiguous()
+        out = self._cv(F.leaky_relu(x, self.tail_slope), self.tail).float().contiguous()
+        onehot = seg[:, 1:1 + self.n_classes].float()
+        return label_skip(coarse_up, onehot, *self.skip) + centre_in_structures(out, onehot)
 
 
 def _instance_norm_(x: torch.Tensor, eps: float) -> torch.Tensor:

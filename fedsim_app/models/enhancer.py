@@ -4,6 +4,18 @@ For slice ``k`` of ``K``, the conditioning map is the concatenation of the coars
 upsampled to the label grid (1 channel), the label slice one-hot (8 channels) and a
 constant ``k/K`` plane (1 channel): 10 channels. A whole volume is one batch of slices.
 Image tensors are in ``hu / 1000`` (water 0, air -1).
+
+**Where a structure's level comes from (a departure from the paper).** The paper's
+generator outputs the slice outright. Ours splits it: a label-wise affine skip sets each
+labelled structure's level, ``scale_c · coarse + shift_c`` for structure ``c`` (one pair
+per label, fitted by least squares to the labelled volumes: :func:`fit_label_skip`), and
+the SPADE network adds the rest, centred inside every heart structure of every slice so
+that it carries texture and shape, not the level. Measured on the default model
+(docs/benchmarks.md, issue 9): the network left to find the levels itself lands 185-250 HU
+off on site B's small structures, whose coarse CT is blurred 200-460 HU too dark, and
+four to six labelled volumes do not teach it more; with the skip, 71-87 HU. The
+background (label 0) keeps the network's full output: lungs and body outline are its
+work.
 """
 
 from __future__ import annotations
@@ -14,6 +26,63 @@ from monai.networks.nets.spade_network import SPADENetResBlock
 from torch import nn
 
 N_COND_EXTRA = 2  # the coarse slice and the k/K plane, besides the one-hot labels
+
+
+def label_skip(coarse_up: torch.Tensor, onehot: torch.Tensor, scale: torch.Tensor,
+               shift: torch.Tensor) -> torch.Tensor:
+    """``Σ_c onehot_c · (scale_c · coarse_up + shift_c)``: (N, 1, H, W) from coarse
+    slices (N, 1, H, W) and label one-hot or probabilities (N, C, H, W)."""
+    per_class = scale.reshape(1, -1, 1, 1) * coarse_up + shift.reshape(1, -1, 1, 1)
+    return (onehot * per_class).sum(1, keepdim=True)
+
+
+def centre_in_structures(resid: torch.Tensor, onehot: torch.Tensor,
+                         eps: float = 1e-6) -> torch.Tensor:
+    """``resid`` (N, 1, H, W) less its mean over each heart structure (labels 1..C-1) of
+    each slice, weighted by ``onehot`` (N, C, H, W); the background keeps its values."""
+    heart = onehot[:, 1:]
+    area = heart.sum((2, 3), keepdim=True).clamp_min(eps)
+    mean = (heart * resid).sum((2, 3), keepdim=True) / area
+    return resid - (heart * mean).sum(1, keepdim=True)
+
+
+@torch.no_grad()
+def fit_label_skip(coarse_up: torch.Tensor, real: torch.Tensor, labels: torch.Tensor,
+                   n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares ``(scale, shift)`` (n_classes,) of ``real ≈ scale_c·coarse_up + shift_c``
+    over the voxels of each label ``c``, every volume weighing the same.
+
+    Parameters
+    ----------
+    coarse_up, real : (B, K, H, W) float, the coarse CT upsampled and the real volume
+    labels : (B, K, H, W) int
+
+    A label absent from every volume keeps (1, 0) (the coarse CT as it is); one whose
+    coarse values do not vary gets scale 0 and the real mean.
+    """
+    b = len(labels)
+    x = coarse_up.reshape(b, -1).double()
+    y = real.reshape(b, -1).double()
+    lab = labels.reshape(b, -1).long()
+    offs = (torch.arange(b)[:, None] * n_classes + lab).reshape(-1)  # (volume, class) bins
+
+    def per_volume_mean(v):  # (B, C): the mean of v over each label of each volume
+        s = torch.bincount(offs, weights=v.reshape(-1), minlength=b * n_classes)
+        return s.reshape(b, n_classes)
+
+    count = torch.bincount(offs, minlength=b * n_classes).reshape(b, n_classes).double()
+    present = count > 0
+    means = [per_volume_mean(v) / count.clamp_min(1) for v in (x, y, x * x, x * y)]
+    n_vol = present.sum(0).clamp_min(1)
+    ex, ey, exx, exy = ((m * present).sum(0) / n_vol for m in means)
+    var, cov = exx - ex * ex, exy - ex * ey
+    varies = var > 1e-12
+    scale = torch.where(varies, cov / var.clamp_min(1e-12), torch.zeros_like(var))
+    shift = ey - scale * ex
+    seen = present.any(0)
+    scale = torch.where(seen, scale, torch.ones_like(scale))
+    shift = torch.where(seen, shift, torch.zeros_like(shift))
+    return scale.float(), shift.float()
 
 
 def one_hot_slices(labels: torch.Tensor, n_classes: int, dtype) -> torch.Tensor:
@@ -55,8 +124,10 @@ class SiteEnhancer(nn.Module):
     The input (conditioning plus one channel of Gaussian noise, the source of the scanner's
     texture) is encoded by ``n_down`` strided convolutions, then decoded by MONAI's SPADE
     residual blocks, each modulated by the conditioning map, with ×2 upsampling between
-    them. The output is a residual added to the coarse slice, so an untrained enhancer
-    starts as the plain upsampled coarse CT.
+    them. The output is the label-wise skip (``skip_scale``, ``skip_shift``: buffers,
+    fitted by :meth:`fit_skip`, see the module notes) plus that residual, centred inside
+    each heart structure of each slice. An untrained enhancer (scale 1, shift 0, a zero
+    last convolution) is the plain upsampled coarse CT.
 
     Parameters
     ----------
@@ -93,6 +164,16 @@ class SiteEnhancer(nn.Module):
         # residual starts at zero: the first enhancer is the coarse CT itself
         nn.init.zeros_(self.tail[1].weight)
         nn.init.zeros_(self.tail[1].bias)
+        self.register_buffer("skip_scale", torch.ones(self.n_classes))
+        self.register_buffer("skip_shift", torch.zeros(self.n_classes))
+
+    def fit_skip(self, coarse_up: torch.Tensor, real: torch.Tensor,
+                 labels: torch.Tensor) -> None:
+        """Fit the label-wise skip to volumes (B, K, H, W): the coarse CT upsampled to the
+        label grid and the real volume (hu/1000), and their labels (:func:`fit_label_skip`)."""
+        scale, shift = fit_label_skip(coarse_up, real, labels, self.n_classes)
+        self.skip_scale.copy_(scale)
+        self.skip_shift.copy_(shift)
 
     def forward(self, coarse_up: torch.Tensor, labels: torch.Tensor, k_frac: torch.Tensor, *,
                 noise: torch.Tensor | None = None,
@@ -117,4 +198,6 @@ class SiteEnhancer(nn.Module):
             if i:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = block(x, seg)
-        return coarse_up + self.tail(x)
+        onehot = seg[:, 1:1 + self.n_classes]
+        return (label_skip(coarse_up, onehot, self.skip_scale, self.skip_shift)
+                + centre_in_structures(self.tail(x), onehot))

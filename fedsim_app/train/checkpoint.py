@@ -18,7 +18,8 @@ from fedsim_app.errors import FedSimError
 from fedsim_app.io.atomic import atomic_path
 
 FORMAT = "fedsim-train-checkpoint"
-FORMAT_VERSION = 2  # 2: G_material reads the labels (issue 9); 1 is refused
+FORMAT_VERSION = 3  # 3: the enhancer's label-wise skip; 2: G_material reads the labels
+# (issue 9); older ones are refused
 
 
 class CheckpointError(FedSimError):

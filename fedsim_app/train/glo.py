@@ -235,6 +235,8 @@ class Trainer:
     def run_phase2(self) -> None:
         total = self.totals()[2]
         self._t_last = time.perf_counter()
+        if self.step == 0 and total:  # as a federated site does at its first phase-2 round
+            self.steps.fit_enhancer_skip()
         for s in range(self.step, total):
             f = lr_factor(s, total, self.cfg.constant_fraction)
             set_rates(self.opt["disc"], self.base_rates["disc"], f)

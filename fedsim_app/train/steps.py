@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsim_app.models.generator import coarse_target, enhancer_conditioning
+from fedsim_app.models.generator import coarse_target, enhancer_conditioning, upsample_coarse
 from fedsim_app.models.losses import (
     feature_matching_loss,
     hinge_d_loss,
@@ -183,6 +183,16 @@ class GLOSteps:
             loss.backward()
             opt.step()
         return {"shape_init": float(loss.detach())}
+
+    @torch.no_grad()
+    def fit_enhancer_skip(self) -> None:
+        """Phase 2's start: fit the enhancer's label-wise skip (structure levels from the
+        coarse CT) to the labelled volumes, their coarse CT from their latents."""
+        n = self.data.n_labelled
+        labels = self.data.labels[:n]
+        coarse = self.coarse_of(self.nets.z_lab.codes, labels)
+        up = upsample_coarse(coarse, tuple(labels.shape[1:])) / HU_SCALE
+        self.nets.enhancer.fit_skip(up, self.data.images[:n], labels)
 
     # -- steps ---------------------------------------------------------------------------
     def run_shape_material_step(self, idx: torch.Tensor, opt) -> dict[str, float]:

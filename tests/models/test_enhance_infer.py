@@ -18,6 +18,8 @@ def _net(width, n_down, hidden, seed=0):
     with torch.no_grad():  # a trained-looking net: no zero residual, no zero biases
         for p in net.parameters():
             p.normal_(std=0.1)
+        net.skip_scale.uniform_(0.0, 1.5)  # a fitted label-wise skip
+        net.skip_shift.normal_(std=0.3)
     return net
 
 

@@ -102,6 +102,33 @@ def test_phase1_batches_labelled_volumes_and_calibrates_batchnorm(tiny_site, tin
     assert torch.allclose(eval_out, train_out, atol=1e-5)
 
 
+def test_phase2_starts_by_fitting_the_enhancers_label_skip(tiny_site, tiny_cfg, tmp_path):
+    from fedsim_app.models.enhancer import fit_label_skip
+    from fedsim_app.models.generator import upsample_coarse
+
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    tr.run_phase1()
+    enh = tr.nets.enhancer
+    assert enh.skip_scale.tolist() == [1.0] * 8  # the coarse CT as it is, until phase 2
+    n = tr.data.n_labelled
+    labels = tr.data.labels[:n]
+    with torch.no_grad():
+        coarse = tr.steps.coarse_of(tr.nets.z_lab.codes, labels)
+    want = fit_label_skip(upsample_coarse(coarse, tuple(labels.shape[1:])) / 1000,
+                          tr.data.images[:n], labels, 8)
+    tr.cfg = tr.cfg.replace(phase2_epochs=0)
+    seen = []
+    tr.steps.fit_enhancer_skip = lambda f=tr.steps.fit_enhancer_skip: seen.append(f())
+    tr.run_phase2()
+    assert not seen  # no phase-2 step, no fit (as a federation with no phase-2 rounds)
+    tr.phase, tr.cfg = 2, tiny_cfg
+    tr.run_phase2()
+    assert len(seen) == 1
+    assert not torch.allclose(enh.skip_shift, torch.zeros(8))
+    torch.testing.assert_close(enh.skip_scale, want[0])  # buffers: phase 2 does not move them
+    torch.testing.assert_close(enh.skip_shift, want[1])
+
+
 @pytest.mark.slow
 def test_resume_mid_phase_equals_uninterrupted(tiny_site, tiny_cfg, tmp_path):
     tiny_cfg = tiny_cfg.replace(phase1_epochs=2)  # so that step 1 stops inside phase 1
