@@ -6,9 +6,9 @@ Run: .venv/bin/python benchmarks/enhancer_phase2.py [--checkpoint PATH|default] 
 Takes the site's G_shape, G_material and latents from the checkpoint, builds a fresh
 enhancer and discriminator from the checkpoint's config with the ``--set`` overrides (any
 ``TrainConfig`` field: ``enhancer_width``, ``spade_hidden``, ``phase2_epochs``, ``lr_gan``,
-``w_adv``, ``w_fm``, ``w_l1``, …), runs phase 2 exactly as ``fedsim train`` does (a
-discriminator and a generator step per labelled volume and epoch, the preset's rates and
-decay) and prints ``benchmarks/train_quality.py``'s line for the site. Phase 3 is not run:
+``w_adv``, ``w_fm``, ``w_l1``, …), runs phase 2 exactly as ``fedsim train`` does (the
+enhancer's label-wise skip fitted, then a discriminator and a generator step per labelled
+volume and epoch, the preset's rates and decay) and prints ``benchmarks/train_quality.py``'s line for the site. Phase 3 is not run:
 the figure is the enhancer of the labelled phases alone.
 """
 

@@ -1,0 +1,106 @@
+"""Where a site enhancer's structure levels stand against what its inputs can tell.
+
+Run: .venv/bin/python benchmarks/enhancer_levels.py [--checkpoint PATH|default]
+         [--sites A,B,C] [--cohort build/cohort]
+
+For each site, each heart structure, on the held-out test volumes (latents fitted as
+``benchmarks/train_quality.py`` fits them), the mean over volumes of |mean HU of the
+structure − the real image's|, for:
+
+- ``enhancer``: the site enhancer's CT (the figure ``train_quality.py`` reports as the
+  worst structure's ``enh_hu_err``);
+- ``skip``: the enhancer's label-wise skip alone (``scale_c · coarse + shift_c``);
+- ``coarse``: the model's coarse CT upsampled (a do-nothing enhancer);
+- ``label_mean``: every structure painted with its mean over the labelled training
+  volumes (each volume weighing the same), which ignores the coarse CT: what the labels
+  alone tell. A per-patient level better than this must come from the coarse CT.
+
+The last line per site is the worst structure of each.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fedsim_app.assets import asset_path
+from fedsim_app.models.enhancer import label_skip
+from fedsim_app.models.generator import upsample_coarse
+from fedsim_app.sites import get_site
+from fedsim_app.train.data import load_site_data
+from fedsim_app.train.model_io import load_site_models
+from fedsim_app.train.quality import HU, _enhanced, fit_latents, structure_means
+
+KINDS = ("enhancer", "skip", "coarse", "label_mean")
+
+
+def label_means(images, labels) -> dict[int, float]:
+    """Each structure's mean HU over volumes, each volume's own mean weighing the same."""
+    per: dict[int, list[float]] = {}
+    for v, lab in zip(images, labels, strict=True):
+        for c, m in structure_means(v, lab).items():
+            per.setdefault(c, []).append(m)
+    return {c: sum(v) / len(v) for c, v in per.items()}
+
+
+def site_errors(model, train, test) -> dict[str, dict[int, float]]:
+    chain = model.chain()
+    nets = model.nets
+    n = model.n_labelled
+    mean = (model.prior or {}).get("mean")
+    init = (mean if mean is not None else nets.z_lab.codes.mean(0)).expand(len(test.images),
+                                                                           -1)
+    z = fit_latents(chain, nets.g_material, test.images, test.labels, init)
+    coarse, enhanced = _enhanced(chain, z, test.labels, 0)
+    up = upsample_coarse(coarse, tuple(test.labels.shape[1:])) / HU
+    onehot = F.one_hot(test.labels, 8).movedim(-1, 1).float()  # (B, 8, K, H, W)
+    enh = chain.enhancer
+    skip = torch.stack([label_skip(u[:, None], oh.transpose(0, 1), enh.skip_scale,
+                                   enh.skip_shift)[:, 0]
+                        for u, oh in zip(up, onehot, strict=True)])
+    prior = label_means(train.images[:n] * HU, train.labels[:n])
+    outputs = {"enhancer": enhanced * HU, "skip": skip * HU, "coarse": up * HU}
+    errs: dict[str, dict[int, list[float]]] = {k: {} for k in KINDS}
+    for b, (real, lab) in enumerate(zip(test.images * HU, test.labels, strict=True)):
+        want = structure_means(real, lab)
+        for kind, vols in outputs.items():
+            got = structure_means(vols[b], lab)
+            for c in want:
+                errs[kind].setdefault(c, []).append(abs(got[c] - want[c]))
+        for c in want:
+            errs["label_mean"].setdefault(c, []).append(abs(prior.get(c, 0.0) - want[c]))
+    return {k: {c: sum(v) / len(v) for c, v in d.items()} for k, d in errs.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--cohort", default="build/cohort")
+    ap.add_argument("--sites", default=None)
+    args = ap.parse_args()
+    path = (asset_path("checkpoints", "default.pt", must_exist=False)
+            if args.checkpoint == "default" else Path(args.checkpoint))
+    if not path.is_file() or not Path(args.cohort).is_dir():
+        # `make bench` runs every benchmark: no model or cohort yet is a skip
+        print(f"skipped: needs {path} (make assets) and {args.cohort} (fedsim cohort)")
+        return 0
+    models = load_site_models(path)
+    for key in args.sites.split(",") if args.sites else list(models):
+        model = models[key]
+        folder = Path(args.cohort) / get_site(key).dataset.folder
+        chain = model.chain()
+        train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled)
+        test = load_site_data(folder, chain.grid, n_labelled=0, subset="test")
+        errs = site_errors(model, train, test)
+        print(f"site {key}: structure " + " ".join(f"{k:>10}" for k in KINDS))
+        for c in sorted(errs["enhancer"]):
+            print(f"  {c:>16} " + " ".join(f"{errs[k][c]:10.0f}" for k in KINDS))
+        print(f"  {'worst':>16} " + " ".join(f"{max(errs[k].values()):10.0f}" for k in KINDS),
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
