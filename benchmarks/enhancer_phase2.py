@@ -8,8 +8,9 @@ enhancer and discriminator from the checkpoint's config with the ``--set`` overr
 ``TrainConfig`` field: ``enhancer_width``, ``spade_hidden``, ``phase2_epochs``, ``lr_gan``,
 ``w_adv``, ``w_fm``, ``w_l1``, …), runs phase 2 exactly as ``fedsim train`` does (the
 enhancer's label-wise skip fitted, then a discriminator and a generator step per labelled
-volume and epoch, the preset's rates and decay) and prints ``benchmarks/train_quality.py``'s line for the site. Phase 3 is not run:
-the figure is the enhancer of the labelled phases alone.
+volume and epoch, the preset's rates and decay) and prints
+``benchmarks/train_quality.py``'s line for the site. Phase 3 is not run: the figure is the
+enhancer of the labelled phases alone.
 """
 
 import argparse
