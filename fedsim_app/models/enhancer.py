@@ -11,11 +11,12 @@ labelled structure's level, ``scale_c · coarse + shift_c`` for structure ``c`` 
 per label, fitted by least squares to the labelled volumes: :func:`fit_label_skip`), and
 the SPADE network adds the rest, centred inside every heart structure of every slice so
 that it carries texture and shape, not the level. Measured on the default model
-(docs/benchmarks.md, issue 9): the network left to find the levels itself lands 185-250 HU
-off on site B's small structures, whose coarse CT is blurred 200-460 HU too dark, and
-four to six labelled volumes do not teach it more; with the skip, 71-87 HU. The
-background (label 0) keeps the network's full output: lungs and body outline are its
-work.
+(docs/benchmarks.md, issue 9): the network left to find the levels itself landed 113-248
+HU off in the worst structure (sites A/B/C; B's small structures, whose coarse CT is
+blurred 200-460 HU too dark, the worst), worse than painting each structure with its mean
+over the labelled volumes (33/55/89 HU); four to six labelled volumes did not teach it
+more. With the skip: 34/68/82 HU. The background (label 0) keeps the network's full
+output: lungs and body outline are its work.
 """
 
 from __future__ import annotations
