@@ -80,6 +80,16 @@ def fit_latents(chain, g_material, images, labels, init, *, n_iter: int = 300,
     return z.detach()
 
 
+def heldout_latents(model, chain, test):
+    """Latents fitted to each held-out volume of ``test`` (its labels given), starting
+    from the prior's mean (the labelled latents' mean when the model has no prior)."""
+    nets = model.nets
+    mean = (model.prior or {}).get("mean")
+    init = (mean if mean is not None else nets.z_lab.codes.mean(0)).expand(len(test.images),
+                                                                           -1)
+    return fit_latents(chain, nets.g_material, test.images, test.labels, init)
+
+
 def coarse_labels(labels, size: int):
     """Labels (B, n, n, n) on the coarse grid (B, size³): the nearest label of each voxel."""
     return F.interpolate(labels[:, None].float(), size=(size,) * 3,
@@ -167,10 +177,7 @@ def evaluate_site(model, train, test, *, seed: int = 0) -> SiteQuality:
     nets = model.nets
     n_lab = model.n_labelled
     iou, dice = shape_scores(chain, nets.g_shape, nets.z_lab.codes, train.labels[:n_lab])
-    mean = (model.prior or {}).get("mean")
-    init = (mean if mean is not None else nets.z_lab.codes.mean(0)).expand(len(test.images),
-                                                                           -1)
-    z_test = fit_latents(chain, nets.g_material, test.images, test.labels, init)
+    z_test = heldout_latents(model, chain, test)
     coarse, enhanced = _enhanced(chain, z_test, test.labels, seed)
     coarse_real = coarse_target(test.images * HU, chain.config.coarse_size)
     s = chain.config.coarse_size
