@@ -28,6 +28,8 @@ import torch.nn.functional as F
 
 from fedsim_app.models.g_material import MaterialGenerator, up_conv_block
 from fedsim_app.models.generator import coarse_target
+from fedsim_app.models.losses import structure_mean_loss
+from fedsim_app.models.material import label_fractions
 from fedsim_app.sites import get_site
 from fedsim_app.train.config import preset
 from fedsim_app.train.data import LABEL_BUDGETS, load_site_data
@@ -45,6 +47,8 @@ def main() -> int:
     ap.add_argument("--no-labels", action="store_true")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--w-smean", type=float, default=None,
+                    help="weight of the structure-mean term (default: the cpu preset's)")
     args = ap.parse_args()
     folder = Path(args.cohort) / get_site(args.site).dataset.folder
     if not folder.is_dir():
@@ -54,6 +58,8 @@ def main() -> int:
         return 0
     torch.set_num_threads(1)
     cfg = preset("cpu", seed=args.seed)
+    if args.w_smean is not None:
+        cfg = cfg.replace(w_smean=args.w_smean)
     chain = site_chain(args.site, cfg)
     chain.scanner.build()
     n_lab = LABEL_BUDGETS[args.site][0]
@@ -70,13 +76,15 @@ def main() -> int:
         g.surroundings[0] = up_conv_block(cfg.latent_dim, 256, 4)
     z = Latents(n_lab, cfg.latent_dim, seed=args.seed)
     target = coarse_target(train.images[:n_lab] * HU, s)
+    frac = label_fractions(train.labels, s)
     opt = torch.optim.Adam([*g.parameters(), *z.parameters()], lr=cfg.lr_phase1)
     t0 = time.perf_counter()
     for _ in range(args.steps):
         opt.zero_grad()
-        loss = F.mse_loss(chain.coarse_ct(chain.mu(g(z.codes, given(train.labels)))) / HU,
-                          target / HU)
-        loss.backward()
+        coarse = chain.coarse_ct(chain.mu(g(z.codes, given(train.labels)))) / HU
+        loss = F.mse_loss(coarse, target / HU)
+        (cfg.w_mse * loss
+         + cfg.w_smean * structure_mean_loss(coarse, target / HU, frac)).backward()
         opt.step()
     fit_s = time.perf_counter() - t0
     calibrate_batchnorm(g, z.codes, given(train.labels))
@@ -85,7 +93,8 @@ def main() -> int:
     insample = worst_structure_error(zip(coarse, target, coarse_labels(train.labels, s),
                                          strict=True))
     init = z.codes.detach().mean(0).expand(len(test.images), -1)
-    z_test = fit_latents(chain, g, test.images, given(test.labels), init)
+    z_test = fit_latents(chain, g, test.images, given(test.labels), init,
+                         w_smean=cfg.w_smean / cfg.w_mse)
     with torch.no_grad():
         coarse_t = chain.coarse_ct(chain.mu(g(z_test, given(test.labels))))
     target_t = coarse_target(test.images * HU, s)

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedsim_app.models.generator import coarse_target, enhance, upsample_coarse
+from fedsim_app.models.losses import structure_mean_loss
+from fedsim_app.models.material import label_fractions
 from fedsim_app.models.shape_stage import decode, hard_labels
 
 HU = 1000.0
@@ -66,15 +68,21 @@ def shape_scores(chain, g_shape, z, labels) -> tuple[float, float]:
 
 
 def fit_latents(chain, g_material, images, labels, init, *, n_iter: int = 300,
-                lr: float = 0.1):
+                lr: float = 0.1, w_smean: float = 0.0):
     """Latents (B, 32) whose coarse CT over ``labels`` (B, n, n, n) best matches
-    ``images`` (B, n, n, n) hu/1000 reduced to the coarse grid (generators frozen)."""
-    target = coarse_target(images * HU, chain.config.coarse_size)
+    ``images`` (B, n, n, n) hu/1000 reduced to the coarse grid (generators frozen): the
+    coarse MSE plus ``w_smean`` × the structure-mean term (the training's weights' ratio)."""
+    s = chain.config.coarse_size
+    target = coarse_target(images * HU, s) / HU
+    frac = label_fractions(labels, s)
     z = init.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     for _ in range(n_iter):
         opt.zero_grad()
-        loss = F.mse_loss(chain.coarse_ct(chain.mu(g_material(z, labels))) / HU, target / HU)
+        coarse = chain.coarse_ct(chain.mu(g_material(z, labels))) / HU
+        loss = F.mse_loss(coarse, target)
+        if w_smean:
+            loss = loss + w_smean * structure_mean_loss(coarse, target, frac)
         loss.backward()
         opt.step()
     return z.detach()
@@ -87,7 +95,9 @@ def heldout_latents(model, chain, test):
     mean = (model.prior or {}).get("mean")
     init = (mean if mean is not None else nets.z_lab.codes.mean(0)).expand(len(test.images),
                                                                            -1)
-    return fit_latents(chain, nets.g_material, test.images, test.labels, init)
+    cfg = model.config  # the fit weighs its terms as the model's training did
+    return fit_latents(chain, nets.g_material, test.images, test.labels, init,
+                       w_smean=cfg.w_smean / cfg.w_mse)
 
 
 def coarse_labels(labels, size: int):

@@ -23,7 +23,9 @@ from fedsim_app.models.losses import (
     l1_loss,
     soft_iou,
     soft_iou_loss,
+    structure_mean_loss,
 )
+from fedsim_app.models.material import label_fractions
 from fedsim_app.models.shape_stage import decode, hard_labels, soft_label_probs
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import SiteData
@@ -79,6 +81,9 @@ class GLOSteps:
             cfg, chain, nets, data, rng, vgg)
         # the real volumes reduced to the coarse grid, the material loss's targets
         self.coarse_real = coarse_target(data.images * HU_SCALE, cfg.material_size) / HU_SCALE
+        # each coarse voxel's share of each labelled structure (the structure-mean term)
+        self.coarse_fractions = (label_fractions(data.labels, cfg.material_size)
+                                 if data.n_labelled else None)
 
     # -- losses ------------------------------------------------------------------------
     def pick_slices(self) -> torch.Tensor:
@@ -109,13 +114,17 @@ class GLOSteps:
         return self.chain.coarse_ct(self.chain.mu(self.nets.g_material(z, labels)))
 
     def shape_material_losses(self, idx: torch.Tensor):
-        """``({"iou", "mse"}, coarse_hu)`` of labelled volumes ``idx``."""
+        """``({"iou", "mse"[, "smean"]}, coarse_hu)`` of labelled volumes ``idx``."""
         z = self.nets.z_lab(idx)
         iou = self.shape_loss(self.nets.g_shape(z), self.data.labels[idx])
         # the ground-truth labels place the materials, as they do the enhancer's
         coarse = self.coarse_of(z, self.data.labels[idx])
         mse = F.mse_loss(coarse / HU_SCALE, self.coarse_real[idx])
-        return {"iou": iou, "mse": mse}, coarse
+        losses = {"iou": iou, "mse": mse}
+        if self.cfg.w_smean:
+            losses["smean"] = structure_mean_loss(coarse / HU_SCALE, self.coarse_real[idx],
+                                                  self.coarse_fractions[idx])
+        return losses, coarse
 
     def enhancer_inputs(self, coarse_hu, hard, probs, slices):
         """Conditioning rows of volumes (B, K, H, W): hard labels, or soft ``probs``
@@ -146,8 +155,8 @@ class GLOSteps:
 
     def weighted(self, losses: dict) -> torch.Tensor:
         c = self.cfg
-        w = {"iou": c.w_iou, "mse": c.w_mse, "g_adv": c.w_adv, "fm": c.w_fm, "l1": c.w_l1,
-             "vgg": c.w_vgg}
+        w = {"iou": c.w_iou, "mse": c.w_mse, "smean": c.w_smean, "g_adv": c.w_adv,
+             "fm": c.w_fm, "l1": c.w_l1, "vgg": c.w_vgg}
         return sum(w[k] * v for k, v in losses.items())
 
     def shape_fit_targets(self) -> torch.Tensor:

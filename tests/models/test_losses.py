@@ -11,6 +11,8 @@ from fedsim_app.models.losses import (
     l1_loss,
     soft_iou,
     soft_iou_loss,
+    structure_mean_loss,
+    structure_means,
 )
 
 
@@ -53,6 +55,28 @@ def test_soft_iou_gradcheck():
     probs = torch.rand(1, 3, 2, 2, dtype=torch.float64, requires_grad=True)
     target = torch.randint(0, 3, (1, 2, 2))
     assert torch.autograd.gradcheck(lambda p: soft_iou_loss(p, target), (probs,))
+
+
+def test_structure_means_weigh_voxels_by_their_share():
+    # one volume of two coarse voxels: the first all structure 1, the second a quarter
+    # structure 1 and three quarters background; structure 2 absent
+    frac = torch.tensor([[[0.0, 0.75], [1.0, 0.25], [0.0, 0.0]]])[..., None, None]
+    vol = torch.tensor([[100.0, 20.0]])[..., None, None]  # (B=1, 2, 1, 1)
+    means = structure_means(vol, frac)
+    assert means[0, 0].item() == pytest.approx((100 + 0.25 * 20) / 1.25)
+    assert means[0, 1].item() == 0.0  # absent
+    # the loss skips the absent structure: only structure 1's difference counts
+    real = vol.clone()
+    real[0, 0] = 110.0  # structure 1's mean moves by 10/1.25 = 8
+    assert structure_mean_loss(vol, real, frac).item() == pytest.approx(64.0)
+    assert structure_mean_loss(vol, vol, frac).item() == 0.0
+
+
+def test_structure_mean_loss_gradcheck():
+    frac = torch.softmax(torch.randn(2, 3, 2, 2, 2, dtype=torch.float64), 1)
+    real = torch.randn(2, 2, 2, 2, dtype=torch.float64)
+    model = torch.randn(2, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda m: structure_mean_loss(m, real, frac), (model,))
 
 
 def test_vgg_needs_local_weights(tmp_path):
