@@ -66,7 +66,7 @@ def soft_iou_loss(probs: torch.Tensor, target: torch.Tensor, *,
     return 1 - iou.mean()
 
 
-def structure_means(volume: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+def structure_levels(volume: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
     """Each structure's mean of coarse volumes (B, s, s, s), each voxel weighed by the
     share of its block the structure fills (``fractions`` (B, C, s, s, s), class 0 the
     background, left out): (B, C − 1); 0 where a structure is absent."""
@@ -76,14 +76,14 @@ def structure_means(volume: torch.Tensor, fractions: torch.Tensor) -> torch.Tens
 
 def structure_mean_loss(model: torch.Tensor, real: torch.Tensor,
                         fractions: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of the structures' means (:func:`structure_means`) of a
+    """Mean squared difference of the structures' means (:func:`structure_levels`) of a
     model's coarse volume and the real one, over the structures each volume has.
 
     The coarse MSE weighs every voxel the same, so the heart's few voxels lose to the body
     and the background; this term asks for each structure's level directly.
     """
     present = fractions[:, 1:].sum((2, 3, 4)) > 0
-    diff = structure_means(model, fractions) - structure_means(real, fractions)
+    diff = structure_levels(model, fractions) - structure_levels(real, fractions)
     return (diff[present] ** 2).mean() if present.any() else model.sum() * 0
 
 

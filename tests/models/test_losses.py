@@ -11,8 +11,8 @@ from fedsim_app.models.losses import (
     l1_loss,
     soft_iou,
     soft_iou_loss,
+    structure_levels,
     structure_mean_loss,
-    structure_means,
 )
 
 
@@ -62,7 +62,7 @@ def test_structure_means_weigh_voxels_by_their_share():
     # structure 1 and three quarters background; structure 2 absent
     frac = torch.tensor([[[0.0, 0.75], [1.0, 0.25], [0.0, 0.0]]])[..., None, None]
     vol = torch.tensor([[100.0, 20.0]])[..., None, None]  # (B=1, 2, 1, 1)
-    means = structure_means(vol, frac)
+    means = structure_levels(vol, frac)
     assert means[0, 0].item() == pytest.approx((100 + 0.25 * 20) / 1.25)
     assert means[0, 1].item() == 0.0  # absent
     # the loss skips the absent structure: only structure 1's difference counts

@@ -182,14 +182,14 @@ def test_unlabelled_step_fits_the_coarse_volume(tiny_site, tiny_cfg, tmp_path):
 
 
 def test_structure_mean_term_sets_the_structures_levels(tiny_site, tiny_cfg, tmp_path):
-    from fedsim_app.models.losses import structure_means
+    from fedsim_app.models.losses import structure_levels
 
     tr = _trainer(tiny_site, tiny_cfg.replace(w_smean=1.0), tmp_path)
     st = tr.steps
     idx = torch.arange(tr.data.n_labelled)
     losses, coarse = st.shape_material_losses(idx)
-    want = structure_means(st.coarse_real[idx], st.coarse_fractions[idx])
-    got = structure_means(coarse.detach() / 1000, st.coarse_fractions[idx])
+    want = structure_levels(st.coarse_real[idx], st.coarse_fractions[idx])
+    got = structure_levels(coarse.detach() / 1000, st.coarse_fractions[idx])
     present = st.coarse_fractions[idx, 1:].sum((2, 3, 4)) > 0
     assert losses["smean"].item() == pytest.approx(float(((got - want)[present] ** 2).mean()),
                                                    rel=1e-4)
