@@ -31,7 +31,7 @@ from fedsim_app.models.generator import upsample_coarse
 from fedsim_app.sites import get_site
 from fedsim_app.train.data import load_site_data
 from fedsim_app.train.model_io import load_site_models
-from fedsim_app.train.quality import HU, _enhanced, heldout_latents, structure_means
+from fedsim_app.train.quality import HU, coarse_and_enhanced, heldout_latents, structure_means
 
 KINDS = ("enhancer", "skip", "coarse", "label_mean")
 
@@ -49,7 +49,7 @@ def site_errors(model, train, test) -> dict[str, dict[int, float]]:
     chain = model.chain()
     n = model.n_labelled
     z = heldout_latents(model, chain, test)
-    coarse, enhanced = _enhanced(chain, z, test.labels, 0)
+    coarse, enhanced = coarse_and_enhanced(chain, z, test.labels, 0)
     up = upsample_coarse(coarse, tuple(test.labels.shape[1:])) / HU
     onehot = F.one_hot(test.labels, 8).movedim(-1, 1).float()  # (B, 8, K, H, W)
     enh = chain.enhancer

@@ -174,9 +174,11 @@ def _as_slices(vols):  # (B, K, H, W) → (B·K, 1, H, W)
 
 
 @torch.no_grad()
-def _enhanced(chain, z_coarse, labels, seed):
-    torch.manual_seed(seed)  # the enhancer's noise draw
-    coarse = chain.coarse_ct(chain.mu(chain.g_material(z_coarse, labels)))
+def coarse_and_enhanced(chain, z, labels, seed: int):
+    """``(coarse CT (B, s, s, s) HU, enhanced CT (B, n, n, n) hu/1000)`` of latents ``z``
+    over ground-truth ``labels``, the enhancer's noise drawn from ``seed``."""
+    torch.manual_seed(seed)
+    coarse = chain.coarse_ct(chain.mu(chain.g_material(z, labels)))
     return coarse, enhance(coarse, labels, chain.enhancer) / HU
 
 
@@ -188,7 +190,7 @@ def evaluate_site(model, train, test, *, seed: int = 0) -> SiteQuality:
     n_lab = model.n_labelled
     iou, dice = shape_scores(chain, nets.g_shape, nets.z_lab.codes, train.labels[:n_lab])
     z_test = heldout_latents(model, chain, test)
-    coarse, enhanced = _enhanced(chain, z_test, test.labels, seed)
+    coarse, enhanced = coarse_and_enhanced(chain, z_test, test.labels, seed)
     coarse_real = coarse_target(test.images * HU, chain.config.coarse_size)
     s = chain.config.coarse_size
     mat_err = worst_structure_error(zip(coarse, coarse_real, coarse_labels(test.labels, s),
@@ -199,7 +201,8 @@ def evaluate_site(model, train, test, *, seed: int = 0) -> SiteQuality:
     noise_real = sum(noise_sd(v, lab) for v, lab in zip(test.images, test.labels,
                                                          strict=True))
     # the classifier learns on the labelled training volumes, is scored on the test ones
-    coarse_tr, enhanced_tr = _enhanced(chain, nets.z_lab.codes, train.labels[:n_lab], seed + 1)
+    coarse_tr, enhanced_tr = coarse_and_enhanced(chain, nets.z_lab.codes, train.labels[:n_lab],
+                                                 seed + 1)
     shape = tuple(train.labels.shape[1:])
     real_tr, real_te = _as_slices(train.images[:n_lab]), _as_slices(test.images)
     c2st = c2st_accuracy(real_tr, _as_slices(enhanced_tr), real_te, _as_slices(enhanced),
