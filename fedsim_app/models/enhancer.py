@@ -15,8 +15,9 @@ that it carries texture and shape, not the level. Measured on the default model
 HU off in the worst structure (sites A/B/C; B's small structures, whose coarse CT is
 blurred 200-460 HU too dark, the worst), worse than painting each structure with its mean
 over the labelled volumes (33/55/89 HU); four to six labelled volumes did not teach it
-more. With the skip: 34/68/82 HU. The background (label 0) keeps the network's full
-output: lungs and body outline are its work.
+more. With the skip: 34/68/82 HU (31/56/83 once the material loss gained its
+structure-mean term). The background (label 0) keeps the network's full output: lungs and
+body outline are its work.
 """
 
 from __future__ import annotations

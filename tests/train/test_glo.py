@@ -201,7 +201,7 @@ def test_structure_mean_term_sets_the_structures_levels(tiny_site, tiny_cfg, tmp
     opt = torch.optim.Adam([*tr.nets.g_material.parameters(), *tr.nets.z_lab.parameters()],
                            lr=1e-2)
     first = losses["smean"].item()
-    for _ in range(20):
+    for _ in range(6):
         opt.zero_grad()
         st.shape_material_losses(idx)[0]["smean"].backward()
         opt.step()
