@@ -96,8 +96,9 @@ def heldout_latents(model, chain, test):
     init = (mean if mean is not None else nets.z_lab.codes.mean(0)).expand(len(test.images),
                                                                            -1)
     cfg = model.config  # the fit weighs its terms as the model's training did
+    ratio = cfg.w_smean / cfg.w_mse if cfg.w_mse else 0.0  # no MSE weight: the MSE alone
     return fit_latents(chain, nets.g_material, test.images, test.labels, init,
-                       w_smean=cfg.w_smean / cfg.w_mse)
+                       w_smean=ratio)
 
 
 def coarse_labels(labels, size: int):

@@ -57,7 +57,7 @@ def test_soft_iou_gradcheck():
     assert torch.autograd.gradcheck(lambda p: soft_iou_loss(p, target), (probs,))
 
 
-def test_structure_means_weigh_voxels_by_their_share():
+def test_structure_levels_weigh_voxels_by_their_share():
     # one volume of two coarse voxels: the first all structure 1, the second a quarter
     # structure 1 and three quarters background; structure 2 absent
     frac = torch.tensor([[[0.0, 0.75], [1.0, 0.25], [0.0, 0.0]]])[..., None, None]
