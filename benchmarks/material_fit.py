@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from fedsim_app.models.g_material import MaterialGenerator, up_conv_block
 from fedsim_app.models.generator import coarse_target
 from fedsim_app.models.losses import structure_mean_loss
-from fedsim_app.models.material import label_fractions
+from fedsim_app.models.material import coarse_label_masks, coarse_labels
 from fedsim_app.sites import get_site
 from fedsim_app.train.config import preset
 from fedsim_app.train.data import LABEL_BUDGETS, load_site_data
 from fedsim_app.train.glo import calibrate_batchnorm
 from fedsim_app.train.latents import Latents
-from fedsim_app.train.quality import HU, coarse_labels, fit_latents, worst_structure_error
+from fedsim_app.train.quality import HU, fit_latents, worst_structure_error
 from fedsim_app.train.session import site_chain
 
 
@@ -76,7 +76,7 @@ def main() -> int:
         g.surroundings[0] = up_conv_block(cfg.latent_dim, 256, 4)
     z = Latents(n_lab, cfg.latent_dim, seed=args.seed)
     target = coarse_target(train.images[:n_lab] * HU, s)
-    frac = label_fractions(train.labels, s)
+    masks = coarse_label_masks(train.labels, s)
     opt = torch.optim.Adam([*g.parameters(), *z.parameters()], lr=cfg.lr_phase1)
     t0 = time.perf_counter()
     for _ in range(args.steps):
@@ -84,7 +84,7 @@ def main() -> int:
         coarse = chain.coarse_ct(chain.mu(g(z.codes, given(train.labels)))) / HU
         loss = F.mse_loss(coarse, target / HU)
         (cfg.w_mse * loss
-         + cfg.w_smean * structure_mean_loss(coarse, target / HU, frac)).backward()
+         + cfg.w_smean * structure_mean_loss(coarse, target / HU, masks)).backward()
         opt.step()
     fit_s = time.perf_counter() - t0
     calibrate_batchnorm(g, z.codes, given(train.labels))

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from fedsim_app.models.generator import ChainConfig, Generator, coarse_target, upsample_coarse
+from fedsim_app.models.material import coarse_labels
 from fedsim_app.sites import get_site
 from fedsim_app.train.data import load_site_data
-from fedsim_app.train.quality import HU, coarse_labels, worst_structure_error
+from fedsim_app.train.quality import HU, worst_structure_error
 
 
 def site_floor(key: str, cohort: Path, label_size: int, material_size: int, steps: int,

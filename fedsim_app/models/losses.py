@@ -66,24 +66,30 @@ def soft_iou_loss(probs: torch.Tensor, target: torch.Tensor, *,
     return 1 - iou.mean()
 
 
-def structure_levels(volume: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
-    """Each structure's mean of coarse volumes (B, s, s, s), each voxel weighed by the
-    share of its block the structure fills (``fractions`` (B, C, s, s, s), class 0 the
-    background, left out): (B, C − 1); 0 where a structure is absent."""
-    w = fractions[:, 1:]
+def structure_levels(volume: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Each structure's weighted mean of coarse volumes (B, s, s, s): (B, C − 1), 0 where a
+    structure is absent.
+
+    ``weights`` (B, C, s, s, s), class 0 the background (left out): the training's
+    structure-mean term uses 0/1 masks of the voxels labelled each structure
+    (:func:`~fedsim_app.models.material.coarse_label_masks`); label fractions
+    (:func:`~fedsim_app.models.material.label_fractions`) weigh each voxel by the share of
+    it the structure fills.
+    """
+    w = weights[:, 1:]
     return (w * volume[:, None]).sum((2, 3, 4)) / w.sum((2, 3, 4)).clamp_min(1e-6)
 
 
 def structure_mean_loss(model: torch.Tensor, real: torch.Tensor,
-                        fractions: torch.Tensor) -> torch.Tensor:
+                        weights: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of the structures' means (:func:`structure_levels`) of a
     model's coarse volume and the real one, over the structures each volume has.
 
     The coarse MSE weighs every voxel the same, so the heart's few voxels lose to the body
     and the background; this term asks for each structure's level directly.
     """
-    present = fractions[:, 1:].sum((2, 3, 4)) > 0
-    diff = structure_levels(model, fractions) - structure_levels(real, fractions)
+    present = weights[:, 1:].sum((2, 3, 4)) > 0
+    diff = structure_levels(model, weights) - structure_levels(real, weights)
     return (diff[present] ** 2).mean() if present.any() else model.sum() * 0
 
 

@@ -122,6 +122,19 @@ def label_fractions(labels: torch.Tensor, size: int, dtype=torch.float32) -> tor
         b, N_CLASSES, size, size, size)
 
 
+def coarse_labels(labels: torch.Tensor, size: int) -> torch.Tensor:
+    """Hard labels (B, n, n, n) on the coarse grid (B, size³): each coarse voxel takes the
+    label that torch's ``nearest`` sampling picks in its block. The voxels the material
+    figure (:mod:`fedsim_app.train.quality`) and the structure-mean term count."""
+    return F.interpolate(labels[:, None].float(), size=(size,) * 3,
+                         mode="nearest")[:, 0].long()
+
+
+def coarse_label_masks(labels: torch.Tensor, size: int, dtype=torch.float32) -> torch.Tensor:
+    """(B, 8, size, size, size): :func:`coarse_labels` one-hot, a 0/1 mask per label."""
+    return F.one_hot(coarse_labels(labels, size), N_CLASSES).movedim(-1, 1).to(dtype)
+
+
 def fix_mat(labels: torch.Tensor, table: torch.Tensor, size: int = 16) -> torch.Tensor:
     """Atlas μ map (B, size, size, size) of labels, block-averaged.
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from fedsim_app.models.generator import coarse_target, enhance, upsample_coarse
 from fedsim_app.models.losses import structure_mean_loss
-from fedsim_app.models.material import label_fractions
+from fedsim_app.models.material import coarse_label_masks, coarse_labels
 from fedsim_app.models.shape_stage import decode, hard_labels
 
 HU = 1000.0
@@ -74,7 +74,7 @@ def fit_latents(chain, g_material, images, labels, init, *, n_iter: int = 300,
     coarse MSE plus ``w_smean`` × the structure-mean term (the training's weights' ratio)."""
     s = chain.config.coarse_size
     target = coarse_target(images * HU, s) / HU
-    frac = label_fractions(labels, s)
+    masks = coarse_label_masks(labels, s)
     z = init.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     for _ in range(n_iter):
@@ -82,7 +82,7 @@ def fit_latents(chain, g_material, images, labels, init, *, n_iter: int = 300,
         coarse = chain.coarse_ct(chain.mu(g_material(z, labels))) / HU
         loss = F.mse_loss(coarse, target)
         if w_smean:
-            loss = loss + w_smean * structure_mean_loss(coarse, target, frac)
+            loss = loss + w_smean * structure_mean_loss(coarse, target, masks)
         loss.backward()
         opt.step()
     return z.detach()
@@ -99,12 +99,6 @@ def heldout_latents(model, chain, test):
     ratio = cfg.w_smean / cfg.w_mse if cfg.w_mse else 0.0  # no MSE weight: the MSE alone
     return fit_latents(chain, nets.g_material, test.images, test.labels, init,
                        w_smean=ratio)
-
-
-def coarse_labels(labels, size: int):
-    """Labels (B, n, n, n) on the coarse grid (B, size³): the nearest label of each voxel."""
-    return F.interpolate(labels[:, None].float(), size=(size,) * 3,
-                         mode="nearest")[:, 0].long()
 
 
 def structure_means(volume, labels) -> dict[int, float]:

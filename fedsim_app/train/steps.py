@@ -25,7 +25,7 @@ from fedsim_app.models.losses import (
     soft_iou_loss,
     structure_mean_loss,
 )
-from fedsim_app.models.material import label_fractions
+from fedsim_app.models.material import coarse_label_masks
 from fedsim_app.models.shape_stage import decode, hard_labels, soft_label_probs
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import SiteData
@@ -81,9 +81,9 @@ class GLOSteps:
             cfg, chain, nets, data, rng, vgg)
         # the real volumes reduced to the coarse grid, the material loss's targets
         self.coarse_real = coarse_target(data.images * HU_SCALE, cfg.material_size) / HU_SCALE
-        # each coarse voxel's share of each labelled structure (the structure-mean term)
-        self.coarse_fractions = (label_fractions(data.labels, cfg.material_size)
-                                 if data.n_labelled else None)
+        # which coarse voxels count as each labelled structure (the structure-mean term)
+        self.coarse_masks = (coarse_label_masks(data.labels, cfg.material_size)
+                             if data.n_labelled else None)
 
     # -- losses ------------------------------------------------------------------------
     def pick_slices(self) -> torch.Tensor:
@@ -123,7 +123,7 @@ class GLOSteps:
         losses = {"iou": iou, "mse": mse}
         if self.cfg.w_smean:
             losses["smean"] = structure_mean_loss(coarse / HU_SCALE, self.coarse_real[idx],
-                                                  self.coarse_fractions[idx])
+                                                  self.coarse_masks[idx])
         return losses, coarse
 
     def enhancer_inputs(self, coarse_hu, hard, probs, slices):

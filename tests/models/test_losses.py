@@ -14,6 +14,8 @@ from fedsim_app.models.losses import (
     structure_levels,
     structure_mean_loss,
 )
+from fedsim_app.models.material import coarse_label_masks, coarse_labels
+from fedsim_app.train.quality import structure_means
 
 
 def test_hinge_losses_analytic():
@@ -85,3 +87,19 @@ def test_vgg_needs_local_weights(tmp_path):
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="VGG-19"):
         VGGPerceptualLoss(tmp_path / "bad.pt")
+
+
+def test_structure_levels_over_coarse_label_masks_are_the_quality_figures_means():
+    # the training's term and the material figure count the same coarse voxels
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 8, (2, 8, 8, 8), generator=gen)
+    labels[1][labels[1] == 5] = 0  # structure 5 absent from the second volume
+    vol = torch.randn(2, 4, 4, 4, generator=gen, dtype=torch.float64)
+    masks = coarse_label_masks(labels, 4, torch.float64)
+    assert masks.shape == (2, 8, 4, 4, 4) and bool((masks.sum(1) == 1).all())
+    coarse = coarse_labels(labels, 4)
+    levels = structure_levels(vol, masks)
+    for b in range(2):
+        for c, mean in structure_means(vol[b], coarse[b]).items():
+            assert levels[b, c - 1].item() == pytest.approx(mean)
+    assert levels[1, 4].item() == 0.0  # absent

@@ -188,9 +188,9 @@ def test_structure_mean_term_sets_the_structures_levels(tiny_site, tiny_cfg, tmp
     st = tr.steps
     idx = torch.arange(tr.data.n_labelled)
     losses, coarse = st.shape_material_losses(idx)
-    want = structure_levels(st.coarse_real[idx], st.coarse_fractions[idx])
-    got = structure_levels(coarse.detach() / 1000, st.coarse_fractions[idx])
-    present = st.coarse_fractions[idx, 1:].sum((2, 3, 4)) > 0
+    want = structure_levels(st.coarse_real[idx], st.coarse_masks[idx])
+    got = structure_levels(coarse.detach() / 1000, st.coarse_masks[idx])
+    present = st.coarse_masks[idx, 1:].sum((2, 3, 4)) > 0
     assert losses["smean"].item() == pytest.approx(float(((got - want)[present] ** 2).mean()),
                                                    rel=1e-4)
     losses["smean"].backward()
