@@ -130,8 +130,9 @@ PRESETS: dict[str, TrainConfig] = {
     # shape IoU 0.39 -> 0.77 (the SSM's ±0.25 held its small hearts at the limit); L1
     # 50 and coarse MSE 10: site B's enhancer error 279 -> 219 HU. The structure-mean
     # term at the MSE's weight: site B's held-out material error 127 -> 61 HU (3 seeds,
-    # benchmarks/material_fit.py), over the voxels labelled each structure rather than
-    # each voxel weighed by its share: held-out fit on the default, B 59 -> 6 HU
+    # benchmarks/material_fit.py); over the coarse voxels labelled each structure rather
+    # than each voxel weighed by the share of it the structure fills, the default's
+    # held-out material error 18/59/52 -> 11/22/20 HU (sites A/B/C)
     "cpu": TrainConfig(
         preset="cpu", label_size=32, enhancer_width=8, enhancer_down=2, spade_hidden=8,
         disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=200, phase2_epochs=40,
