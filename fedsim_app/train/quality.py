@@ -88,9 +88,10 @@ def fit_latents(chain, g_material, images, labels, init, *, n_iter: int = 300,
     return z.detach()
 
 
-def heldout_latents(model, chain, test):
-    """Latents fitted to each held-out volume of ``test`` (its labels given), starting
-    from the prior's mean (the labelled latents' mean when the model has no prior)."""
+def heldout_latents(model, chain, test, *, n_iter: int = 300):
+    """Latents fitted to each held-out volume of ``test`` (its labels given) in ``n_iter``
+    Adam steps, starting from the prior's mean (the labelled latents' mean when the model
+    has no prior)."""
     nets = model.nets
     mean = (model.prior or {}).get("mean")
     init = (mean if mean is not None else nets.z_lab.codes.mean(0)).expand(len(test.images),
@@ -98,7 +99,7 @@ def heldout_latents(model, chain, test):
     cfg = model.config  # the fit weighs its terms as the model's training did
     ratio = cfg.w_smean / cfg.w_mse if cfg.w_mse else 0.0  # no MSE weight: the MSE alone
     return fit_latents(chain, nets.g_material, test.images, test.labels, init,
-                       w_smean=ratio)
+                       n_iter=n_iter, w_smean=ratio)
 
 
 def structure_means(volume, labels) -> dict[int, float]:
@@ -177,14 +178,16 @@ def coarse_and_enhanced(chain, z, labels, seed: int):
     return coarse, enhance(coarse, labels, chain.enhancer) / HU
 
 
-def evaluate_site(model, train, test, *, seed: int = 0) -> SiteQuality:
+def evaluate_site(model, train, test, *, seed: int = 0, fit_steps: int = 300) -> SiteQuality:
     """Quality of a :class:`~fedsim_app.train.model_io.SiteModel` on its training data
-    ``train`` and held-out ``test`` (:class:`~fedsim_app.train.data.SiteData`)."""
+    ``train`` and held-out ``test`` (:class:`~fedsim_app.train.data.SiteData`), the
+    held-out latents fitted in ``fit_steps`` steps (the figures of docs/benchmarks.md:
+    300)."""
     chain = model.chain()
     nets = model.nets
     n_lab = model.n_labelled
     iou, dice = shape_scores(chain, nets.g_shape, nets.z_lab.codes, train.labels[:n_lab])
-    z_test = heldout_latents(model, chain, test)
+    z_test = heldout_latents(model, chain, test, n_iter=fit_steps)
     coarse, enhanced = coarse_and_enhanced(chain, z_test, test.labels, seed)
     coarse_real = coarse_target(test.images * HU, chain.config.coarse_size)
     s = chain.config.coarse_size
