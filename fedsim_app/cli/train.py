@@ -32,6 +32,10 @@ def register(sub) -> None:
     p.add_argument("--shape-grad", choices=("soft", "fd"),
                    help="shape gradient: soft occupancy (default) or the paper's finite "
                    "differences")
+    p.add_argument("--shape-model", choices=("atlas", "labels", "labels+atlas"),
+                   help="the SSM G_shape decodes in: the shipped atlas SSM, one built from "
+                   "the labelled training volumes (registered to the atlas template), or "
+                   "those with the atlas's population (the cpu preset's default)")
     p.add_argument("--seed", type=int, help="seed of the run (default 0)")
     p.add_argument("--vgg-weights", metavar="PT",
                    help="local VGG-19 state dict for the perceptual loss (nothing is downloaded)")
@@ -48,7 +52,8 @@ def register(sub) -> None:
 def _config(args):
     from fedsim_app.train.config import load_config, preset
 
-    overrides = {k: v for k, v in (("shape_grad", args.shape_grad), ("seed", args.seed),
+    overrides = {k: v for k, v in (("shape_grad", args.shape_grad),
+                                   ("shape_model", args.shape_model), ("seed", args.seed),
                                    ("vgg_weights", args.vgg_weights)) if v is not None}
     if args.config:
         return load_config(args.config).replace(**overrides)

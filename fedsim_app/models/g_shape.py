@@ -34,6 +34,10 @@ class ShapeGenerator(nn.Module):
         # means nothing without it, so every chain built with this network uses it
         # (:func:`fedsim_app.models.shape_stage.ssm_for`)
         self.log_scale = float(log_scale)
+        # the SSM itself (a ShapeModel; None: the shipped atlas SSM), for a network trained
+        # on an SSM from labels; checkpoints keep it beside the weights
+        # (:func:`fedsim_app.models.shape_stage.generator_ssm`)
+        self.ssm = None
         self.n_params = int(n_params)
         widths = (self.latent_dim, *hidden)
         self.body = nn.Sequential(*(mlp_block(a, b) for a, b in zip(widths[:-1], widths[1:],

@@ -53,11 +53,12 @@ from fedsim_app.models.material import (
 from fedsim_app.models.shape_stage import (
     check_params_tensor,
     decode,
+    frame_grid,
+    generator_ssm,
     hard_labels,
     label_neighbourhoods,
     meshes_of,
     soft_label_probs,
-    ssm_for,
 )
 from fedsim_app.shape.soft import SoftConfig
 
@@ -176,6 +177,7 @@ class Generator:
         self.config = ChainConfig() if config is None else config
         self.device = torch.device(device) if device is not None else default_device()
         self._ssm = ssm
+        self._ssm_given = ssm is not None  # a given SSM frames the default grid
         self._grid = grid
         self.g_shape, self.g_material, self.enhancer = g_shape, g_material, enhancer
         self.enhancer_checkpoint = enhancer_checkpoint
@@ -184,19 +186,19 @@ class Generator:
     @property
     def ssm(self):
         if self._ssm is None:
-            from fedsim_app.shape import load_atlas_ssm
-
-            # a trained G_shape's parameters mean the scale range it was trained in
-            self._ssm = ssm_for(load_atlas_ssm(), getattr(self.g_shape, "log_scale", 0.0))
+            # a trained G_shape's parameters mean its own SSM and scale range
+            self._ssm = generator_ssm(self.g_shape)
         return self._ssm
 
     @cached_property
     def grid(self) -> Grid:
         """The label grid."""
         if self._grid is None:
-            from fedsim_app.shape import default_grid
+            if self._ssm_given:
+                from fedsim_app.shape import default_grid
 
-            return default_grid(self.ssm, self.config.label_size, self.config.fov_mm)
+                return default_grid(self.ssm, self.config.label_size, self.config.fov_mm)
+            return frame_grid(self.config.label_size, self.config.fov_mm)
         g = self._grid
         if len(set(g.shape)) != 1 or len(set(g.spacing_mm)) != 1:
             raise FedSimError(f"the chain needs a cubic, isotropic label grid; got shape "

@@ -41,6 +41,29 @@ def ssm_for(ssm, log_scale: float = 0.0):
                                                                log_scale=float(log_scale)))
 
 
+def generator_ssm(g_shape=None):
+    """The SSM a G_shape's output decodes in: its own (``g_shape.ssm``, set by training
+    with an SSM from labels and saved beside its weights) or the shipped atlas SSM, with
+    the network's scale range (``g_shape.log_scale``)."""
+    base = getattr(g_shape, "ssm", None)
+    if base is None:
+        from fedsim_app.shape import load_atlas_ssm
+
+        base = load_atlas_ssm()
+    return ssm_for(base, getattr(g_shape, "log_scale", 0.0))
+
+
+def frame_grid(size: int, fov_mm: float) -> Grid:
+    """The model's label grid: ``size³`` over ``fov_mm`` about the atlas mean heart.
+
+    Every chain shares this frame whatever SSM its G_shape decodes in (an SSM from labels
+    is centred on the atlas template's centre too), so data read for training and
+    volumes rendered later line up."""
+    from fedsim_app.shape import default_grid, load_atlas_ssm
+
+    return default_grid(load_atlas_ssm(), size, fov_mm)
+
+
 def decode(ssm, params: torch.Tensor) -> torch.Tensor:
     """Vertices (B, V, 3) world mm of parameters (B, 21) in [-1, 1] (differentiable)."""
     return ssm.decode_torch(check_params_tensor(params))

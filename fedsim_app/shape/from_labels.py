@@ -88,27 +88,52 @@ def register_dataset(model: ShapeModel, files: list[Path], codes,
     """Register every file; returns the kept vertex sets (V, 3) and one report per file."""
     from fedsim_app.io.dataset import read_label
 
+    return register_each(model, [(str(p), lambda p=p: read_label(p, codes)) for p in files],
+                         cfg, log)
+
+
+def register_each(model: ShapeModel, items, cfg: RegisterConfig = DEFAULT_CONFIG,
+                  log: Callable[[str], None] = print) -> tuple[list[np.ndarray], list]:
+    """Register label volumes given as ``(name, read)`` pairs (``read()`` gives a label
+    :class:`~fedsim_app.io.volume.Volume` in internal codes); returns the kept vertex sets
+    (V, 3), each centred on the model's centre, and one report per item."""
     kept, reports = [], []
-    for path in files:
+    for name, read in items:
         try:
-            vol = read_label(path, codes)
+            vol = read()
             reg = register_labels(model, vol.array, vol.grid, cfg)
         except FedSimError as exc:  # DataError included: named, skipped, never a traceback
-            reports.append(CaseReport(str(path), False, str(exc)))
-            log(f"skipped {path}: {exc}")
+            reports.append(CaseReport(name, False, str(exc)))
+            log(f"skipped {name}: {exc}")
             continue
         summary = reg.to_dict()
         if reg.failure is not None:
-            reports.append(CaseReport(str(path), False, reg.failure, summary))
-            log(f"skipped {path}: {reg.failure}")
+            reports.append(CaseReport(name, False, reg.failure, summary))
+            log(f"skipped {name}: {reg.failure}")
             continue
         # the scan's frame is arbitrary: centre every heart on the template's centre
         verts = reg.vertices - reg.vertices.mean(0) + np.asarray(model.center_mm)
         kept.append(verts)
-        reports.append(CaseReport(str(path), True, None, summary))
-        log(f"registered {path}: mean Dice {reg.mean_dice:.3f}, binary IoU "
+        reports.append(CaseReport(name, True, None, summary))
+        log(f"registered {name}: mean Dice {reg.mean_dice:.3f}, binary IoU "
             f"{reg.binary_iou:.3f} ({reg.seconds:.1f} s)")
     return kept, reports
+
+
+def ssm_of_registered(shapes: list[np.ndarray], template: ShapeModel, *,
+                      with_atlas: bool = False, where: str = "the label maps") -> ShapeModel:
+    """The SSM of registered hearts, optionally with the template's own population added
+    (:meth:`ShapeModel.population`: shapes with its mean and covariance, so the new
+    model spans the template's variation as well as the new hearts)."""
+    shapes = list(shapes)
+    needed = 1 if with_atlas else MIN_SHAPES
+    if len(shapes) < needed:
+        raise FedSimError(f"{where}: {len(shapes)} heart(s) registered, an SSM "
+                          f"{'with the atlas ' if with_atlas else ''}needs at least {needed} "
+                          "— see the skipped cases above")
+    if with_atlas:
+        shapes += list(template.population())
+    return build_ssm(np.stack(shapes), template.topology, template.ranges)
 
 
 def build_from_labels(root: str | Path, label_codes=None, *, with_atlas: bool = False,
@@ -121,7 +146,8 @@ def build_from_labels(root: str | Path, label_codes=None, *, with_atlas: bool = 
     ----------
     root : dataset folder (pairs, nnU-Net v2, MSD) or a folder of label maps
     label_codes : code set name or mapping .json (default: declared, else detected)
-    with_atlas : add the 20 procedural atlas hearts to the training shapes
+    with_atlas : add the template's population (the atlas SSM's: 20 shapes with its mean
+        and covariance) to the training shapes
     template : model whose template (topology, fit) registers the hearts (default:
         the shipped atlas SSM)
 
@@ -129,18 +155,10 @@ def build_from_labels(root: str | Path, label_codes=None, *, with_atlas: bool = 
     -------
     (model, reports): the new :class:`ShapeModel` and one :class:`CaseReport` per file.
     """
-    from fedsim_app.shape.atlas import load_atlas_ssm, population_shapes
+    from fedsim_app.shape.atlas import load_atlas_ssm
 
     template = load_atlas_ssm() if template is None else template
     files, declared = label_files(root)
     codes = dataset_codes(files, label_codes, declared)
     shapes, reports = register_dataset(template, files, codes, cfg, log)
-    if with_atlas:
-        atlas, topo = population_shapes("atlas")
-        if topo.n_vertices != template.n_vertices:
-            raise FedSimError("--with-atlas needs a template with the atlas topology")
-        shapes += [s - s.mean(0) + np.asarray(template.center_mm) for s in atlas]
-    if len(shapes) < MIN_SHAPES:
-        raise FedSimError(f"{root}: only {len(shapes)} heart(s) registered, an SSM needs at "
-                          f"least {MIN_SHAPES} — see the skipped cases above")
-    return build_ssm(np.stack(shapes), template.topology, template.ranges), reports
+    return ssm_of_registered(shapes, template, with_atlas=with_atlas, where=str(root)), reports

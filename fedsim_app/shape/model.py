@@ -155,14 +155,34 @@ class ShapeModel:
 
         return decode_torch(self, params)
 
+    def population(self, k: int | None = None, seed: int = 0) -> np.ndarray:
+        """``k`` shapes (k, V, 3) whose mean and covariance are exactly the model's.
+
+        The model keeps every mode of its training shapes, so this stands in for them
+        where only the model is at hand (an SSM from labels with the atlas added): an SSM
+        built from these shapes has the same mean shape, modes and variances. Default
+        ``k``: one more than the modes with variance (the training set's size). Each shape
+        is ``mean + Σ_i sqrt((k-1)·λ_i)·U_ki·φ_i`` with ``U`` (k, M) orthonormal columns
+        orthogonal to the ones vector, drawn from ``seed``: every shape is about one
+        standard deviation along each mode, none an extreme.
+        """
+        eig = np.maximum(self.eigenvalues, 0.0)
+        used = int((eig > eig.max() * 1e-12).sum()) if eig.max() > 0 else 0
+        k = used + 1 if k is None else int(k)
+        if k < used + 1:
+            raise ValueError(f"{k} shapes cannot carry {used} modes; use {used + 1} or more")
+        rng = np.random.default_rng(seed)
+        basis = np.concatenate([np.ones((k, 1)), rng.standard_normal((k, used))], axis=1)
+        u = np.linalg.qr(basis)[0][:, 1:]  # (k, used), orthonormal, each column sums to 0
+        weights = u * np.sqrt((k - 1) * eig[:used])  # (k, used)
+        flat = self.mean.reshape(-1) + weights @ self.modes[:, :used].T
+        return flat.reshape(k, -1, 3)
+
     # ----- persistence -----------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """Write the model to ``.npz`` (atomically; no pickled objects)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _arrays(self) -> dict[str, np.ndarray]:
         r = self.ranges
-        arrays = {
+        return {
             "format_version": np.array(FORMAT_VERSION),
             "names": np.array(self.topology.names, dtype="U32"),
             "vertex_offsets": self.topology.vertex_offsets,
@@ -176,9 +196,55 @@ class ShapeModel:
             "ranges": np.array([r.mode_sd, r.rotation_rad, r.translation_mm, r.log_scale]),
             "size_mm": np.array(self.size_mm),
         }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model to ``.npz`` (atomically; no pickled objects)."""
         from fedsim_app.io.atomic import write_atomic
 
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = self._arrays()
         return write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+
+    def to_state(self) -> dict:
+        """The model as tensors and a name list: what a checkpoint holds (it loads with
+        ``torch.load(weights_only=True)``); :meth:`from_state` reads it back."""
+        import torch
+
+        arrays = self._arrays()
+        names = [str(n) for n in arrays.pop("names")]
+        return {"names": names, **{k: torch.from_numpy(np.array(v))
+                                   for k, v in arrays.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict, source: str = "checkpoint") -> ShapeModel:
+        """A model from :meth:`to_state`'s dict (``source`` names it in errors)."""
+        try:
+            z = {k: (v if k == "names" else np.asarray(v.numpy() if hasattr(v, "numpy")
+                                                       else v)) for k, v in state.items()}
+            return cls._from_arrays(z)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FedSimError(f"{source}: its shape model is incomplete or damaged ({exc}) "
+                              "— retrain, or use a checkpoint this FedSim wrote") from None
+
+    @classmethod
+    def _from_arrays(cls, z) -> ShapeModel:
+        """From :meth:`_arrays`' keys (an ``.npz`` or a checkpoint's state)."""
+        topo = Topology(
+            tuple(str(n) for n in z["names"]),
+            np.asarray(z["vertex_offsets"]).astype(np.int64),
+            np.asarray(z["faces"]).astype(np.int64),
+            np.asarray(z["face_offsets"]).astype(np.int64),
+        )
+        return cls(
+            topology=topo,
+            mean=np.asarray(z["mean"]).astype(float),
+            modes=np.asarray(z["modes"]).astype(float),
+            eigenvalues=np.asarray(z["eigenvalues"]).astype(float),
+            center_mm=np.asarray(z["center_mm"]).astype(float),
+            ranges=ParamRanges(*(float(x) for x in np.asarray(z["ranges"]))),
+            size_mm=float(np.asarray(z["size_mm"])),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> ShapeModel:
@@ -196,22 +262,7 @@ class ShapeModel:
                         f"{path}: shape model format {version}, this FedSim reads "
                         f"{FORMAT_VERSION} — rebuild it with `fedsim ssm build`"
                     )
-                topo = Topology(
-                    tuple(str(n) for n in z["names"]),
-                    z["vertex_offsets"].astype(np.int64),
-                    z["faces"].astype(np.int64),
-                    z["face_offsets"].astype(np.int64),
-                )
-                r = z["ranges"]
-                return cls(
-                    topology=topo,
-                    mean=z["mean"].astype(float),
-                    modes=z["modes"].astype(float),
-                    eigenvalues=z["eigenvalues"].astype(float),
-                    center_mm=z["center_mm"].astype(float),
-                    ranges=ParamRanges(*(float(x) for x in r)),
-                    size_mm=float(z["size_mm"]),
-                )
+                return cls._from_arrays(z)
         except KeyError as exc:
             raise FedSimError(
                 f"{path}: not a FedSim shape model (no {exc} array in it) — point --ssm to "

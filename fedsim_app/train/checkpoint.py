@@ -77,3 +77,25 @@ def rng_state(generator: torch.Generator) -> dict:
 def restore_rng(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["train"])
     torch.set_rng_state(state["torch"])
+
+
+def shape_model_state(g_shape) -> dict | None:
+    """What a checkpoint keeps of the SSM a G_shape decodes in (None: the atlas SSM)."""
+    ssm = getattr(g_shape, "ssm", None)
+    return None if ssm is None else ssm.to_state()
+
+
+def checkpoint_shape_model(state: dict, source):
+    """The base SSM a checkpoint's G_shape was trained on (None: the atlas SSM); a config
+    asking for an SSM from labels that the checkpoint does not hold is refused."""
+    from fedsim_app.shape.model import ShapeModel
+
+    saved = state.get("shape_model")
+    kind = state.get("config", {}).get("shape_model", "atlas")
+    if saved is None:
+        if kind != "atlas":
+            raise CheckpointError(f"{source}: trained with shape_model = {kind!r} but holds no "
+                                  "shape model — the file is incomplete; retrain it")
+        return None
+    return ShapeModel.from_state(saved, str(source))
+

@@ -99,6 +99,24 @@ def _read(case, grid: Grid, with_label: bool):
     return image / 1000.0, label
 
 
+def labelled_label_readers(root: str | Path, n_labelled: int) -> list[tuple[str, object]]:
+    """``(file, read)`` for the labels of the first ``n_labelled`` training cases (those
+    :func:`load_site_data` keeps labelled), ``read()`` giving the internal-coded label
+    volume at its own resolution (building a shape model registers those)."""
+    from fedsim_app.io.dataset import read_label
+
+    def reader(case):
+        def read():
+            if case.label is None:
+                raise DataError(case.image, "this labelled training case has no label",
+                                "add its label or lower --labels")
+            return read_label(case.label, None)
+        return read
+
+    return [(str(c.label or c.image), reader(c))
+            for c in split_cases(root)["train"][:n_labelled]]
+
+
 def load_site_data(root: str | Path, grid: Grid, *, n_labelled: int, subset: str = "train"
                    ) -> SiteData:
     """Read a site's ``subset`` ("train" or "test") onto ``grid``.

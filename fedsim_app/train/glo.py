@@ -20,7 +20,13 @@ from fedsim_app.models.discriminator import SliceDiscriminator
 from fedsim_app.models.enhancer import SiteEnhancer
 from fedsim_app.models.g_material import MaterialGenerator
 from fedsim_app.models.g_shape import ShapeGenerator
-from fedsim_app.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from fedsim_app.train.checkpoint import (
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    shape_model_state,
+)
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import SiteData
 from fedsim_app.train.latents import Latents, fit_normal, sample_normal
@@ -172,11 +178,12 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, data: SiteData, chain, run_dir: str | Path, *,
-                 progress: Callable | None = None, vgg=None):
+                 progress: Callable | None = None, vgg=None, shape_model=None):
         self.cfg, self.data, self.chain = cfg, data, chain
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.nets = build_nets(cfg, data.n_labelled)
+        self.nets.g_shape.ssm = shape_model  # the base SSM (None: the atlas); see site_chain
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)
         self.steps = GLOSteps(cfg, chain, self.nets, data, self.rng, vgg)
         self.phase, self.step = 1, 0
@@ -303,6 +310,7 @@ class Trainer:
                      "origin_mm": list(self.data.grid.origin_mm)},
             "phase": self.phase, "step": self.step,
             "models": {k: m.state_dict() for k, m in self.nets.modules().items()},
+            "shape_model": shape_model_state(self.nets.g_shape),
             "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
             "prior": self.prior, "rng": rng_state(self.rng),
             "seconds": {str(k): v for k, v in self.seconds.items()},

@@ -13,7 +13,12 @@ import torch
 
 from fedsim_app.errors import FedSimError
 from fedsim_app.io.atomic import atomic_path
-from fedsim_app.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
+from fedsim_app.train.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    checkpoint_shape_model,
+    load_checkpoint,
+)
 from fedsim_app.train.config import TrainConfig, from_dict
 from fedsim_app.train.glo import build_nets
 from fedsim_app.train.latents import Latents
@@ -52,6 +57,7 @@ def _site_model(entry: dict, source: str) -> SiteModel:
         if name in models:
             module.load_state_dict({k: v.float() if v.is_floating_point() else v
                                     for k, v in models[name].items()})
+    nets.g_shape.ssm = checkpoint_shape_model(entry, source)
     for module in nets.modules().values():
         module.eval()
     return SiteModel(entry["site"], cfg, nets, tuple(entry["case_ids"]),
@@ -92,6 +98,8 @@ def bundle_entry(state: dict, *, half: bool = True) -> dict:
               for k in BUNDLE_PARTS if k in state["models"]}
     entry = {k: state[k] for k in ("config", "site", "case_ids", "n_labelled", "prior",
                                    "seconds")}
+    if state.get("shape_model") is not None:
+        entry["shape_model"] = state["shape_model"]  # full precision: it places vertices
     if "federated" in state:
         entry["federated"] = state["federated"]
     entry["models"] = models

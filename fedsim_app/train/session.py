@@ -13,20 +13,50 @@ from fedsim_app.train.data import load_site_data
 from fedsim_app.train.glo import CHECKPOINT, Trainer
 
 
-def site_chain(site, cfg: TrainConfig, *, with_nets=None):
+def site_chain(site, cfg: TrainConfig, *, with_nets=None, ssm=None):
     """The site's :class:`~fedsim_app.models.generator.Generator` at the preset's sizes
-    (CPU), optionally with trained networks (``Nets``) plugged in."""
-    from fedsim_app.models.generator import ChainConfig, Generator
-    from fedsim_app.models.shape_stage import ssm_for
-    from fedsim_app.shape import load_atlas_ssm
+    (CPU), optionally with trained networks (``Nets``) plugged in.
 
-    kwargs = {"ssm": ssm_for(load_atlas_ssm(), cfg.shape_log_scale)}
+    The shape model is ``ssm`` (a base :class:`~fedsim_app.shape.ShapeModel`) when given,
+    else the trained G_shape's own, else the atlas SSM; the label grid is always the
+    model's frame (:func:`~fedsim_app.models.shape_stage.frame_grid`)."""
+    from fedsim_app.models.generator import ChainConfig, Generator
+    from fedsim_app.models.shape_stage import frame_grid, generator_ssm, ssm_for
+
+    chain_cfg = ChainConfig(label_size=cfg.label_size, coarse_size=cfg.material_size)
+    g_shape = with_nets.g_shape if with_nets is not None else None
+    shape = ssm_for(ssm, cfg.shape_log_scale) if ssm is not None else \
+        ssm_for(generator_ssm(g_shape), cfg.shape_log_scale)
+    kwargs = {"ssm": shape, "grid": frame_grid(chain_cfg.label_size, chain_cfg.fov_mm)}
     if with_nets is not None:
         kwargs |= {"g_shape": with_nets.g_shape, "g_material": with_nets.g_material,
                   "enhancer": with_nets.enhancer}
-    return Generator(site, config=ChainConfig(label_size=cfg.label_size,
-                                              coarse_size=cfg.material_size),
-                     device="cpu", **kwargs)
+    return Generator(site, config=chain_cfg, device="cpu", **kwargs)
+
+
+def training_shape_model(data_dir: str | Path, n_labelled: int, cfg: TrainConfig,
+                         log=print):
+    """The base SSM a fresh run's G_shape decodes in (``cfg.shape_model``): None for the
+    atlas SSM, else one built from the run's labelled training volumes (each registered
+    to the atlas template; a case that fails is named and left out), with the atlas's
+    population for ``"labels+atlas"``."""
+    if cfg.shape_model == "atlas":
+        return None
+    from fedsim_app.shape import load_atlas_ssm
+    from fedsim_app.shape.from_labels import register_each, ssm_of_registered
+    from fedsim_app.train.data import labelled_label_readers
+
+    template = load_atlas_ssm()
+    log(f"shape model: registering the {n_labelled} labelled training volume(s) to the atlas "
+        "template")
+    shapes, _ = register_each(template, labelled_label_readers(data_dir, n_labelled), log=log)
+    model = ssm_of_registered(shapes, template, with_atlas=cfg.shape_model == "labels+atlas",
+                              where=f"{data_dir} (shape_model = {cfg.shape_model!r})")
+    log(f"shape model: {cfg.shape_model} ({len(shapes)} registered heart(s)"
+        + (" and the atlas population" if cfg.shape_model == "labels+atlas" else "") + ")")
+    # train on the model as the checkpoint will hold it (float32 modes), so a loaded
+    # G_shape decodes exactly as it did in training
+    return type(model).from_state(model.to_state())
 
 
 RUN_RECORD = "run.json"  # what the run trains on, so --resume needs only the run folder
@@ -60,18 +90,23 @@ def read_run_record(out: str | Path) -> dict:
 
 
 def make_trainer(data_dir: str | Path, site, n_labelled: int, cfg: TrainConfig,
-                 out: str | Path, *, resume: bool = False, progress=None) -> Trainer:
+                 out: str | Path, *, resume: bool = False, progress=None,
+                 log=print) -> Trainer:
     """A :class:`Trainer` for ``data_dir`` under ``site``'s scanner, writing to ``out``.
 
     With ``resume``, continues from ``out/checkpoint.pt`` (its config is the run's).
     """
     out = Path(out)
     if resume:
-        from fedsim_app.train.checkpoint import load_checkpoint
+        from fedsim_app.train.checkpoint import checkpoint_shape_model, load_checkpoint
         from fedsim_app.train.config import from_dict
 
-        cfg = from_dict(load_checkpoint(out / CHECKPOINT)["config"])
-    chain = site_chain(site, cfg)
+        state = load_checkpoint(out / CHECKPOINT)
+        cfg = from_dict(state["config"])
+        shape_model = checkpoint_shape_model(state, out / CHECKPOINT)
+    else:
+        shape_model = training_shape_model(data_dir, n_labelled, cfg, log=log)
+    chain = site_chain(site, cfg, ssm=shape_model)
     # the coarse scanner's system matrix (built once per scanner and grid, then cached on
     # disk) makes each coarse CT one matmul instead of a diffct project + FDK
     if cfg.coarse_matrix:
@@ -82,7 +117,8 @@ def make_trainer(data_dir: str | Path, site, n_labelled: int, cfg: TrainConfig,
         from fedsim_app.models.losses import VGGPerceptualLoss
 
         vgg = VGGPerceptualLoss(cfg.vgg_weights)
-    trainer = Trainer(cfg, data, chain, out, progress=progress, vgg=vgg)
+    trainer = Trainer(cfg, data, chain, out, progress=progress, vgg=vgg,
+                      shape_model=shape_model)
     if resume:
         trainer.load(out / CHECKPOINT)
     else:
