@@ -89,6 +89,7 @@ def federated_site_state(server: dict, local: dict, *, source: str = "local stat
     return {"config": server["config"], "site": key, "case_ids": list(local["case_ids"]),
             "n_labelled": int(local["n_labelled"]), "prior": local.get("prior"),
             "phase": DONE, "step": 0, "models": models, "optimizers": {}, "seconds": {},
+            "shape_model": local.get("shape_model"),  # the site's SSM (None: the atlas)
             "federated": {"round": int(server["round"]),
                           "rounds": int(sum(server["plan"]["phase_rounds"])),
                           "site_round": done, "sites": list(server["sites"])}}

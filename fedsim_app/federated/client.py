@@ -2,8 +2,10 @@
 
 Shared: G_shape and G_material (their weights come from the server every round; their
 gradients are all a site sends). Local: the latents, the enhancer, the discriminator,
-their optimisers, the latents' prior and the training generator — saved in the site's own
-state folder after every round and never put in a message.
+their optimisers, the latents' prior, the training generator and, with ``shape_model``
+other than ``"atlas"``, the SSM G_shape's output decodes in at this site (built from this
+site's labelled volumes) — saved in the site's own state folder after every round and
+never put in a message.
 
 The steps are the single-site trainer's (:class:`~fedsim_app.train.steps.GLOSteps`); a
 site only hands them optimisers over its local parameters, so the shared generators'
@@ -25,6 +27,7 @@ from fedsim_app.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
+    shape_model_state,
 )
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import load_site_data
@@ -83,7 +86,8 @@ class FedClient:
         self.latent_seed = (site_latent_seed(cfg.seed, site.key) if latent_seed is None
                             else int(latent_seed))
         self.state_dir = Path(state_dir)
-        self.chain = site_chain(site, cfg)
+        self.shape_model = self._shape_model(data_dir, n_labelled)
+        self.chain = site_chain(site, cfg, ssm=self.shape_model)
         if build_matrix and cfg.coarse_matrix:
             self.chain.scanner.build()
         self.data = load_site_data(data_dir, self.chain.grid, n_labelled=n_labelled)
@@ -101,8 +105,31 @@ class FedClient:
         return self.data.n_labelled, self.data.n_unlabelled
 
     # -- local parts -----------------------------------------------------------------------
+    def _shape_model(self, data_dir, n_labelled: int):
+        """The SSM this site decodes G_shape's output in (None: the atlas SSM): its saved
+        one when resuming, else built from its labelled volumes (``cfg.shape_model``).
+        Every site decodes in its own; the shared G_shape learns each site's parameters
+        from that site's latents, as it learns each site's hearts."""
+        import sys
+
+        from fedsim_app.train.checkpoint import checkpoint_shape_model
+        from fedsim_app.train.session import training_shape_model
+
+        path = self.state_dir / LOCAL_STATE
+        if path.is_file():
+            state = load_checkpoint(path)
+            if "shape_model" in state:
+                return checkpoint_shape_model(state, path)
+
+        def log(line: str) -> None:  # the skipped cases and the outcome, not every case
+            if not line.startswith("registered "):
+                print(f"site {self.key}: {line}", file=sys.stderr)
+
+        return training_shape_model(data_dir, n_labelled, self.cfg, log=log)
+
     def _fresh(self) -> None:
         self.nets = build_nets(self.cfg, self.data.n_labelled, latent_seed=self.latent_seed)
+        self.nets.g_shape.ssm = self.shape_model
         self._shape_targets: torch.Tensor | None = None  # from this site's labels
         self.rng = torch.Generator().manual_seed(self.cfg.seed + 1)
         self.steps = GLOSteps(self.cfg, self.chain, self.nets, self.data, self.rng)
@@ -253,6 +280,7 @@ class FedClient:
                 "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
                 "prior": self.prior, "rng": self.rng.get_state(),
                 "norm_stats": self.norm_stats,
+                "shape_model": shape_model_state(self.nets.g_shape),
                 # which run this state belongs to: a bundle refuses another run's server
                 "config": self.cfg.to_dict()}
 

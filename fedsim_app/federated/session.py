@@ -38,12 +38,6 @@ class Federation:
     view_every: int = 0  # every N rounds one latent through each site (in-process; 0: off)
     sizes: dict | None = None  # site key -> [labelled, unlabelled] volumes (in-process)
 
-    def __post_init__(self) -> None:
-        # the sites share one G_shape, so its parameters must mean one SSM: the atlas (an
-        # SSM from one site's labels would stay at that site)
-        if self.config.shape_model != "atlas":
-            object.__setattr__(self, "config", self.config.replace(shape_model="atlas"))
-
     def to_dict(self) -> dict:
         return {"sites": list(self.sites), "data": self.data, "labels": self.labels,
                 "rounds": self.rounds, "min_sites": self.min_sites, "runtime": self.runtime,

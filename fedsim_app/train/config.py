@@ -63,8 +63,9 @@ class TrainConfig:
     # the SSM G_shape's parameters decode in: "atlas" (the shipped atlas SSM, the paper's
     # one adult model), "labels" (built from the run's labelled training volumes, each
     # registered to the atlas template) or "labels+atlas" (those and the atlas's own
-    # population); it is saved in the checkpoint. A federation always uses "atlas": its
-    # sites share one G_shape, so they must share the model it decodes in
+    # population); it is saved in the checkpoint. In a federation each site builds its
+    # own from its labels and keeps it (the shared G_shape learns each site's parameters
+    # from that site's latents)
     shape_model: str = "atlas"
     shape_grad: str = "soft"  # "soft" (soft-occupancy autograd) or "fd" (finite differences)
     fd_step: float = 1e-2

@@ -156,3 +156,38 @@ def test_site_state_of_another_site_refused(tiny_data, fed_cfg, tmp_path):
     with pytest.raises(CheckpointError, match="another site"):
         FedClient(a2, fed_cfg, tiny_data, 2, tmp_path, build_matrix=False)
     assert isinstance(SiteUpdate("x", 0).nbytes, int)
+
+
+@pytest.mark.slow
+def test_each_site_decodes_in_its_own_ssm_and_keeps_it(tiny_data, fed_cfg, tmp_path, capsys):
+    """With an SSM from labels every site builds its own from its labelled volumes, saves
+    it in its local state (never in a message), resumes with it and bundles it."""
+    import numpy as np
+
+    from fedsim_app.federated.bundle import federated_site_state
+    from fedsim_app.federated.server import CHECKPOINT, load_server_checkpoint
+    from fedsim_app.train.checkpoint import load_checkpoint
+    from fedsim_app.train.model_io import bundle_entry, load_site_models, save_bundle
+
+    cfg = fed_cfg.replace(shape_model="labels+atlas")
+    run = tmp_path / "run"
+    clients = make_twins(tiny_data, cfg, run, n=2)
+    err = capsys.readouterr().err
+    assert "site A1: shape model: labels+atlas (2 registered heart(s)" in err, err
+    for c in clients:
+        assert c.shape_model is not None and c.nets.g_shape.ssm is c.shape_model
+        assert np.array_equal(c.chain.ssm.modes, c.shape_model.modes)
+    server = new_server(cfg, clients, run)
+    run_inprocess(server, clients)
+
+    again = make_twins(tiny_data, cfg, run, n=2)  # fresh processes: from the local states
+    assert "registering" not in capsys.readouterr().err
+    for c, a in zip(clients, again, strict=True):
+        assert np.array_equal(a.shape_model.mean, c.shape_model.mean)
+        assert np.array_equal(a.chain.ssm.modes, c.chain.ssm.modes)
+
+    local = load_checkpoint(run / "sites" / "A1" / "local.pt")
+    state = federated_site_state(load_server_checkpoint(run / CHECKPOINT), local)
+    path = save_bundle([bundle_entry(state)], tmp_path / "model.pt")
+    loaded = load_site_models(path)["A1"]
+    assert np.array_equal(loaded.nets.g_shape.ssm.mean, clients[0].shape_model.mean)

@@ -78,12 +78,3 @@ def test_atlas_run_keeps_the_atlas_and_writes_no_ssm(tiny_site, tiny_cfg, tmp_pa
     assert tr.state_dict()["shape_model"] is None
     assert np.array_equal(tr.chain.ssm.mean, load_atlas_ssm().mean)
     assert np.array_equal(site_chain("A", tiny_cfg).ssm.mean, load_atlas_ssm().mean)
-
-
-def test_federation_always_decodes_in_the_atlas(tmp_path):
-    from fedsim_app.federated.session import Federation
-
-    fed = Federation(("A", "B"), {"A": "a", "B": "b"}, {"A": 1, "B": 1}, 1, 1, "inprocess",
-                     preset("cpu"))
-    assert fed.config.shape_model == "atlas"
-    assert Federation.from_dict(fed.to_dict()).config.shape_model == "atlas"
