@@ -5,8 +5,9 @@ map is the fixed atlas table, no G_material) through site A's trained enhancer, 
 trains the evaluation's U-Net on them alone (model selection on the fold's real
 validation cases) and scores it once on A's test cases. The rows differ in one thing:
 
-- ``rand-shape``: random SSM shapes (the atlas :class:`~fedsim_app.shape.ShapeSampler`),
-  the enhancer's full output;
+- ``rand-shape``: random SSM shapes (:class:`~fedsim_app.shape.ShapeSampler` parameters
+  decoded in the SSM site A's G_shape decodes in: its own with the ``cpu`` preset), the
+  enhancer's full output;
 - ``alpha``: learnt shapes (G_shape of latents drawn from the site's prior); the heart
   of the simulator's CT (the coarse CT upsampled) alpha-blended into the enhancer's
   output with a Gaussian-smoothed heart mask;
