@@ -222,6 +222,10 @@ class ShapeModel:
         try:
             z = {k: (v if k == "names" else np.asarray(v.numpy() if hasattr(v, "numpy")
                                                        else v)) for k, v in state.items()}
+            version = int(z["format_version"])
+            if version != FORMAT_VERSION:
+                raise FedSimError(f"{source}: its shape model has format {version}, this "
+                                  f"FedSim reads {FORMAT_VERSION} — retrain it")
             return cls._from_arrays(z)
         except (KeyError, TypeError, ValueError) as exc:
             raise FedSimError(f"{source}: its shape model is incomplete or damaged ({exc}) "

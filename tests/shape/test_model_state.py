@@ -31,6 +31,13 @@ def test_damaged_state_is_named():
         ShapeModel.from_state(state, "run/checkpoint.pt")
 
 
+def test_state_of_another_format_is_refused():
+    state = load_atlas_ssm().to_state()
+    state["format_version"] = torch.tensor(99)
+    with pytest.raises(FedSimError, match="ck.pt: its shape model has format 99"):
+        ShapeModel.from_state(state, "ck.pt")
+
+
 def test_population_has_the_models_mean_and_covariance():
     atlas = load_atlas_ssm()
     pop = atlas.population()
