@@ -7,9 +7,10 @@ Usage::
         [--epsilons 8,1] [--labels 2] [--last 10] [--out DIR]
 
 Every run starts from the same seed. The figures are the ones each site's phase-1 step
-logs in ``rounds.jsonl``: shape IoU of the generated labels against the site's labelled
-volumes (``iou``) and the coarse material error (``mse``, normalised intensities), per
-site as the mean of the last ``--last`` shared phase-1 rounds, and the ε spent.
+logs in ``rounds.jsonl``: the shape's IoU loss, 1 - mean soft IoU of the generated labels
+against the site's labelled volumes (``iou``; lower is better), and the coarse material
+error (``mse``, normalised intensities), per site as the mean of the last ``--last``
+shared phase-1 rounds, and the ε spent.
 """
 
 from __future__ import annotations
@@ -61,10 +62,10 @@ def main() -> None:
         if status != 0:
             raise SystemExit(f"the {name} run exited {status}")
         s = _summary(out / name, args.last)
-        sites = "  ".join(f"{k}: IoU {v['iou']:.3f} mse {v['mse']:.3f}"
+        sites = "  ".join(f"{k}: IoU loss {v['iou']:.3f} mse {v['mse']:.3f}"
                           for k, v in s["sites"].items())
         print(f"{name:6s} ε spent {s['epsilon']}, noise std/site {s['noise']:.3g}; mean of "
-              f"the last {s['phase1_rounds']} phase-1 rounds: IoU {s['iou']:.3f}, "
+              f"the last {s['phase1_rounds']} phase-1 rounds: IoU loss {s['iou']:.3f}, "
               f"mse {s['mse']:.3f} ({sites}); {s['rounds']} rounds in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
 
