@@ -21,12 +21,13 @@ def site_chain(site, cfg: TrainConfig, *, with_nets=None, ssm=None):
     else the trained G_shape's own, else the atlas SSM; the label grid is always the
     model's frame (:func:`~fedsim_app.models.shape_stage.frame_grid`)."""
     from fedsim_app.models.generator import ChainConfig, Generator
-    from fedsim_app.models.shape_stage import frame_grid, generator_ssm, ssm_for
+    from fedsim_app.models.shape_stage import frame_grid, ssm_for
+    from fedsim_app.shape import load_atlas_ssm
 
     chain_cfg = ChainConfig(label_size=cfg.label_size, coarse_size=cfg.material_size)
-    g_shape = with_nets.g_shape if with_nets is not None else None
-    shape = ssm_for(ssm, cfg.shape_log_scale) if ssm is not None else \
-        ssm_for(generator_ssm(g_shape), cfg.shape_log_scale)
+    if ssm is None and with_nets is not None:
+        ssm = with_nets.g_shape.ssm
+    shape = ssm_for(load_atlas_ssm() if ssm is None else ssm, cfg.shape_log_scale)
     kwargs = {"ssm": shape, "grid": frame_grid(chain_cfg.label_size, chain_cfg.fov_mm)}
     if with_nets is not None:
         kwargs |= {"g_shape": with_nets.g_shape, "g_material": with_nets.g_material,
