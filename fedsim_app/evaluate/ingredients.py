@@ -173,6 +173,6 @@ class Ingredients:
         from fedsim_app.evaluate.ood import realism
 
         st = self.sites[site]
-        real_train = st.stack(fold.labelled + fold.extra)[0]
-        real_held = st.stack(fold.val)[0]
-        return realism(real_train, real_held, synthetic[0], seed=self.cfg.seed)
+        real_train = st.stack(fold.labelled + fold.extra)
+        real_held = st.stack(fold.val)
+        return realism(real_train, real_held, synthetic, seed=self.cfg.seed)

@@ -7,9 +7,9 @@ labels are the patient's own, so every row's U-Net of site S is scored on them. 
 volumes stay on S's evaluation grid (the enhancer works slice by slice on any grid).
 
 Realism: the learning issue's classifier two-sample test
-(:func:`fedsim_app.train.quality.c2st_accuracy`): a small CNN learns real vs synthetic
-axial slices and is scored on held-out ones (0.5 = indistinguishable, 1.0 = always told
-apart).
+(:func:`fedsim_app.train.quality.c2st`): small CNNs learn real vs synthetic axial slices
+through the heart and are scored on held-out ones (0.5 = indistinguishable, 1.0 = always
+told apart; the mean over the classifiers).
 """
 
 from __future__ import annotations
@@ -51,10 +51,14 @@ def render_ood(images_hu, labels, checkpoint, target: str, size: int, *, seed: i
     return np.stack(out)
 
 
-def _slices(volumes_hu) -> torch.Tensor:
-    # (N, K, H, W) HU → (N·K, 1, H, W) in hu / 1000, as the quality check reads them
-    v = torch.as_tensor(np.asarray(volumes_hu, np.float32)) / HU
-    return v.reshape(-1, 1, *v.shape[-2:])
+def _slices(volumes) -> torch.Tensor:
+    # (images (N, K, H, W) HU, labels) → heart slices (M, 1, H, W) in hu / 1000, as the
+    # quality check reads them
+    from fedsim_app.train.quality import heart_slices
+
+    images, labels = volumes
+    return heart_slices(torch.as_tensor(np.asarray(images, np.float32)) / HU,
+                        torch.as_tensor(np.asarray(labels)))
 
 
 def realism(real_train, real_held, synthetic, *, seed: int = 0, n_iter: int = 300) -> dict:
@@ -62,20 +66,24 @@ def realism(real_train, real_held, synthetic, *, seed: int = 0, n_iter: int = 30
 
     Parameters
     ----------
-    real_train, real_held : (N, K, H, W) HU real volumes (training cases / held-out
-        validation cases — never the test cases)
-    synthetic : (M, K, H, W) HU; the first half trains, the second half is held out
+    real_train, real_held : ``(images, labels)``, each (N, K, H, W): HU real volumes and
+        their labels (training cases / held-out validation cases — never the test cases)
+    synthetic : ``(images, labels)``, each (M, K, H, W); the first half trains, the second
+        half is held out
 
     Returns
     -------
-    ``{"c2st": held-out accuracy, "n_real": ..., "n_synthetic": ...}``
+    ``{"c2st": held-out accuracy (mean over the classifiers), "c2st_lo", "c2st_hi": the
+    lowest and highest, "n_real": ..., "n_synthetic": ...}``
     """
-    from fedsim_app.train.quality import c2st_accuracy
+    from fedsim_app.train.quality import c2st
 
-    syn = np.asarray(synthetic)
-    half = max(1, len(syn) // 2)
-    acc = c2st_accuracy(_slices(real_train), _slices(syn[:half]), _slices(real_held),
-                        _slices(syn[half:] if len(syn) > half else syn[:half]), seed=seed,
-                        n_iter=n_iter)
-    return {"c2st": float(acc), "n_real": int(len(real_train) + len(real_held)),
-            "n_synthetic": int(len(syn))}
+    images, labels = (np.asarray(a) for a in synthetic)
+    half = max(1, len(images) // 2)
+    held = slice(half, None) if len(images) > half else slice(0, half)
+    res = c2st(_slices(real_train), _slices((images[:half], labels[:half])),
+               _slices(real_held), _slices((images[held], labels[held])), seed=seed,
+               n_iter=n_iter)
+    return {"c2st": res.mean, "c2st_lo": res.lo, "c2st_hi": res.hi,
+            "n_real": int(len(real_train[0]) + len(real_held[0])),
+            "n_synthetic": int(len(images))}

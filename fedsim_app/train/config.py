@@ -86,6 +86,9 @@ class TrainConfig:
     w_fm: float = 10.0
     w_adv: float = 1.0
     w_vgg: float = 10.0
+    # texture strength inside each heart structure against the real slice (not in the
+    # paper: 0; models.losses.texture_loss)
+    w_tex: float = 0.0
     vgg_weights: str = ""  # local VGG-19 state dict; empty = no perceptual term
     # build the coarse scanner's system matrix (minutes once per scanner, then cached):
     # each coarse CT is then a matmul; off, every one runs diffct (tests, one-off runs)

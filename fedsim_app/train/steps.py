@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsim_app.models.enhancer import one_hot_slices
 from fedsim_app.models.generator import coarse_target, enhancer_conditioning, upsample_coarse
 from fedsim_app.models.losses import (
     feature_matching_loss,
@@ -24,6 +25,7 @@ from fedsim_app.models.losses import (
     soft_iou,
     soft_iou_loss,
     structure_mean_loss,
+    texture_loss,
 )
 from fedsim_app.models.material import coarse_label_masks
 from fedsim_app.models.shape_stage import decode, hard_labels, soft_label_probs
@@ -151,12 +153,17 @@ class GLOSteps:
                   "l1": l1_loss(fake, real)}
         if self.vgg is not None:
             losses["vgg"] = self.vgg(fake, real)
+        if self.cfg.w_tex:
+            n_classes = self.nets.enhancer.n_classes
+            onehot = lab if lab.is_floating_point() else one_hot_slices(lab, n_classes,
+                                                                          fake.dtype)
+            losses["tex"] = texture_loss(fake, real, onehot)
         return losses
 
     def weighted(self, losses: dict) -> torch.Tensor:
         c = self.cfg
         w = {"iou": c.w_iou, "mse": c.w_mse, "smean": c.w_smean, "g_adv": c.w_adv,
-             "fm": c.w_fm, "l1": c.w_l1, "vgg": c.w_vgg}
+             "fm": c.w_fm, "l1": c.w_l1, "vgg": c.w_vgg, "tex": c.w_tex}
         return sum(w[k] * v for k, v in losses.items())
 
     def shape_fit_targets(self) -> torch.Tensor:

@@ -152,10 +152,15 @@ def test_ood_needs_a_trained_enhancer():
 def test_realism_is_chance_for_identical_data_and_high_for_different():
     rng = np.random.default_rng(0)
     real = rng.normal(0, 200, (4, 8, 16, 16)).astype(np.float32)
-    same = realism(real[:2], real[2:], real, n_iter=30)
-    assert same["c2st"] == 0.5  # the classifier sees the same slices under both labels
-    flat = np.zeros_like(real)
-    assert realism(real[:2], real[2:], flat, n_iter=100)["c2st"] > 0.9
+    labels = np.zeros(real.shape, np.int64)
+    labels[:, 2:6, 4:12, 4:12] = 3  # the heart crosses slices 2-5 of each volume
+    pair = (real, labels)
+    same = realism((real[:2], labels[:2]), (real[2:], labels[2:]), pair, n_iter=30)
+    assert same["c2st"] == 0.5  # the classifiers see the same slices under both labels
+    assert same["c2st_lo"] == same["c2st_hi"] == 0.5
+    flat = (np.zeros_like(real), labels)
+    res = realism((real[:2], labels[:2]), (real[2:], labels[2:]), flat, n_iter=100)
+    assert res["c2st_lo"] > 0.9 and res["c2st_lo"] <= res["c2st"] <= res["c2st_hi"]
 
 
 def test_alpha_blend_weights():

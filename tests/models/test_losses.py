@@ -1,5 +1,7 @@
 """Loss values on cases with a known answer."""
 
+import math
+
 import pytest
 import torch
 
@@ -13,6 +15,8 @@ from fedsim_app.models.losses import (
     soft_iou_loss,
     structure_levels,
     structure_mean_loss,
+    texture_loss,
+    texture_sd,
 )
 from fedsim_app.models.material import coarse_label_masks, coarse_labels
 from fedsim_app.train.quality import structure_means
@@ -103,3 +107,44 @@ def test_structure_levels_over_coarse_label_masks_are_the_quality_figures_means(
         for c, mean in structure_means(vol[b], coarse[b]).items():
             assert levels[b, c - 1].item() == pytest.approx(mean)
     assert levels[1, 4].item() == 0.0  # absent
+
+
+def _structure_slices(n=4, size=16):
+    onehot = torch.zeros(n, 8, size, size)
+    onehot[:, 0] = 1
+    onehot[:, 0, 3:13, 3:13] = 0
+    onehot[:, 1, 3:13, 3:13] = 1  # one structure, 8x8 interior pixels a slice
+    return onehot
+
+
+def test_texture_loss_is_the_squared_log_ratio_of_the_structures_texture():
+    g = torch.Generator().manual_seed(0)
+    onehot = _structure_slices()
+    real = torch.randn(4, 1, 16, 16, generator=g, dtype=torch.float64) * 0.05
+    assert float(texture_loss(real, real, onehot)) == 0.0
+    loss = texture_loss(2 * real, real, onehot)  # the residual is linear: SD doubles
+    assert float(loss) == pytest.approx(math.log(2) ** 2, rel=1e-9)
+    fake = (3 * real).requires_grad_()
+    texture_loss(fake, real, onehot).backward()
+    assert fake.grad.abs().sum() > 0
+    assert fake.grad[onehot[:, :1] > 0.5].abs().max() == 0  # the background has no say
+
+
+def test_texture_loss_leaves_out_structures_too_small_to_measure():
+    onehot = torch.zeros(2, 8, 16, 16)
+    onehot[:, 0] = 1
+    onehot[:, 0, 5:7, 5:7] = 0
+    onehot[:, 2, 5:7, 5:7] = 1  # 2x2: no interior after a 3x3 erosion
+    fake = torch.randn(2, 1, 16, 16, requires_grad=True)
+    loss = texture_loss(fake, torch.zeros(2, 1, 16, 16), onehot)
+    assert float(loss) == 0.0
+    loss.backward()  # still a graph: a batch without measurable structures trains on
+
+
+def test_texture_sd_of_white_noise():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 1, 64, 64, generator=g, dtype=torch.float64)
+    mask = torch.zeros_like(x)
+    mask[..., 2:-2, 2:-2] = 1
+    # x − box₃(x) of white noise has SD sqrt(1 − 1/9) in 2D
+    assert float(texture_sd(x, mask)) == pytest.approx((1 - 1 / 9) ** 0.5, rel=0.02)

@@ -64,6 +64,26 @@ def test_enhancer_loss_reaches_latents_and_material_generator(tiny_site, tiny_cf
                for p in tr.nets.g_material.parameters() if p.ndim > 1)
 
 
+def test_texture_term_only_when_weighted_and_it_trains_the_enhancer(tiny_site, tiny_cfg,
+                                                                    tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    idx = torch.tensor([0])
+    coarse = tr.steps.coarse_of(tr.nets.z_lab(idx), tr.data.labels[:1])
+    assert "tex" not in tr.steps.enhancer_losses(coarse.detach(), idx, tr.data.labels[:1])
+    tr = _trainer(tiny_site, tiny_cfg.replace(w_tex=1.0, slices_per_step=0), tmp_path / "tex")
+    with torch.no_grad():  # texture to measure: an enhancer past its identity start
+        tr.nets.enhancer.tail[1].weight.normal_(std=0.1)
+    st = tr.steps
+    block = torch.zeros_like(tr.data.labels[:1])
+    block[:, :, 3:13, 3:13] = 1  # a structure with an interior (the tiny hearts have none)
+    coarse = st.coarse_of(tr.nets.z_lab(idx), block).detach()
+    losses = st.enhancer_losses(coarse, idx, block)
+    assert float(losses["tex"]) > 0
+    losses["tex"].backward()
+    assert tr.nets.enhancer.tail[1].weight.grad.abs().sum() > 0
+    assert st.weighted({"tex": losses["tex"]}) == losses["tex"]  # weight 1
+
+
 def test_unlabelled_step_reaches_shape_generator(tiny_site, tiny_cfg, tmp_path):
     tr = _trainer(tiny_site, tiny_cfg, tmp_path)
     tr.start_phase3()

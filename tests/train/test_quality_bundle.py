@@ -8,7 +8,14 @@ import torch
 from fedsim_app.errors import FedSimError
 from fedsim_app.train.data import load_site_data
 from fedsim_app.train.model_io import load_site_models, write_bundle
-from fedsim_app.train.quality import c2st_accuracy, evaluate_site, noise_sd, worst
+from fedsim_app.train.quality import (
+    c2st,
+    c2st_accuracy,
+    evaluate_site,
+    heart_slices,
+    noise_sd,
+    worst,
+)
 from fedsim_app.train.session import make_trainer
 
 
@@ -33,6 +40,7 @@ def test_bundle_and_quality_on_a_tiny_run(tiny_site, tiny_cfg, tmp_path):
     assert 0 <= q.shape_iou <= 1 and 0 <= q.shape_dice <= 1
     assert q.mat_hu_err >= 0 and q.enh_hu_err >= 0 and q.noise_ratio > 0
     assert 0 <= q.c2st <= 1 and 0 <= q.c2st_coarse <= 1
+    assert q.c2st_lo <= q.c2st <= q.c2st_hi
     assert re.fullmatch(r"shape_iou=\S+ mat_hu_err=\S+ enh_hu_err=\S+ noise_ratio=\S+ "
                         r"c2st=\S+ c2st_coarse=\S+", worst([q]))
 
@@ -44,6 +52,27 @@ def test_c2st_separates_different_and_not_identical_sets():
     same = torch.randn(256, 1, 16, 16, generator=g) * 0.1
     assert c2st_accuracy(real[:128], other[:128], real[128:], other[128:]) > 0.95
     assert c2st_accuracy(real[:128], same[:128], real[128:], same[128:]) < 0.7
+
+
+def test_c2st_is_the_mean_of_its_classifiers():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(64, 1, 16, 16, generator=g) * 0.1
+    other = torch.randn(64, 1, 16, 16, generator=g) * 0.1 + 0.05
+    res = c2st(real[:32], other[:32], real[32:], other[32:], seed=3, n_seeds=3, n_iter=20)
+    accs = [c2st_accuracy(real[:32], other[:32], real[32:], other[32:], seed=s, n_iter=20)
+            for s in (3, 4, 5)]
+    assert res.mean == pytest.approx(sum(accs) / 3)
+    assert (res.lo, res.hi) == (min(accs), max(accs))
+
+
+def test_heart_slices_keeps_the_slices_that_cross_a_structure():
+    vols = torch.arange(2 * 4 * 3 * 3, dtype=torch.float32).reshape(2, 4, 3, 3)
+    labels = torch.zeros(2, 4, 3, 3, dtype=torch.long)
+    labels[0, 1, 1, 1] = 7
+    labels[1, 2:4, 0, 0] = 1
+    out = heart_slices(vols, labels)
+    assert out.shape == (3, 1, 3, 3)
+    assert torch.equal(out[:, 0], torch.stack([vols[0, 1], vols[1, 2], vols[1, 3]]))
 
 
 def test_noise_sd_of_known_noise():
