@@ -95,7 +95,7 @@ def structure_mean_loss(model: torch.Tensor, real: torch.Tensor,
 
 def texture_sd(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """SD of the high-pass residual ``x − box₃(x)`` of slices ``x`` (N, 1, H, W) over
-    ``mask`` (N, 1, H, W) in {0, 1}; 0 for an empty mask."""
+    ``mask`` (N, 1, H, W) in {0, 1}; 1e-6 for an empty or flat one (a log stays finite)."""
     r = x - F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
     n = mask.sum().clamp_min(1)
     mean = (r * mask).sum() / n

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsim_app.errors import FedSimError
 from fedsim_app.models.generator import coarse_target, enhance, upsample_coarse
 from fedsim_app.models.losses import structure_mean_loss
 from fedsim_app.models.material import coarse_label_masks, coarse_labels
@@ -186,7 +187,18 @@ class C2ST:
 
 def c2st(real_train, fake_train, real_test, fake_test, *, seed: int = 0,
          n_seeds: int = C2ST_SEEDS, n_iter: int = 300) -> C2ST:
-    """:func:`c2st_accuracy` of ``n_seeds`` classifiers (seeds ``seed``, ``seed + 1``, …)."""
+    """:func:`c2st_accuracy` of ``n_seeds`` classifiers (seeds ``seed``, ``seed + 1``, …).
+
+    Raises
+    ------
+    FedSimError
+        when a set has no slices (e.g. no slice crossed the heart), naming it
+    """
+    for name, x in (("real training", real_train), ("model training", fake_train),
+                    ("real held-out", real_test), ("model held-out", fake_test)):
+        if len(x) == 0:
+            raise FedSimError(f"the two-sample test's {name} set has no slices: the "
+                              "volumes' labels cross no heart structure")
     accs = [c2st_accuracy(real_train, fake_train, real_test, fake_test, seed=seed + i,
                           n_iter=n_iter) for i in range(n_seeds)]
     return C2ST(sum(accs) / len(accs), min(accs), max(accs))

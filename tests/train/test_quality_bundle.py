@@ -65,6 +65,12 @@ def test_c2st_is_the_mean_of_its_classifiers():
     assert (res.lo, res.hi) == (min(accs), max(accs))
 
 
+def test_c2st_names_an_empty_set():
+    some = torch.zeros(4, 1, 8, 8)
+    with pytest.raises(FedSimError, match="model held-out set has no slices"):
+        c2st(some, some, some, some[:0], n_seeds=1, n_iter=1)
+
+
 def test_heart_slices_keeps_the_slices_that_cross_a_structure():
     vols = torch.arange(2 * 4 * 3 * 3, dtype=torch.float32).reshape(2, 4, 3, 3)
     labels = torch.zeros(2, 4, 3, 3, dtype=torch.long)
