@@ -51,8 +51,8 @@ class SiteQuality:
     noise_ratio: float
     c2st: float
     c2st_coarse: float
-    c2st_lo: float = float("nan")
-    c2st_hi: float = float("nan")
+    c2st_lo: float
+    c2st_hi: float
 
     def line(self) -> str:
         d = asdict(self)
