@@ -43,6 +43,8 @@ def training_shape_model(data_dir: str | Path, n_labelled: int, cfg: TrainConfig
     population for ``"labels+atlas"``."""
     if cfg.shape_model == "atlas":
         return None
+    from threadpoolctl import threadpool_limits
+
     from fedsim_app.shape import load_atlas_ssm
     from fedsim_app.shape.from_labels import register_each, ssm_of_registered
     from fedsim_app.train.data import labelled_label_readers
@@ -50,9 +52,15 @@ def training_shape_model(data_dir: str | Path, n_labelled: int, cfg: TrainConfig
     template = load_atlas_ssm()
     log(f"shape model: registering the {n_labelled} labelled training volume(s) to the atlas "
         "template")
-    shapes, _ = register_each(template, labelled_label_readers(data_dir, n_labelled), log=log)
-    model = ssm_of_registered(shapes, template, with_atlas=cfg.shape_model == "labels+atlas",
-                              where=f"{data_dir} (shape_model = {cfg.shape_model!r})")
+    # numpy's BLAS on one thread, so the model is the same whatever the machine's cores:
+    # with two threads its modes came out 2e-10 from one thread's, and training turned
+    # that into a different generator (docs/benchmarks.md, Evaluation, 2026-12-04)
+    with threadpool_limits(limits=1, user_api="blas"):
+        shapes, _ = register_each(template, labelled_label_readers(data_dir, n_labelled),
+                                  log=log)
+        model = ssm_of_registered(shapes, template,
+                                  with_atlas=cfg.shape_model == "labels+atlas",
+                                  where=f"{data_dir} (shape_model = {cfg.shape_model!r})")
     log(f"shape model: {cfg.shape_model} ({len(shapes)} registered heart(s)"
         + (" and the atlas population" if cfg.shape_model == "labels+atlas" else "") + ")")
     # train on the model as the checkpoint will hold it (float32 modes), so a loaded
