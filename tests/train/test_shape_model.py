@@ -78,3 +78,35 @@ def test_atlas_run_keeps_the_atlas_and_writes_no_ssm(tiny_site, tiny_cfg, tmp_pa
     assert tr.state_dict()["shape_model"] is None
     assert np.array_equal(tr.chain.ssm.mean, load_atlas_ssm().mean)
     assert np.array_equal(site_chain("A", tiny_cfg).ssm.mean, load_atlas_ssm().mean)
+
+
+def test_shape_model_is_built_on_one_blas_thread(tiny_site, tiny_cfg, monkeypatch):
+    """Registration and the PCA run with numpy's BLAS on one thread whatever the caller
+    set: with two, the modes came out 2e-10 apart and training made another generator."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from fedsim_app.shape import from_labels
+    from fedsim_app.train.session import training_shape_model
+
+    seen = []
+
+    def spy(fn):
+        def wrapped(*args, **kwargs):
+            seen.append([p["num_threads"] for p in threadpool_info()
+                         if p["user_api"] == "blas"])
+            return fn(*args, **kwargs)
+        return wrapped
+
+    for name in ("register_each", "ssm_of_registered"):
+        monkeypatch.setattr(from_labels, name, spy(getattr(from_labels, name)))
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    cfg = tiny_cfg.replace(shape_model="labels+atlas")
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        model = training_shape_model(tiny_site, 2, cfg, log=lambda line: None)
+        assert blas_threads() == before  # the caller's setting is back
+    assert len(seen) == 2 and all(threads and set(threads) == {1} for threads in seen), seen
+    again = training_shape_model(tiny_site, 2, cfg, log=lambda line: None)
+    assert np.array_equal(model.modes, again.modes) and np.array_equal(model.mean, again.mean)
