@@ -88,20 +88,19 @@ def test_shape_model_is_built_on_one_blas_thread(tiny_site, tiny_cfg, monkeypatc
     from fedsim_app.shape import from_labels
     from fedsim_app.train.session import training_shape_model
 
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
     seen = []
 
     def spy(fn):
         def wrapped(*args, **kwargs):
-            seen.append([p["num_threads"] for p in threadpool_info()
-                         if p["user_api"] == "blas"])
+            seen.append(blas_threads())
             return fn(*args, **kwargs)
         return wrapped
 
     for name in ("register_each", "ssm_of_registered"):
         monkeypatch.setattr(from_labels, name, spy(getattr(from_labels, name)))
-    def blas_threads():
-        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-
     cfg = tiny_cfg.replace(shape_model="labels+atlas")
     with threadpool_limits(limits=2, user_api="blas"):
         before = blas_threads()
