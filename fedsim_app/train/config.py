@@ -150,13 +150,16 @@ PRESETS: dict[str, TrainConfig] = {
     # held-out material error 18/59/52 -> 11/22/20 HU (sites A/B/C). The SSM from the
     # labelled volumes and the atlas's population: the SSM fitter reaches site B's / C's
     # labelled volumes at binary IoU 0.86 / 0.87 (atlas alone 0.77) and their test
-    # volumes at 0.86 / 0.83 (0.80 / 0.79)
+    # volumes at 0.86 / 0.83 (0.80 / 0.79). The enhancer: width 16 at one level below
+    # the slice (was 8 at two), phase 2 five times as long at 1e-3 and the texture term:
+    # at width 8 and 2e-4 for 40 epochs it stayed near the upsampled coarse CT (grey lungs,
+    # no vessels; site A's two-sample test 0.99), now site A's is 0.79 with the real noise
     "cpu": TrainConfig(
-        preset="cpu", label_size=32, enhancer_width=8, enhancer_down=2, spade_hidden=8,
-        disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=200, phase2_epochs=40,
-        phase3_epochs=5, slices_per_step=8, lr_phase1=1e-3, lr_unlabelled=1e-4,
-        lr_unlabelled_gan=1e-5, w_l1=50.0, w_mse=10.0, w_smean=10.0, shape_log_scale=1.0,
-        shape_model="labels+atlas"),
+        preset="cpu", label_size=32, enhancer_width=16, enhancer_down=1, spade_hidden=16,
+        disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=200, phase2_epochs=200,
+        phase3_epochs=5, slices_per_step=8, lr_phase1=1e-3, lr_gan=1e-3, lr_unlabelled=1e-4,
+        lr_unlabelled_gan=1e-5, w_l1=50.0, w_mse=10.0, w_smean=10.0, w_tex=2.0,
+        shape_log_scale=1.0, shape_model="labels+atlas"),
     "smoke": TrainConfig(
         preset="smoke", label_size=16, enhancer_width=8, enhancer_down=1, spade_hidden=8,
         disc_channels=8, disc_scales=1, disc_layers=2, phase1_epochs=2, phase2_epochs=2,
