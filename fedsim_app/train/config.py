@@ -138,7 +138,7 @@ PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
     # cpu (measured on site A, docs/benchmarks.md issue 9): phase 1 steps over all
     # labelled volumes, 200 steps at 1e-3 (the coarse MSE was still falling at 60);
-    # enhancer width 8 keeps a 128-slice 128² volume near a second; L1 weighted 20
+    # L1 weighted 20
     # (GauGAN's 10 left 7x the real noise); phase 3's unlabelled rates at the labelled
     # ones: the appendix's 1e-3 / 1e-4 took site A's shape IoU from 0.88 to 0.69 and its
     # material error from 218 to 477 HU in 160 steps. Scale range exp(±1): site B's
@@ -153,7 +153,8 @@ PRESETS: dict[str, TrainConfig] = {
     # volumes at 0.86 / 0.83 (0.80 / 0.79). The enhancer: width 16 at one level below
     # the slice (was 8 at two), phase 2 five times as long at 1e-3 and the texture term:
     # at width 8 and 2e-4 for 40 epochs it stayed near the upsampled coarse CT (grey lungs,
-    # no vessels; site A's two-sample test 0.99), now site A's is 0.79 with the real noise
+    # no vessels). Phase 2 alone at site A: two-sample test 0.99 -> 0.79, noise ratio
+    # 1.46 -> 1.06; a 128³ sample 0.42 -> 1.85 s (docs/benchmarks.md, 2026-12-04)
     "cpu": TrainConfig(
         preset="cpu", label_size=32, enhancer_width=16, enhancer_down=1, spade_hidden=16,
         disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=200, phase2_epochs=200,
