@@ -1,7 +1,7 @@
 """Quality of a trained model, per site, on the cohort's held-out test split.
 
 Run: .venv/bin/python benchmarks/train_quality.py [--checkpoint PATH|default]
-         [--cohort ROOT] [--sites A,B,C]
+         [--cohort ROOT] [--sites A,B,C] [--device cpu|cuda]
 
 PATH is a run's checkpoint.pt (one site) or a bundle (``make assets`` writes
 assets/checkpoints/default.pt, which ``default`` names). The cohort must be the one the
@@ -30,6 +30,8 @@ def main() -> int:
     ap.add_argument("--checkpoint", default="default")
     ap.add_argument("--cohort", default="build/cohort")
     ap.add_argument("--sites", default=None, help="keys to evaluate (default: all in PATH)")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of the evaluation (default cpu: the recorded figures)")
     args = ap.parse_args()
     default = asset_path("checkpoints", "default.pt", must_exist=False)
     path = default if args.checkpoint == "default" else Path(args.checkpoint)
@@ -42,7 +44,7 @@ def main() -> int:
     keys = args.sites.split(",") if args.sites else list(models)
     results = []
     for key in keys:
-        model = models[key]
+        model = models[key].to(args.device)
         chain = model.chain()
         folder = Path(args.cohort) / get_site(key).dataset.folder
         t0 = time.perf_counter()

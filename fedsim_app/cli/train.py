@@ -42,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the steps are small, and on a shared "
                    "machine more threads were slower; 0 leaves torch's setting)")
+    p.add_argument("--device", metavar="DEV",
+                   help="torch device to train on: cpu, cuda, cuda:1 … (default: CUDA when "
+                   "present, else the CPU; FEDSIM_DEVICE sets the default). A checkpoint "
+                   "resumes on any device")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN/checkpoint.pt (its settings, dataset, site and "
@@ -76,6 +80,35 @@ def data_folder(args, site):
     return path
 
 
+def training_device(name: str | None):
+    """The torch device ``--device`` names (None: :func:`fedsim_app.device.default_device`).
+
+    Raises
+    ------
+    FedSimError
+        for a name torch does not know, or a CUDA device this machine does not have
+    """
+    import torch
+
+    from fedsim_app.device import default_device
+    from fedsim_app.errors import FedSimError
+
+    if name is None:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FedSimError(f"--device {name}: not a torch device; use cpu, cuda or cuda:N"
+                          ) from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (
+            device.index or 0) >= torch.cuda.device_count()):
+        raise FedSimError(f"--device {name}: this machine has no such CUDA device "
+                          f"({torch.cuda.device_count()} visible); train with --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise FedSimError(f"--device {name}: training runs on cpu or cuda")
+    return device
+
+
 def _resume_defaults(args) -> None:
     """Fill --site/--data/--labels the user left out from the run's record."""
     from fedsim_app.train.session import read_run_record
@@ -107,6 +140,7 @@ def run(args) -> int:
         _resume_defaults(args)
     site = get_site(args.site or "A")
     cfg = _config(args)
+    device = training_device(args.device)
     n_labelled = args.labels or LABEL_BUDGETS.get(site.key, (4,))[0]
     bars: dict[int, tqdm] = {}
 
@@ -121,7 +155,7 @@ def run(args) -> int:
         bar.update(1)
 
     trainer = make_trainer(data_folder(args, site), site, n_labelled, cfg, args.out,
-                           resume=args.resume, progress=progress)
+                           resume=args.resume, progress=progress, device=device)
 
     def request_stop(signum, frame):
         # finish the step, write the checkpoint, then stop; a second Ctrl-C stops at once
@@ -141,5 +175,5 @@ def run(args) -> int:
             bar.close()
     secs = ", ".join(f"phase {k} {v:.0f} s" for k, v in trainer.seconds.items())
     print(f"trained site {site.key} ({trainer.data.n_labelled} labelled, "
-          f"{trainer.data.n_unlabelled} unlabelled; {secs}): {args.out}")
+          f"{trainer.data.n_unlabelled} unlabelled; {secs} on {trainer.device}): {args.out}")
     return 0

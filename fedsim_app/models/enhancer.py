@@ -68,7 +68,8 @@ def fit_label_skip(coarse_up: torch.Tensor, real: torch.Tensor, labels: torch.Te
     x = coarse_up.reshape(b, -1).double()
     y = real.reshape(b, -1).double()
     lab = labels.reshape(b, -1).long()
-    offs = (torch.arange(b)[:, None] * n_classes + lab).reshape(-1)  # (volume, class) bins
+    # (volume, class) bins
+    offs = (torch.arange(b, device=lab.device)[:, None] * n_classes + lab).reshape(-1)
 
     def per_volume_mean(v):  # (B, C): the mean of v over each label of each volume
         s = torch.bincount(offs, weights=v.reshape(-1), minlength=b * n_classes)
@@ -193,8 +194,11 @@ class SiteEnhancer(nn.Module):
                              "use a slice size divisible by 2**n_down")
         seg = conditioning(coarse_up, labels, k_frac, self.n_classes)  # (N, C+2, H, W)
         if noise is None:
+            # drawn where the generator lives (a CPU generator keeps a GPU run's draws
+            # the CPU's, and its state in the checkpoint), then moved to the slices
             noise = torch.randn(coarse_up.shape, generator=generator, dtype=coarse_up.dtype,
-                                device=coarse_up.device)
+                                device=coarse_up.device if generator is None
+                                else generator.device).to(coarse_up.device)
         x = self.head(torch.cat([seg, noise], 1))
         for down in self.down:
             x = down(x)

@@ -47,6 +47,11 @@ class SiteData:
     labels: torch.Tensor
     grid: Grid
 
+    def to(self, device) -> SiteData:
+        """The same volumes on ``device``."""
+        return SiteData(self.case_ids, self.images.to(device), self.labels.to(device),
+                        self.grid)
+
     @property
     def n_labelled(self) -> int:
         return len(self.labels)

@@ -157,8 +157,9 @@ def calibrate_batchnorm(module: torch.nn.Module, *inputs: torch.Tensor) -> None:
 def start_phase3(nets: Nets, cfg: TrainConfig, n_unlabelled: int) -> dict:
     """Fit N(μ, Σ) to the labelled latents, draw the unlabelled ones from it (seeded) and
     freeze the discriminator; returns the prior ``{"mean", "cov"}``."""
-    mean, cov = fit_normal(nets.z_lab.codes)
-    nets.z_unl = Latents(n_unlabelled, cfg.latent_dim)
+    device = nets.z_lab.codes.device
+    mean, cov = fit_normal(nets.z_lab.codes.cpu())  # the prior is kept on the CPU
+    nets.z_unl = Latents(n_unlabelled, cfg.latent_dim).to(device)
     with torch.no_grad():
         nets.z_unl.codes.copy_(sample_normal(mean, cov, n_unlabelled, seed=cfg.seed + 2))
     freeze_discriminator(nets.disc)
@@ -182,7 +183,10 @@ class Trainer:
         self.cfg, self.data, self.chain = cfg, data, chain
         self.run_dir = Path(run_dir)
         self.progress = progress
-        self.nets = build_nets(cfg, data.n_labelled)
+        self.device = chain.device  # the networks, the data and the chain's tensors
+        if self.device.type == "cuda":  # fixed shapes: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.benchmark = True
+        self.nets = build_nets(cfg, data.n_labelled).to(self.device)
         self.nets.g_shape.ssm = shape_model  # the base SSM (None: the atlas); see site_chain
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)
         self.steps = GLOSteps(cfg, chain, self.nets, data, self.rng, vgg)
@@ -330,7 +334,8 @@ class Trainer:
             raise CheckpointError(f"{path}: written for other training cases; resume with "
                                   "the same --data/--site and --labels, or start a new run")
         if "z_unl" in state["models"]:
-            self.nets.z_unl = Latents(self.data.n_unlabelled, self.cfg.latent_dim)
+            self.nets.z_unl = Latents(self.data.n_unlabelled,
+                                      self.cfg.latent_dim).to(self.device)
             self._freeze_disc()
             self._build_optimizers()
         for k, m in self.nets.modules().items():

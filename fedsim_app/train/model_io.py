@@ -41,10 +41,20 @@ class SiteModel:
     prior: dict | None
     source: str
 
+    @property
+    def device(self) -> torch.device:
+        return self.nets.z_lab.codes.device
+
+    def to(self, device) -> SiteModel:
+        """Move the networks and latents to ``device``; returns self."""
+        self.nets.to(device)
+        return self
+
     def chain(self):
+        """The site's chain with these networks, on their device."""
         from fedsim_app.train.session import site_chain
 
-        return site_chain(self.site, self.config, with_nets=self.nets)
+        return site_chain(self.site, self.config, with_nets=self.nets, device=self.device)
 
 
 def _site_model(entry: dict, source: str) -> SiteModel:

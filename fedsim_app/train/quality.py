@@ -102,8 +102,9 @@ def heldout_latents(model, chain, test, *, n_iter: int = 300):
     has no prior)."""
     nets = model.nets
     mean = (model.prior or {}).get("mean")
-    init = (mean if mean is not None else nets.z_lab.codes.mean(0)).expand(len(test.images),
-                                                                           -1)
+    codes = nets.z_lab.codes
+    init = (mean if mean is not None else codes.mean(0)).to(codes.device).expand(
+        len(test.images), -1)
     cfg = model.config  # the fit weighs its terms as the model's training did
     ratio = cfg.w_smean / cfg.w_mse if cfg.w_mse else 0.0  # no MSE weight: the MSE alone
     return fit_latents(chain, nets.g_material, test.images, test.labels, init,
@@ -156,12 +157,13 @@ class SliceClassifier(nn.Module):
 def c2st_accuracy(real_train, fake_train, real_test, fake_test, *, seed: int = 0,
                   n_iter: int = 300, batch: int = 64) -> float:
     """Held-out accuracy of a classifier trained on (real_train vs fake_train) slices."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # batch picks on the CPU, whatever the device
     torch.manual_seed(seed)
-    net = SliceClassifier()
+    device = real_train.device
+    net = SliceClassifier().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.cat([real_train, fake_train]).clamp(-1, 2)
-    y = torch.cat([torch.ones(len(real_train)), torch.zeros(len(fake_train))])
+    y = torch.cat([torch.ones(len(real_train)), torch.zeros(len(fake_train))]).to(device)
     for _ in range(n_iter):
         idx = torch.randint(0, len(x), (batch,), generator=g)
         opt.zero_grad()
@@ -169,7 +171,7 @@ def c2st_accuracy(real_train, fake_train, real_test, fake_test, *, seed: int = 0
         opt.step()
     with torch.no_grad():
         xt = torch.cat([real_test, fake_test]).clamp(-1, 2)
-        yt = torch.cat([torch.ones(len(real_test)), torch.zeros(len(fake_test))])
+        yt = torch.cat([torch.ones(len(real_test)), torch.zeros(len(fake_test))]).to(device)
         return float(((net(xt) > 0).float() == yt).float().mean())
 
 
@@ -229,10 +231,11 @@ def evaluate_site(model, train, test, *, seed: int = 0, fit_steps: int = 300) ->
     """Quality of a :class:`~fedsim_app.train.model_io.SiteModel` on its training data
     ``train`` and held-out ``test`` (:class:`~fedsim_app.train.data.SiteData`), the
     held-out latents fitted in ``fit_steps`` steps (the figures of docs/benchmarks.md:
-    300)."""
+    300). Runs on the model's device."""
     chain = model.chain()
     nets = model.nets
     n_lab = model.n_labelled
+    train, test = train.to(model.device), test.to(model.device)
     iou, dice = shape_scores(chain, nets.g_shape, nets.z_lab.codes, train.labels[:n_lab])
     z_test = heldout_latents(model, chain, test, n_iter=fit_steps)
     coarse, enhanced = coarse_and_enhanced(chain, z_test, test.labels, seed)

@@ -37,8 +37,9 @@ def mid_slices(steps, z: torch.Tensor, labels: torch.Tensor | None):
     coarse_up, lab, k_frac = enhancer_conditioning(coarse, labels, [k])
     # a fixed noise draw: sampling never touches the training generator
     noise = torch.randn(coarse_up.shape, generator=torch.Generator().manual_seed(0))
-    enhanced = nets.enhancer(coarse_up, lab, k_frac, noise=noise)
-    return labels[0, k].numpy(), coarse_up[0, 0].numpy(), enhanced[0, 0].numpy()
+    enhanced = nets.enhancer(coarse_up, lab, k_frac, noise=noise.to(coarse_up.device))
+    return labels[0, k].cpu().numpy(), coarse_up[0, 0].cpu().numpy(), \
+        enhanced[0, 0].cpu().numpy()
 
 
 def write_samples(path: str | Path, steps) -> Path:
@@ -49,11 +50,11 @@ def write_samples(path: str | Path, steps) -> Path:
     rows = []
     with evaluating(*nets.modules().values()):
         z = nets.z_lab(torch.tensor([0]))
-        real = data.images[0, k].numpy()
+        real = data.images[0, k].cpu().numpy()
         rows.append(("labelled 0, GT labels", [real, *mid_slices(steps, z, data.labels[:1])]))
         rows.append(("labelled 0, generated", [real, *mid_slices(steps, z, None)]))
         if nets.z_unl is not None and data.n_unlabelled:
             zu = nets.z_unl(torch.tensor([0]))
-            rows.append(("unlabelled 0", [data.images[data.n_labelled, k].numpy(),
+            rows.append(("unlabelled 0", [data.images[data.n_labelled, k].cpu().numpy(),
                                           *mid_slices(steps, zu, None)]))
     return write_sample_grid(path, rows, ["gray", "labels", "gray", "gray"])

@@ -13,9 +13,10 @@ from fedsim_app.train.data import load_site_data
 from fedsim_app.train.glo import CHECKPOINT, Trainer
 
 
-def site_chain(site, cfg: TrainConfig, *, with_nets=None, ssm=None):
+def site_chain(site, cfg: TrainConfig, *, with_nets=None, ssm=None, device="cpu"):
     """The site's :class:`~fedsim_app.models.generator.Generator` at the preset's sizes
-    (CPU), optionally with trained networks (``Nets``) plugged in.
+    on ``device`` (the networks, when given, must be there), optionally with trained
+    networks (``Nets``) plugged in.
 
     The shape model is ``ssm`` (a base :class:`~fedsim_app.shape.ShapeModel`) when given,
     else the trained G_shape's own, else the atlas SSM; the label grid is always the
@@ -32,7 +33,7 @@ def site_chain(site, cfg: TrainConfig, *, with_nets=None, ssm=None):
     if with_nets is not None:
         kwargs |= {"g_shape": with_nets.g_shape, "g_material": with_nets.g_material,
                   "enhancer": with_nets.enhancer}
-    return Generator(site, config=chain_cfg, device="cpu", **kwargs)
+    return Generator(site, config=chain_cfg, device=device, **kwargs)
 
 
 def training_shape_model(data_dir: str | Path, n_labelled: int, cfg: TrainConfig,
@@ -100,10 +101,12 @@ def read_run_record(out: str | Path) -> dict:
 
 def make_trainer(data_dir: str | Path, site, n_labelled: int, cfg: TrainConfig,
                  out: str | Path, *, resume: bool = False, progress=None,
-                 log=print) -> Trainer:
+                 log=print, device="cpu") -> Trainer:
     """A :class:`Trainer` for ``data_dir`` under ``site``'s scanner, writing to ``out``.
 
     With ``resume``, continues from ``out/checkpoint.pt`` (its config is the run's).
+    ``device`` holds the networks, the data and the chain; checkpoints are the same
+    whichever it was (a run started on a GPU resumes on the CPU, and back).
     """
     out = Path(out)
     if resume:
@@ -115,12 +118,12 @@ def make_trainer(data_dir: str | Path, site, n_labelled: int, cfg: TrainConfig,
         shape_model = checkpoint_shape_model(state, out / CHECKPOINT)
     else:
         shape_model = training_shape_model(data_dir, n_labelled, cfg, log=log)
-    chain = site_chain(site, cfg, ssm=shape_model)
+    chain = site_chain(site, cfg, ssm=shape_model, device=device)
     # the coarse scanner's system matrix (built once per scanner and grid, then cached on
     # disk) makes each coarse CT one matmul instead of a diffct project + FDK
     if cfg.coarse_matrix:
         chain.scanner.build()
-    data = load_site_data(data_dir, chain.grid, n_labelled=n_labelled)
+    data = load_site_data(data_dir, chain.grid, n_labelled=n_labelled).to(chain.device)
     vgg = None
     if cfg.vgg_weights:
         from fedsim_app.models.losses import VGGPerceptualLoss

@@ -55,6 +55,12 @@ class Nets:
             out["z_unl"] = self.z_unl
         return out
 
+    def to(self, device) -> Nets:
+        """Move every module (and the latents) to ``device``; returns self."""
+        for m in self.modules().values():
+            m.to(device)
+        return self
+
     def generator_parameters(self) -> list[nn.Parameter]:
         return [*self.g_shape.parameters(), *self.g_material.parameters()]
 
@@ -177,12 +183,12 @@ class GLOSteps:
         ssm = self.chain.ssm
         fits = []
         for lab in self.data.labels:
-            fit = fit_labels(ssm, lab.numpy(), self.chain.grid)
+            fit = fit_labels(ssm, lab.cpu().numpy(), self.chain.grid)
             p = fit.params.copy()
             p[17:20] = np.clip(p[17:20] + np.asarray(fit.offset_mm) / ssm.ranges.translation_mm,
                                -1, 1)
             fits.append(p)
-        return torch.as_tensor(np.stack(fits), dtype=torch.float32)
+        return torch.as_tensor(np.stack(fits), dtype=torch.float32, device=self.chain.device)
 
     def run_shape_init(self, opt, n_steps: int, targets: torch.Tensor | None = None
                        ) -> dict[str, float]:
