@@ -1,6 +1,7 @@
 """The torch device, chosen once: CUDA when present, CPU otherwise.
 
-``FEDSIM_DEVICE`` (``cpu``, ``cuda``, ``cuda:1`` …) overrides the choice.
+``FEDSIM_DEVICE`` (``cpu``, ``cuda``, ``cuda:1`` …) overrides the choice;
+:func:`resolve_device` reads a ``--device`` option.
 :func:`keep_freed_memory` tunes the C allocator for long CPU inference loops.
 """
 
@@ -18,6 +19,37 @@ def default_device():
     if wanted:
         return torch.device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(name: str | None = "auto"):
+    """The torch device a ``--device`` option names: ``auto`` (or None) is
+    :func:`default_device`; ``cpu``, ``cuda``, ``cuda:N`` as torch reads them.
+
+    Raises
+    ------
+    FedSimError
+        for a name torch does not read, another kind of device, or a CUDA device this
+        machine does not have, saying what to use instead
+    """
+    import torch
+
+    from fedsim_app.errors import FedSimError
+
+    if name is None or name == "auto":
+        return default_device()
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise FedSimError(f"--device {name!r}: not a torch device; use auto, cpu or "
+                          "cuda[:N]") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise FedSimError(f"--device {name}: FedSim runs on cpu or cuda[:N]")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FedSimError(f"--device {name}: torch sees no CUDA GPU here — use cpu or auto")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise FedSimError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA "
+                          "GPU(s) here — use cuda:0 or auto")
+    return dev
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters

@@ -113,10 +113,10 @@ def run(args) -> int:
     import time
     import warnings
 
+    from fedsim_app.device import resolve_device
     from fedsim_app.errors import FedSimError
     from fedsim_app.evaluate.protocols import TITLES, preset, run_table3
     from fedsim_app.evaluate.report import write_report
-    from fedsim_app.evaluate.unet import resolve_device
     from fedsim_app.io.atomic import check_writable
 
     if args.protocol not in ("table3", "table2"):

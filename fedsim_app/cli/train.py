@@ -43,9 +43,10 @@ def register(sub) -> None:
                    help="torch CPU threads (default 1: the steps are small, and on a shared "
                    "machine more threads were slower; 0 leaves torch's setting)")
     p.add_argument("--device", metavar="DEV",
-                   help="torch device to train on: cpu, cuda, cuda:1 … (default: CUDA when "
-                   "present, else the CPU; FEDSIM_DEVICE sets the default). A checkpoint "
-                   "resumes on any device")
+                   default="auto",
+                   help="torch device to train on: auto (default: CUDA when torch sees a GPU, "
+                   "else the CPU; FEDSIM_DEVICE overrides), cpu, cuda or cuda:N. A "
+                   "checkpoint resumes on any device")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN/checkpoint.pt (its settings, dataset, site and "
@@ -80,35 +81,6 @@ def data_folder(args, site):
     return path
 
 
-def training_device(name: str | None):
-    """The torch device ``--device`` names (None: :func:`fedsim_app.device.default_device`).
-
-    Raises
-    ------
-    FedSimError
-        for a name torch does not know, or a CUDA device this machine does not have
-    """
-    import torch
-
-    from fedsim_app.device import default_device
-    from fedsim_app.errors import FedSimError
-
-    if name is None:
-        return default_device()
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise FedSimError(f"--device {name}: not a torch device; use cpu, cuda or cuda:N"
-                          ) from None
-    if device.type == "cuda" and (not torch.cuda.is_available() or (
-            device.index or 0) >= torch.cuda.device_count()):
-        raise FedSimError(f"--device {name}: this machine has no such CUDA device "
-                          f"({torch.cuda.device_count()} visible); train with --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise FedSimError(f"--device {name}: training runs on cpu or cuda")
-    return device
-
-
 def _resume_defaults(args) -> None:
     """Fill --site/--data/--labels the user left out from the run's record."""
     from fedsim_app.train.session import read_run_record
@@ -129,6 +101,7 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from fedsim_app.device import resolve_device
     from fedsim_app.sites import get_site
     from fedsim_app.train.data import LABEL_BUDGETS
     from fedsim_app.train.glo import Interrupted
@@ -140,7 +113,7 @@ def run(args) -> int:
         _resume_defaults(args)
     site = get_site(args.site or "A")
     cfg = _config(args)
-    device = training_device(args.device)
+    device = resolve_device(args.device)
     n_labelled = args.labels or LABEL_BUDGETS.get(site.key, (4,))[0]
     bars: dict[int, tqdm] = {}
 

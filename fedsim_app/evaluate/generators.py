@@ -52,8 +52,9 @@ def fold_view(root, labelled, unlabelled, test, out) -> Path:
 
 
 def train_site(view, site: str, n_labelled: int, cfg: TrainConfig, run_dir, *,
-               log=print) -> tuple[Path, Path]:
-    """Train (or finish) one site's generator; returns ``(pre.pt, checkpoint.pt)``.
+               log=print, device="cpu") -> tuple[Path, Path]:
+    """Train (or finish) one site's generator on ``device``; returns ``(pre.pt,
+    checkpoint.pt)``.
 
     ``pre.pt`` is the checkpoint at the end of phase 2; the run then goes on through
     phase 3. An interrupted run resumes from its checkpoint.
@@ -66,7 +67,8 @@ def train_site(view, site: str, n_labelled: int, cfg: TrainConfig, run_dir, *,
     if pre.is_file() and final.is_file() and _phase(final) == DONE:
         return pre, final
     resume = final.is_file()
-    trainer = make_trainer(view, site, n_labelled, cfg, run_dir, resume=resume)
+    trainer = make_trainer(view, site, n_labelled, cfg, run_dir, resume=resume,
+                           device=device)
     log(f"site {site}: training the generator ({cfg.preset} preset, "
         f"{trainer.data.n_labelled} labelled + {trainer.data.n_unlabelled} unlabelled, "
         f"{'resumed at phase ' + str(trainer.phase) if resume else 'new'}) in {run_dir}")
@@ -141,11 +143,13 @@ class Generators:
     cfg : the generators' training configuration
     out : ``OUT/generators``
     fed_rounds : rounds of the federated generator (None: the preset's full schedule)
+    device : where each site's own generator trains (the federated one runs on the CPU)
     """
 
-    def __init__(self, sites: dict, cfg: TrainConfig, out, *, fed_rounds=None, log=print):
+    def __init__(self, sites: dict, cfg: TrainConfig, out, *, fed_rounds=None, log=print,
+                 device="cpu"):
         self.sites, self.cfg, self.out, self.log = sites, cfg, Path(out), log
-        self.fed_rounds = fed_rounds
+        self.fed_rounds, self.device = fed_rounds, device
 
     def view(self, site: str, k: int) -> tuple[Path, int]:
         root, split = self.sites[site]
@@ -158,7 +162,7 @@ class Generators:
         """``(Ours-Pre, Ours-Full)`` checkpoints of ``site`` at fold ``k``."""
         view, n_lab = self.view(site, k)
         return train_site(view, site, n_lab, self.cfg, self.out / site / f"fold{k}" / "run",
-                          log=self.log)
+                          log=self.log, device=self.device)
 
     def federated(self, k: int) -> dict[str, Path]:
         """``{site: Sim-FL checkpoint}`` at fold ``k`` (needs two or more sites)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedsim_app.device import resolve_device
 from fedsim_app.errors import FedSimError
 from fedsim_app.evaluate.generators import Generators
 from fedsim_app.io.atomic import atomic_path, write_json_atomic
@@ -29,7 +30,8 @@ class Ingredients:
         self.checkpoints = checkpoints
         self.gens = Generators({s: (st.root, st.split) for s, st in sites.items()},
                                cfg.generator, self.out / "generators",
-                               fed_rounds=cfg.fed_rounds, log=log)
+                               fed_rounds=cfg.fed_rounds, log=log,
+                               device=resolve_device(cfg.unet.device))
         self._synthetic: tuple = (None, None)  # (key, data): one row's export at a time
         self._ood: dict = {}
         # what making each ingredient took, kept across resumes (a rerun makes nothing)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fedsim_app.device import resolve_device
 from fedsim_app.errors import FedSimError
 from fedsim_app.evaluate.folds import NotRun, clock, describe, run_folds, summarise
 from fedsim_app.evaluate.metrics import dice_scores
@@ -36,7 +37,6 @@ from fedsim_app.evaluate.unet import (
     UNetConfig,
     predict,
     pretrain_finetune,
-    resolve_device,
 )
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.config import preset as train_preset

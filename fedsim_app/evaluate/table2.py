@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedsim_app.device import resolve_device
 from fedsim_app.errors import FedSimError
 
 ROWS = ("rand-shape", "alpha", "poisson", "full")
@@ -148,7 +149,8 @@ def run_table2(root, out, cfg, *, checkpoint=None, rows=ROWS, log=print) -> dict
 
     out = Path(out)
     st = _prepare_site(SITE, root, out, cfg)
-    gens = Generators({SITE: (st.root, st.split)}, cfg.generator, out / "generators", log=log)
+    gens = Generators({SITE: (st.root, st.split)}, cfg.generator, out / "generators", log=log,
+                      device=resolve_device(cfg.unet.device))
     results = {}
     for row in rows:
         if row == "poisson" and not poisson_available():

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from fedsim_app.device import resolve_device
 from fedsim_app.evaluate.metrics import dice_scores
 
 WINDOW_HU = (-200.0, 600.0)
@@ -55,25 +56,6 @@ PRESETS = {
     "smoke": UNetConfig(channels=(4, 8), strides=(2,), num_res_units=0, roi=16, batch=1,
                         steps=4, pretrain_steps=4, val_every=2, lr=3e-3),
 }
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → the engine's default device (:func:`fedsim_app.device.default_device`:
-    CUDA when present, else the CPU, ``FEDSIM_DEVICE`` overriding); anything else as torch
-    reads it, refused with what to do when that device is not there."""
-    from fedsim_app.device import default_device
-    from fedsim_app.errors import FedSimError
-
-    if name == "auto":
-        return default_device()
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise FedSimError(f"--device {name!r}: not a torch device; use auto, cpu or "
-                          "cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FedSimError(f"--device {name}: torch sees no CUDA GPU here — use cpu or auto")
-    return dev
 
 
 def window(hu) -> np.ndarray:

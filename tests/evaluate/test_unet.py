@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from fedsim_app.device import default_device
+from fedsim_app.device import default_device, resolve_device
 from fedsim_app.errors import FedSimError
 from fedsim_app.evaluate.unet import (
     PRESETS,
     make_unet,
     predict,
     pretrain_finetune,
-    resolve_device,
     train,
     window,
 )

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fedsim_app.cli import main
-from fedsim_app.cli.train import training_device
+from fedsim_app.device import resolve_device
 from fedsim_app.errors import FedSimError
 from fedsim_app.train.data import load_site_data
 from fedsim_app.train.glo import DONE
@@ -17,13 +17,16 @@ from fedsim_app.train.session import make_trainer
 _NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 
 
-def test_device_names_are_checked():
-    assert training_device("cpu") == torch.device("cpu")
+def test_device_names_are_checked(monkeypatch):
+    assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(FedSimError, match="not a torch device"):
-        training_device("gpu0")
-    if not torch.cuda.is_available():
-        with pytest.raises(FedSimError, match="no such CUDA device.*--device cpu"):
-            training_device("cuda")
+        resolve_device("gpu0")
+    with pytest.raises(FedSimError, match="cpu or cuda"):
+        resolve_device("meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(FedSimError, match="sees 1 CUDA GPU.*cuda:0"):
+        resolve_device("cuda:3")
 
 
 def test_cli_refuses_a_missing_device_before_reading_data(tmp_path, capsys):

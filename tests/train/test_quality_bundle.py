@@ -14,6 +14,7 @@ from fedsim_app.train.quality import (
     evaluate_site,
     heart_slices,
     noise_sd,
+    noise_voxels,
     worst,
 )
 from fedsim_app.train.session import make_trainer
@@ -89,6 +90,18 @@ def test_noise_sd_of_known_noise():
     # x − box₃(x) of white noise has SD σ·sqrt(1 − 1/27)
     assert noise_sd(vol, labels) == pytest.approx(0.05 * (1 - 1 / 27) ** 0.5, rel=0.1)
     assert noise_sd(2 * vol, labels) == pytest.approx(2 * noise_sd(vol, labels), rel=1e-5)
+    assert noise_voxels(labels) == 10 ** 3  # the 12³ cube less its one-voxel shell
+
+
+def test_noise_of_a_structure_without_interior_is_its_edges():
+    """A 2-voxel-thin LV has no eroded interior: the figure is taken over the whole LV,
+    and a sharp step inside it then reads as 'noise' though the volume has none."""
+    labels = torch.zeros(16, 16, 16, dtype=torch.long)
+    labels[4:12, 4:12, 7:9] = 1
+    assert noise_voxels(labels) == 0
+    vol = torch.zeros(16, 16, 16)
+    vol[:, :, 8:] = 0.3  # an edge through the structure, no noise anywhere
+    assert noise_sd(vol, labels) > 0.05
 
 
 def test_initial_bundle_holds_the_presets_networks_untrained(tmp_path):
