@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 from fedsim_app.assets import asset_path
+from fedsim_app.device import resolve_device
+from fedsim_app.errors import FedSimError
 from fedsim_app.sites import get_site
 from fedsim_app.train.data import load_site_data
 from fedsim_app.train.model_io import load_site_models
@@ -33,6 +35,11 @@ def main() -> int:
     ap.add_argument("--device", default="cpu",
                     help="torch device of the evaluation (default cpu: the recorded figures)")
     args = ap.parse_args()
+    try:
+        device = resolve_device(args.device)
+    except FedSimError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     default = asset_path("checkpoints", "default.pt", must_exist=False)
     path = default if args.checkpoint == "default" else Path(args.checkpoint)
     if not path.is_file():
@@ -44,7 +51,7 @@ def main() -> int:
     keys = args.sites.split(",") if args.sites else list(models)
     results = []
     for key in keys:
-        model = models[key].to(args.device)
+        model = models[key].to(device)
         chain = model.chain()
         folder = Path(args.cohort) / get_site(key).dataset.folder
         t0 = time.perf_counter()

@@ -134,11 +134,16 @@ def worst_structure_error(pairs) -> float:
 MIN_INTERIOR = 8  # fewer eroded voxels than this: the noise is taken over the whole structure
 
 
-def noise_voxels(labels, structure: int = 1) -> int:
-    """Voxels of ``structure`` whose 3×3×3 neighbourhood is all ``structure`` (its eroded
-    interior, where :func:`noise_sd` measures)."""
+def _interior(labels, structure: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mask, interior)`` (n, n, n) bool of ``structure``: its voxels, and those whose
+    3×3×3 neighbourhood is all ``structure`` (a min filter)."""
     mask = (labels == structure).float()[None, None]
-    return int((-F.max_pool3d(-mask, 3, stride=1, padding=1) > 0.5).sum())
+    return mask[0, 0] > 0.5, -F.max_pool3d(-mask, 3, stride=1, padding=1)[0, 0] > 0.5
+
+
+def noise_voxels(labels, structure: int = 1) -> int:
+    """Voxels of ``structure``'s eroded interior, where :func:`noise_sd` measures."""
+    return int(_interior(labels, structure)[1].sum())
 
 
 def noise_sd(volume, labels, structure: int = 1) -> float:
@@ -147,11 +152,9 @@ def noise_sd(volume, labels, structure: int = 1) -> float:
     then dominate: the figure is edge sharpness more than noise)."""
     x = volume[None, None]
     resid = x - F.avg_pool3d(x, 3, stride=1, padding=1, count_include_pad=False)
-    mask = (labels == structure).float()[None, None]
-    eroded = -F.max_pool3d(-mask, 3, stride=1, padding=1)  # min filter
-    sel = eroded[0, 0] > 0.5
+    mask, sel = _interior(labels, structure)
     if sel.sum() < MIN_INTERIOR:
-        sel = mask[0, 0] > 0.5
+        sel = mask
     return float(resid[0, 0][sel].std())
 
 
