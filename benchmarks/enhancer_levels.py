@@ -87,8 +87,10 @@ def main() -> int:
         model = models[key]
         folder = Path(args.cohort) / get_site(key).dataset.folder
         chain = model.chain()
-        train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled)
-        test = load_site_data(folder, chain.grid, n_labelled=0, subset="test")
+        train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled,
+                               frame=model.config.frame)
+        test = load_site_data(folder, chain.grid, n_labelled=0, subset="test",
+                              frame=model.config.frame)
         errs = site_errors(model, train, test)
         print(f"site {key}: structure " + " ".join(f"{k:>10}" for k in KINDS))
         for c in sorted(errs["enhancer"]):

@@ -51,8 +51,10 @@ def main() -> int:
     cfg = model.config
     chain = model.chain()
     chain.scanner.build()
-    train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled)
-    test = load_site_data(folder, chain.grid, n_labelled=0, subset="test")
+    train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled,
+                               frame=model.config.frame)
+    test = load_site_data(folder, chain.grid, n_labelled=0, subset="test",
+                              frame=model.config.frame)
     fresh = build_nets(cfg, model.n_labelled)
     model.nets.enhancer, model.nets.disc = fresh.enhancer, fresh.disc
     rng = torch.Generator().manual_seed(cfg.seed + 1)

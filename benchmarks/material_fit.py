@@ -63,8 +63,8 @@ def main() -> int:
     chain = site_chain(args.site, cfg)
     chain.scanner.build()
     n_lab = LABEL_BUDGETS[args.site][0]
-    train = load_site_data(folder, chain.grid, n_labelled=n_lab)
-    test = load_site_data(folder, chain.grid, n_labelled=0, subset="test")
+    train = load_site_data(folder, chain.grid, n_labelled=n_lab, frame=cfg.frame)
+    test = load_site_data(folder, chain.grid, n_labelled=0, subset="test", frame=cfg.frame)
     s = cfg.material_size
 
     def given(labels):  # what G_material is told

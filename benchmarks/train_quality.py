@@ -55,12 +55,14 @@ def main() -> int:
         chain = model.chain()
         folder = Path(args.cohort) / get_site(key).dataset.folder
         t0 = time.perf_counter()
-        train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled)
+        train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled,
+                               frame=model.config.frame)
         if train.case_ids != model.case_ids:
             print(f"site {key}: the cohort at {folder} is not the one the model was trained "
                   "on (other training cases)", file=sys.stderr)
             return 2
-        test = load_site_data(folder, chain.grid, n_labelled=0, subset="test")
+        test = load_site_data(folder, chain.grid, n_labelled=0, subset="test",
+                              frame=model.config.frame)
         q = evaluate_site(model, train, test)
         results.append(q)
         print(f"site {key} ({len(test.case_ids)} test volumes, "

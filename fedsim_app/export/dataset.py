@@ -114,7 +114,7 @@ def case_record(model, draw, result, novelty: dict, *, seed: int, size: int) -> 
     from fedsim_app.shape import PARAM_NAMES
 
     params = [float(v) for v in result.params[0].detach().cpu()]
-    g = result.grid
+    g = model.written_grid
     return {
         "site": result.site, "index": draw.index, "export_seed": int(seed),
         "case_seed": draw.seed, "latent": None if draw.latent is None else list(draw.latent),
@@ -221,12 +221,12 @@ def export_dataset(model, *, n: int, out: str | Path, seed: int = 0,
             labels = result.labels[0].cpu().numpy().astype(np.uint8)
             novelty = model.novelty(draw, labels)
             rec = case_record(model, draw, result, novelty, seed=seed, size=size)
-            image = Volume(result.ct_hu[0].cpu().numpy(), result.grid, kind="image")
-            label = Volume(labels, result.grid, kind="label")
+            image = Volume(result.ct_hu[0].cpu().numpy(), model.written_grid, kind="image")
+            label = Volume(labels, model.written_grid, kind="label")
             try:
                 if meshes:
                     write_meshes(root / "fedsim" / "meshes" / case_id,
-                                 model.generator.meshes(result.vertices[0].cpu().numpy()))
+                                 model.written_meshes(result.vertices[0].cpu().numpy()))
                 writer.add_case(case_id, image, label, record=rec, kind="export-case")
             except OSError as exc:
                 raise _disk_error(exc, root) from None

@@ -89,13 +89,24 @@ class ExportModel:
     """
 
     def __init__(self, generator, source: dict, *, prior=None, train_latents=None,
-                 train_ids=(), sampler=None):
+                 train_ids=(), sampler=None, written_grid=None):
         self.generator = generator
+        # the grid the volumes are written on: the generator's, or for a model trained
+        # with frame = "case" that frame at its training scans' median field of view
+        self.written_grid = generator.grid if written_grid is None else written_grid
         self.source = source
         self.prior = prior  # (mean (32,), cov (32, 32)) or None
         self.train_latents = train_latents  # (N, 32) or None
         self.train_ids = tuple(train_ids)
         self.sampler = sampler
+
+    def written_meshes(self, vertices) -> dict:
+        """``{structure: (vertices, faces)}`` of one shape's vertices (V, 3) in the written
+        grid's millimetres (the generator's frame scaled about its centre)."""
+        src, dst = self.generator.grid, self.written_grid
+        k = dst.spacing_mm[0] / src.spacing_mm[0]
+        centre = src.index_to_world((np.asarray(src.shape) - 1) / 2.0)
+        return self.generator.meshes(centre + (np.asarray(vertices) - centre) * k)
 
     @property
     def trained(self) -> bool:
@@ -287,8 +298,20 @@ def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
               "novelty_reference": "training latents; hearts G_shape makes of them"}
     ids = case_ids[: len(train_latents)] if len(case_ids) >= len(train_latents) else \
         [f"train_{i:03d}" for i in range(len(train_latents))]
+    written = None
+    if cfg.frame == "case":
+        from fedsim_app.train.data import scan_grid
+
+        if not trained.scan_fov_mm:
+            raise FedSimError(f"{path}: trained with frame = \"case\" but records no scan "
+                              "fields of view, so its volumes have no size in millimetres — "
+                              "retrain it with this FedSim")
+        written = scan_grid(gen.grid, trained.scan_fov_mm)
+        source["training"]["frame"] = "case"
+        source["training"]["scan_fov_mm_median"] = round(float(np.median(
+            trained.scan_fov_mm)), 2)
     return ExportModel(gen, source, prior=prior, train_latents=train_latents.cpu(),
-                       train_ids=ids)
+                       train_ids=ids, written_grid=written)
 
 
 def _atlas_count() -> int:

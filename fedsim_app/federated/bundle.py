@@ -88,6 +88,7 @@ def federated_site_state(server: dict, local: dict, *, source: str = "local stat
     models.update(g_shape=server["models"]["g_shape"], g_material=material)
     return {"config": server["config"], "site": key, "case_ids": list(local["case_ids"]),
             "n_labelled": int(local["n_labelled"]), "prior": local.get("prior"),
+            "scan_fov_mm": local.get("scan_fov_mm", []),
             "phase": DONE, "step": 0, "models": models, "optimizers": {}, "seconds": {},
             "shape_model": local.get("shape_model"),  # the site's SSM (None: the atlas)
             "federated": {"round": int(server["round"]),

@@ -90,7 +90,8 @@ class FedClient:
         self.chain = site_chain(site, cfg, ssm=self.shape_model)
         if build_matrix and cfg.coarse_matrix:
             self.chain.scanner.build()
-        self.data = load_site_data(data_dir, self.chain.grid, n_labelled=n_labelled)
+        self.data = load_site_data(data_dir, self.chain.grid, n_labelled=n_labelled,
+                                   frame=cfg.frame)
         self._fresh()
         self._dirty = False
         if (self.state_dir / LOCAL_STATE).is_file():
@@ -276,6 +277,7 @@ class FedClient:
     def state_dict(self) -> dict:
         return {"site": self.key, "case_ids": list(self.data.case_ids),
                 "n_labelled": self.data.n_labelled, "round_done": self.round_done,
+                "scan_fov_mm": list(self.data.fov_mm),
                 "models": {k: m.state_dict() for k, m in self.local_modules().items()},
                 "optimizers": {k: o.state_dict() for k, o in self.opt.items()},
                 "prior": self.prior, "rng": self.rng.get_state(),

@@ -48,6 +48,7 @@ from fedsim_app.io.nifti import DEFAULT_MAX_VOXELS, read_nifti, read_raw_header,
 from fedsim_app.io.resample import (
     crop,
     crop_to_heart,
+    fit_to_frame,
     foreground_box,
     preprocess_case,
     resample,
@@ -67,7 +68,7 @@ __all__ = [
     "TooLargeError", "UnwritableError", "ValidationReport", "Volume", "atomic_path", "check_pair",
     "code_set_from_mapping", "crop", "crop_to_heart", "detect_code_set", "detect_layout",
     "foreground_box", "from_internal", "get_code_set", "index_dataset", "load_case",
-    "preprocess_case", "read_label", "read_nifti", "read_raw_header", "resample",
+    "fit_to_frame", "preprocess_case", "read_label", "read_nifti", "read_raw_header", "resample",
     "resample_to_grid", "target_grid", "to_internal", "validate_path", "write_atomic",
     "write_bytes_atomic", "write_json_atomic", "write_nifti", "write_text_atomic",
 ]

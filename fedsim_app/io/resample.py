@@ -94,6 +94,27 @@ def resample_to_grid(volume: Volume, grid: Grid, *, fill_value: float | None = N
     return volume.with_array(out, grid)
 
 
+def fit_to_frame(volume: Volume, frame: Grid) -> Volume:
+    """``volume`` moved and scaled onto ``frame`` (its array untouched): the cube over the
+    volume's longest extent, about its centre, is made to cover ``frame``'s field of view.
+
+    What the paper does when it resizes every scan to 128³: a child's chest, scanned over
+    a small field of view, then fills the frame as an adult's does. Resample the result
+    onto ``frame`` to get the array.
+
+    >>> v = Volume(np.zeros((4, 4, 2), np.float32), Grid.centered((4, 4, 2), 1.0, (5, 5, 5)))
+    >>> fit_to_frame(v, Grid.centered(8, 1.0)).grid.spacing_mm
+    (2.0, 2.0, 2.0)
+    """
+    src = volume.grid
+    k = max(frame.extent_mm) / max(src.extent_mm)
+    centre_src = src.index_to_world((np.asarray(src.shape) - 1) / 2.0)
+    centre_frame = frame.index_to_world((np.asarray(frame.shape) - 1) / 2.0)
+    origin = centre_frame + (np.asarray(src.origin_mm) - centre_src) * k
+    grid = Grid(src.shape, tuple(s * k for s in src.spacing_mm), tuple(float(o) for o in origin))
+    return volume.with_array(volume.array, grid)
+
+
 def resample(volume: Volume, spacing_mm=None, shape=None, *, fill_value: float | None = None,
              antialias: bool = False) -> Volume:
     """Resample to a target spacing (mm, ``(z, y, x)`` or one value) and/or shape.

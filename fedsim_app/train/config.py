@@ -17,6 +17,7 @@ from pathlib import Path
 from fedsim_app.errors import FedSimError
 
 SHAPE_MODELS = ("atlas", "labels", "labels+atlas")
+FRAMES = ("fixed", "case")
 
 
 class ConfigError(FedSimError):
@@ -38,6 +39,11 @@ class TrainConfig:
     # grids
     label_size: int = 128  # labels, slices and the real volume are resampled to this³
     material_size: int = 16
+    # how a volume meets the model's frame (208 mm about the atlas mean heart): "fixed"
+    # resamples it there in millimetres (a child's 100 mm scan fills the middle half);
+    # "case" scales the cube over its own field of view onto the frame first
+    # (fedsim_app.io.fit_to_frame), as the paper resizes every scan to 128³
+    frame: str = "fixed"
     latent_dim: int = 32
     # networks
     enhancer_width: int = 64
@@ -101,6 +107,8 @@ class TrainConfig:
         if self.shape_model not in SHAPE_MODELS:
             raise ConfigError(f"shape_model must be one of {', '.join(SHAPE_MODELS)}, got "
                               f"{self.shape_model!r}")
+        if self.frame not in FRAMES:
+            raise ConfigError(f"frame must be one of {', '.join(FRAMES)}, got {self.frame!r}")
         if self.shape_grad not in ("soft", "fd"):
             raise ConfigError(f"shape_grad must be 'soft' or 'fd', got {self.shape_grad!r}")
         if self.label_size % (2 ** self.enhancer_down):

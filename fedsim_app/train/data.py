@@ -23,7 +23,7 @@ from fedsim_app.io.errors import DataError
 from fedsim_app.io.grid import Grid
 from fedsim_app.io.layouts import index_dataset
 from fedsim_app.io.nifti import read_nifti
-from fedsim_app.io.resample import resample_to_grid
+from fedsim_app.io.resample import fit_to_frame, resample_to_grid
 
 SPLIT_FILE = "fedsim_split.json"
 LABEL_BUDGETS = {"A": (4, 8), "B": (6, 12), "C": (6, 12)}
@@ -39,18 +39,20 @@ class SiteData:
     """Volumes of one site on the model's grid.
 
     ``images`` are (N, S, S, S) float32 in hu/1000 (water 0, air -1); ``labels`` are
-    (N_labelled, S, S, S) int64 internal codes for the first ``n_labelled`` images.
+    (N_labelled, S, S, S) int64 internal codes for the first ``n_labelled`` images;
+    ``fov_mm`` each scan's field of view as on disk (its longest extent, mm).
     """
 
     case_ids: tuple[str, ...]
     images: torch.Tensor
     labels: torch.Tensor
     grid: Grid
+    fov_mm: tuple[float, ...] = ()
 
     def to(self, device) -> SiteData:
         """The same volumes on ``device``."""
         return SiteData(self.case_ids, self.images.to(device), self.labels.to(device),
-                        self.grid)
+                        self.grid, self.fov_mm)
 
     @property
     def n_labelled(self) -> int:
@@ -88,26 +90,44 @@ def split_cases(root: str | Path) -> dict[str, list]:
             "test": [by_id[i] for i in ids[len(ids) - n_test:]]}
 
 
-def _read(case, grid: Grid, with_label: bool):
+def _framed(volume, grid: Grid, frame: str):
+    return fit_to_frame(volume, grid) if frame == "case" else volume
+
+
+def _read(case, grid: Grid, with_label: bool, frame: str):
     try:
         if with_label:
             image, label = load_case(case)
             if label is None:
                 raise DataError(case.image, "this labelled training case has no label",
                                 "add its label or lower --labels")
-            label = resample_to_grid(label, grid).array.astype(np.int64)
+            label = resample_to_grid(_framed(label, grid, frame), grid).array.astype(np.int64)
         else:
             image, label = read_nifti(case.image, kind="image"), None
     except DataError as exc:
         raise TrainDataError(_problem_line(exc)) from None
-    image = resample_to_grid(image, grid, fill_value=AIR_HU).array.astype(np.float32)
-    return image / 1000.0, label
+    fov = float(max(image.grid.extent_mm))
+    image = resample_to_grid(_framed(image, grid, frame), grid,
+                             fill_value=AIR_HU).array.astype(np.float32)
+    return image / 1000.0, label, fov
 
 
-def labelled_label_readers(root: str | Path, n_labelled: int) -> list[tuple[str, object]]:
+def scan_grid(frame: Grid, fov_mm) -> Grid:
+    """``frame`` at the typical scan's size: for a model trained with ``frame = "case"``,
+    where its volumes stand in millimetres. ``fov_mm``: the training scans' fields of
+    view (:attr:`SiteData.fov_mm`); their median is the frame's new extent."""
+    centre = frame.index_to_world((np.asarray(frame.shape) - 1) / 2.0)
+    fov = float(np.median(np.asarray(fov_mm, dtype=float)))
+    return Grid.centered(frame.shape, fov / frame.shape[0], tuple(float(c) for c in centre))
+
+
+def labelled_label_readers(root: str | Path, n_labelled: int, frame: Grid | None = None
+                           ) -> list[tuple[str, object]]:
     """``(file, read)`` for the labels of the first ``n_labelled`` training cases (those
     :func:`load_site_data` keeps labelled), ``read()`` giving the internal-coded label
-    volume at its own resolution (building a shape model registers those)."""
+    volume at its own resolution (building a shape model registers those); with
+    ``frame``, moved and scaled onto it as ``frame = "case"`` loads them
+    (:func:`~fedsim_app.io.fit_to_frame`)."""
     from fedsim_app.io.dataset import read_label
 
     def reader(case):
@@ -115,19 +135,22 @@ def labelled_label_readers(root: str | Path, n_labelled: int) -> list[tuple[str,
             if case.label is None:
                 raise DataError(case.image, "this labelled training case has no label",
                                 "add its label or lower --labels")
-            return read_label(case.label, None)
+            label = read_label(case.label, None)
+            return label if frame is None else fit_to_frame(label, frame)
         return read
 
     return [(str(c.label or c.image), reader(c))
             for c in split_cases(root)["train"][:n_labelled]]
 
 
-def load_site_data(root: str | Path, grid: Grid, *, n_labelled: int, subset: str = "train"
-                   ) -> SiteData:
+def load_site_data(root: str | Path, grid: Grid, *, n_labelled: int, subset: str = "train",
+                   frame: str = "fixed") -> SiteData:
     """Read a site's ``subset`` ("train" or "test") onto ``grid``.
 
     In "train", the first ``n_labelled`` cases are labelled and the rest image-only; in
-    "test" every case is read with its label.
+    "test" every case is read with its label. ``frame`` (a
+    :class:`~fedsim_app.train.config.TrainConfig` setting): "fixed" resamples each volume
+    onto ``grid`` in millimetres, "case" scales its own field of view onto ``grid`` first.
     """
     cases = split_cases(root)[subset]
     if subset == "test":
@@ -138,11 +161,12 @@ def load_site_data(root: str | Path, grid: Grid, *, n_labelled: int, subset: str
     if n_labelled < 1 or n_labelled > len(cases):
         raise TrainDataError(f"{root}: [LabelBudgetError] {n_labelled} labelled cases asked "
                              f"for, the {subset} split has {len(cases)} — choose 1..{len(cases)}")
-    images, labels = [], []
+    images, labels, fovs = [], [], []
     for i, case in enumerate(cases):
-        image, label = _read(case, grid, with_label=i < n_labelled)
+        image, label, fov = _read(case, grid, with_label=i < n_labelled, frame=frame)
         images.append(image)
+        fovs.append(fov)
         if label is not None:
             labels.append(label)
     return SiteData(tuple(c.case_id for c in cases), torch.from_numpy(np.stack(images)),
-                    torch.from_numpy(np.stack(labels)), grid)
+                    torch.from_numpy(np.stack(labels)), grid, tuple(fovs))

@@ -309,6 +309,7 @@ class Trainer:
         return {
             "config": self.cfg.to_dict(), "site": self.chain.site.key,
             "case_ids": list(self.data.case_ids), "n_labelled": self.data.n_labelled,
+            "scan_fov_mm": list(self.data.fov_mm),
             "grid": {"shape": list(self.data.grid.shape),
                      "spacing_mm": list(self.data.grid.spacing_mm),
                      "origin_mm": list(self.data.grid.origin_mm)},

@@ -40,6 +40,9 @@ class SiteModel:
     n_labelled: int
     prior: dict | None
     source: str
+    # the training scans' fields of view (mm): where a frame = "case" model's volumes
+    # stand in millimetres (fedsim_app.train.data.scan_grid); empty in older checkpoints
+    scan_fov_mm: tuple[float, ...] = ()
 
     @property
     def device(self) -> torch.device:
@@ -71,7 +74,8 @@ def _site_model(entry: dict, source: str) -> SiteModel:
     for module in nets.modules().values():
         module.eval()
     return SiteModel(entry["site"], cfg, nets, tuple(entry["case_ids"]),
-                     int(entry["n_labelled"]), entry.get("prior"), source)
+                     int(entry["n_labelled"]), entry.get("prior"), source,
+                     tuple(float(f) for f in entry.get("scan_fov_mm") or ()))
 
 
 def load_site_models(path: str | Path) -> dict[str, SiteModel]:
@@ -108,6 +112,7 @@ def bundle_entry(state: dict, *, half: bool = True) -> dict:
               for k in BUNDLE_PARTS if k in state["models"]}
     entry = {k: state[k] for k in ("config", "site", "case_ids", "n_labelled", "prior",
                                    "seconds")}
+    entry["scan_fov_mm"] = list(state.get("scan_fov_mm", []))  # none before 2026-12-04
     if state.get("shape_model") is not None:
         entry["shape_model"] = state["shape_model"]  # full precision: it places vertices
     if "federated" in state:

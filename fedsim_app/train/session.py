@@ -57,8 +57,14 @@ def training_shape_model(data_dir: str | Path, n_labelled: int, cfg: TrainConfig
     # with two threads its modes came out 2e-10 from one thread's, and training turned
     # that into a different generator (docs/benchmarks.md, Evaluation, 2026-12-04)
     with threadpool_limits(limits=1, user_api="blas"):
-        shapes, _ = register_each(template, labelled_label_readers(data_dir, n_labelled),
-                                  log=log)
+        frame = None
+        if cfg.frame == "case":
+            from fedsim_app.models.generator import ChainConfig
+            from fedsim_app.models.shape_stage import frame_grid
+
+            frame = frame_grid(cfg.label_size, ChainConfig().fov_mm)
+        readers = labelled_label_readers(data_dir, n_labelled, frame)
+        shapes, _ = register_each(template, readers, log=log)
         model = ssm_of_registered(shapes, template,
                                   with_atlas=cfg.shape_model == "labels+atlas",
                                   where=f"{data_dir} (shape_model = {cfg.shape_model!r})")
@@ -123,7 +129,8 @@ def make_trainer(data_dir: str | Path, site, n_labelled: int, cfg: TrainConfig,
     # disk) makes each coarse CT one matmul instead of a diffct project + FDK
     if cfg.coarse_matrix:
         chain.scanner.build()
-    data = load_site_data(data_dir, chain.grid, n_labelled=n_labelled).to(chain.device)
+    data = load_site_data(data_dir, chain.grid, n_labelled=n_labelled,
+                          frame=cfg.frame).to(chain.device)
     vgg = None
     if cfg.vgg_weights:
         from fedsim_app.models.losses import VGGPerceptualLoss

@@ -20,10 +20,10 @@ CASES = ("sitea_000", "sitea_001", "sitea_002")
 
 
 def _checkpoint(path, *, with_prior: bool, site: str = "A", seed: int = 0,
-                textured: bool = False):
+                textured: bool = False, **config):
     """A checkpoint laid out as Trainer.state_dict writes it (networks untrained; with
     ``textured`` the enhancer's residual is not zero, so its noise reaches the image)."""
-    cfg = preset("smoke", seed=seed)
+    cfg = preset("smoke", seed=seed, **config)
     nets = build_nets(cfg, n_labelled=len(CASES))
     if textured:
         import torch
@@ -40,7 +40,8 @@ def _checkpoint(path, *, with_prior: bool, site: str = "A", seed: int = 0,
              "grid": {"shape": [16] * 3, "spacing_mm": [13.0] * 3, "origin_mm": [0.0] * 3},
              "phase": 4 if with_prior else 3, "step": 0,
              "models": {k: m.state_dict() for k, m in nets.modules().items()},
-             "optimizers": {}, "prior": prior, "rng": {}, "seconds": {"1": 1.0}}
+             "optimizers": {}, "prior": prior, "rng": {}, "seconds": {"1": 1.0},
+             "scan_fov_mm": [100.0, 120.0, 140.0]}
     return save_checkpoint(path, state)
 
 
@@ -182,3 +183,42 @@ def test_a_run_folder_names_its_model(tmp_path):
     (fed / "model.pt").write_bytes(b"")
     assert resolve_checkpoint(fed) == fed / "model.pt"
     assert resolve_checkpoint(fed / "model.pt") == fed / "model.pt"
+
+
+@pytest.mark.filterwarnings("ignore:label codes 'mmwhs' are not consecutive")
+def test_case_frame_model_writes_its_scans_millimetres(tmp_path):
+    """A model trained with frame = "case" learnt scans scaled onto its frame: its volumes
+    and meshes are written back at the training scans' median field of view (120 mm)."""
+    ck = _checkpoint(tmp_path / "run" / "checkpoint.pt", with_prior=True, frame="case")
+    model = load_export_model(ck, "A", size=SIZE)
+    frame = model.generator.grid
+    assert model.written_grid.spacing_mm == pytest.approx((120.0 / SIZE,) * 3)
+    centre = (np.array(frame.shape) - 1) / 2.0
+    assert np.allclose(model.written_grid.index_to_world(centre), frame.index_to_world(centre))
+    summary = export_dataset(model, n=1, out=tmp_path / "out", seed=0, label_codes="mmwhs",
+                             meshes=True)
+    image = read_nifti(next((summary.root / "imagesTr").glob("*.nii.gz")))
+    assert image.grid.spacing_mm == pytest.approx((7.5,) * 3, abs=1e-3)
+    assert read_record(summary.root / "fedsim" / "case_0000.json")["record"]["grid"][
+        "spacing_mm"] == pytest.approx([7.5] * 3)
+    # the meshes shrink with the volume: their extent is the frame's × 120 / 208
+    result = model.render(model.draw(0, 0))
+    v = result.vertices[0].cpu().numpy()
+    scaled = np.concatenate([m[0] for m in model.written_meshes(v).values()])
+    k = 120.0 / frame.extent_mm[0]
+    assert np.ptp(scaled, 0) == pytest.approx(np.ptp(v, 0) * k, rel=1e-5)
+    # a fixed-frame model writes on its frame
+    fixed = load_export_model(_checkpoint(tmp_path / "f" / "checkpoint.pt", with_prior=True),
+                              "A", size=SIZE)
+    assert fixed.written_grid == fixed.generator.grid
+
+
+def test_case_frame_checkpoint_without_fields_of_view_is_refused(tmp_path):
+    ck = _checkpoint(tmp_path / "checkpoint.pt", with_prior=True, frame="case")
+    import torch
+
+    state = torch.load(ck, weights_only=True)
+    state["scan_fov_mm"] = []
+    save_checkpoint(ck, state)
+    with pytest.raises(Exception, match="records no scan fields of view"):
+        load_export_model(ck, "A", size=SIZE)

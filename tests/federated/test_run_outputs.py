@@ -54,6 +54,9 @@ def test_finished_run_writes_a_model_every_engine_loads(fed_run):
         for name, t in local["models"]["enhancer"].items():
             torch.testing.assert_close(m.nets.enhancer.state_dict()[name], t)
         assert m.prior is not None and m.case_ids == tuple(local["case_ids"])
+        # each scan's field of view travels from the site's data to the bundle
+        assert len(m.scan_fov_mm) == len(m.case_ids) and min(m.scan_fov_mm) > 0
+        assert list(m.scan_fov_mm) == local["scan_fov_mm"]
     # the sites' statistics differ (other scanners): the bundle keeps each its own
     a, b = (models[k].nets.g_material.state_dict() for k in ("A", "B"))
     assert any(not torch.equal(a[k], b[k]) for k in a if "running_mean" in k)

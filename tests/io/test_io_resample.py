@@ -129,3 +129,32 @@ def test_ct_sized_volume_resamples_to_expected_grid():
     out_l = resample(label, spacing_mm=1.5)
     assert out_i.shape == out_l.shape == (100, 137, 137)
     assert out_i.spacing_mm == out_l.spacing_mm == (1.5, 1.5, 1.5)
+
+
+def test_fit_to_frame_scales_the_field_of_view_onto_the_frame():
+    from fedsim_app.io import fit_to_frame, resample_to_grid
+
+    # a small scan (a child's: 20 × 1 mm about (7, -3, 5)) holding a 5 mm-radius sphere
+    grid, inside = sphere(shape=(20, 20, 20), spacing=1.0, radius_mm=5.0, center_mm=(0, 0, 0))
+    grid = Grid(grid.shape, grid.spacing_mm, tuple(np.add(grid.origin_mm, (7.0, -3.0, 5.0))))
+    label = Volume(inside.astype(np.uint8), grid, kind="label")
+    frame = Grid.centered(40, 2.0, (1.0, 2.0, 3.0))  # 80 mm about (1, 2, 3)
+    fitted = fit_to_frame(label, frame)
+    assert fitted.array is label.array  # moved and scaled, not resampled
+    assert fitted.grid.spacing_mm == (4.0, 4.0, 4.0)
+    assert np.allclose(fitted.grid.extent_mm, frame.extent_mm)
+    centre = fitted.grid.index_to_world(np.array([9.5, 9.5, 9.5]))
+    assert np.allclose(centre, (1.0, 2.0, 3.0))
+    # on the frame the sphere has 4× the radius: 20 mm, i.e. 10 voxels, about the centre
+    out = resample_to_grid(fitted, frame).array
+    vol_mm3 = out.sum() * 8.0
+    assert vol_mm3 == pytest.approx(4 / 3 * np.pi * 20.0**3, rel=0.08)
+    assert np.allclose(frame.index_to_world(np.argwhere(out).mean(0)), (1.0, 2.0, 3.0), atol=1.0)
+
+
+def test_fit_to_frame_uses_the_longest_extent_and_keeps_the_aspect():
+    from fedsim_app.io import fit_to_frame
+
+    vol = Volume(np.zeros((10, 20, 40), np.float32), Grid.centered((10, 20, 40), (2.0, 1.0, 0.5)))
+    fitted = fit_to_frame(vol, Grid.centered(32, 5.0))  # 160 mm; the scan is 20 mm every way
+    assert fitted.grid.spacing_mm == pytest.approx((16.0, 8.0, 4.0))

@@ -232,3 +232,29 @@ def test_structure_mean_term_off_at_weight_zero(tiny_site, tiny_cfg, tmp_path):
     tr = _trainer(tiny_site, tiny_cfg.replace(w_smean=0.0), tmp_path)
     losses, _ = tr.steps.shape_material_losses(torch.arange(tr.data.n_labelled))
     assert set(losses) == {"iou", "mse"}
+
+
+def test_case_frame_scales_each_scan_onto_the_frame(tiny_site, tiny_cfg, tmp_path):
+    """frame = "case": a scan's own field of view fills the frame, so its heart covers
+    (frame / field of view)³ times the voxels it covers in millimetres ("fixed")."""
+    from fedsim_app.io.nifti import read_raw_header
+    from fedsim_app.train.data import load_site_data, split_cases
+
+    tr = _trainer(tiny_site, tiny_cfg.replace(frame="case"), tmp_path)
+    grid = tr.data.grid
+    fixed = load_site_data(tiny_site, grid, n_labelled=2)
+    case = load_site_data(tiny_site, grid, n_labelled=2, frame="case")
+    assert torch.equal(tr.data.labels, case.labels) and case.case_ids == fixed.case_ids
+    assert case.images.shape == fixed.images.shape
+    for i, files in enumerate(split_cases(tiny_site)["train"][:2]):
+        header = read_raw_header(files.image)
+        fov = max(n * s for n, s in zip(header.shape, header.pixdim, strict=False))
+        k = grid.extent_mm[0] / fov
+        ratio = int((case.labels[i] > 0).sum()) / int((fixed.labels[i] > 0).sum())
+        assert ratio == pytest.approx(k ** 3, rel=0.15)
+        assert tr.data.fov_mm[i] == pytest.approx(fov, rel=1e-4)
+    # the checkpoint keeps every training scan's field of view: export's millimetres
+    assert tr.state_dict()["scan_fov_mm"] == pytest.approx(list(tr.data.fov_mm))
+    assert len(tr.data.fov_mm) == len(tr.data.images)
+    with pytest.raises(Exception, match="frame must be one of fixed, case"):
+        tiny_cfg.replace(frame="scanner")
