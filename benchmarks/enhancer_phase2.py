@@ -52,9 +52,9 @@ def main() -> int:
     chain = model.chain()
     chain.scanner.build()
     train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled,
-                               frame=model.config.frame)
+                           frame=model.config.frame)
     test = load_site_data(folder, chain.grid, n_labelled=0, subset="test",
-                              frame=model.config.frame)
+                          frame=model.config.frame)
     fresh = build_nets(cfg, model.n_labelled)
     model.nets.enhancer, model.nets.disc = fresh.enhancer, fresh.disc
     rng = torch.Generator().manual_seed(cfg.seed + 1)
