@@ -102,20 +102,32 @@ def texture_sd(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (((r - mean) ** 2 * mask).sum() / n + 1e-12).sqrt()
 
 
+def interior_3d(labels: torch.Tensor, slices, n_classes: int) -> torch.Tensor:
+    """(N, n_classes − 1, H, W) masks of each heart structure's 3-D-eroded interior (its
+    voxels whose 3×3×3 neighbourhood is all that structure) in the axial ``slices`` of
+    hard ``labels`` (B, K, H, W), rows volume-major as the enhancer's conditioning."""
+    onehot = F.one_hot(labels.long(), n_classes).movedim(-1, 1)[:, 1:].float()
+    inner = -F.max_pool3d(-onehot, 3, stride=1, padding=1)  # (B, C-1, K, H, W) min filter
+    ks = torch.as_tensor(slices, device=labels.device).long()
+    return inner[:, :, ks].movedim(2, 1).reshape(-1, n_classes - 1, *labels.shape[-2:])
+
+
 def texture_loss(fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor, *,
-                 min_pixels: int = 16) -> torch.Tensor:
+                 min_pixels: int = 16, interior: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over heart structures of ``(log sd_fake − log sd_real)²``: each structure's
     texture SD (:func:`texture_sd`) inside its eroded interior (3×3), over a batch of
     paired slices (N, 1, H, W); ``onehot`` (N, C, H, W), class 0 the background (left
     out). A structure with fewer than ``min_pixels`` interior pixels in the batch is left
-    out; none left, 0.
+    out; none left, 0. ``interior`` (N, C − 1, H, W) replaces the 2-D-eroded masks (e.g.
+    :func:`interior_3d`).
 
     Not in the paper. The L1 term pulls the enhancer toward the mean of what a label map
     allows, the adversarial terms toward texture without a level; this term asks each
     structure's texture to be as strong as the real slice's, no stronger.
     """
-    heart = (onehot[:, 1:] > 0.5).to(fake.dtype)
-    interior = -F.max_pool2d(-heart, 3, stride=1, padding=1)  # min filter
+    if interior is None:
+        heart = (onehot[:, 1:] > 0.5).to(fake.dtype)
+        interior = -F.max_pool2d(-heart, 3, stride=1, padding=1)  # min filter
     terms = []
     for c in range(interior.shape[1]):
         m = interior[:, c:c + 1]

@@ -95,6 +95,10 @@ class TrainConfig:
     # texture strength inside each heart structure against the real slice (not in the
     # paper: 0; models.losses.texture_loss)
     w_tex: float = 0.0
+    # where the texture term measures: each structure's "2d"-eroded interior in the slice,
+    # or its "3d"-eroded one in the volume (the slices' neighbours too; docs/benchmarks.md,
+    # 2026-12-04 21:03: the enhanced LV core carried 1.3-1.5x the real texture under "2d")
+    tex_interior: str = "2d"
     vgg_weights: str = ""  # local VGG-19 state dict; empty = no perceptual term
     # build the coarse scanner's system matrix (minutes once per scanner, then cached):
     # each coarse CT is then a matmul; off, every one runs diffct (tests, one-off runs)
@@ -107,6 +111,8 @@ class TrainConfig:
         if self.shape_model not in SHAPE_MODELS:
             raise ConfigError(f"shape_model must be one of {', '.join(SHAPE_MODELS)}, got "
                               f"{self.shape_model!r}")
+        if self.tex_interior not in ("2d", "3d"):
+            raise ConfigError(f"tex_interior must be '2d' or '3d', got {self.tex_interior!r}")
         if self.frame not in FRAMES:
             raise ConfigError(f"frame must be one of {', '.join(FRAMES)}, got {self.frame!r}")
         if self.shape_grad not in ("soft", "fd"):

@@ -21,6 +21,7 @@ from fedsim_app.models.losses import (
     feature_matching_loss,
     hinge_d_loss,
     hinge_g_loss,
+    interior_3d,
     l1_loss,
     soft_iou,
     soft_iou_loss,
@@ -163,7 +164,10 @@ class GLOSteps:
             n_classes = self.nets.enhancer.n_classes
             onehot = lab if lab.is_floating_point() else one_hot_slices(lab, n_classes,
                                                                           fake.dtype)
-            losses["tex"] = texture_loss(fake, real, onehot)
+            inner = None
+            if self.cfg.tex_interior == "3d":
+                inner = interior_3d(hard, slices, n_classes).to(fake.dtype)
+            losses["tex"] = texture_loss(fake, real, onehot, interior=inner)
         return losses
 
     def weighted(self, losses: dict) -> torch.Tensor:

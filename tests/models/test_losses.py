@@ -10,6 +10,7 @@ from fedsim_app.models.losses import (
     feature_matching_loss,
     hinge_d_loss,
     hinge_g_loss,
+    interior_3d,
     l1_loss,
     soft_iou,
     soft_iou_loss,
@@ -148,3 +149,30 @@ def test_texture_sd_of_white_noise():
     mask[..., 2:-2, 2:-2] = 1
     # x − box₃(x) of white noise has SD sqrt(1 − 1/9) in 2D
     assert float(texture_sd(x, mask)) == pytest.approx((1 - 1 / 9) ** 0.5, rel=0.02)
+
+
+def test_interior_3d_erodes_across_slices_too():
+    labels = torch.zeros(2, 10, 12, 12, dtype=torch.long)
+    labels[:, 2:8, 3:9, 3:9] = 1  # a 6 x 6 x 6 box: a 4 x 4 x 4 interior
+    labels[1, 4, 5, 5] = 2  # one voxel of another structure inside the second box
+    m = interior_3d(labels, [0, 2, 3, 5], 8)
+    assert m.shape == (8, 7, 12, 12)  # 2 volumes x 4 slices, structures 1..7
+    # rows volume-major; slice 2 is the box's face (no interior), 3 and 5 inside it
+    assert m[:4, 0].sum((1, 2)).tolist() == [0, 0, 16, 16]
+    # the other structure's voxel erodes its 3 x 3 x 3 neighbourhood out of slices 3 and 5
+    assert m[4:, 0].sum((1, 2)).tolist() == [0, 0, 16 - 9, 16 - 9]
+    assert m[:, 1].sum() == 0  # one voxel has no interior
+
+
+def test_texture_loss_over_a_given_interior():
+    g = torch.Generator().manual_seed(0)
+    onehot = _structure_slices()
+    real = torch.randn(4, 1, 16, 16, generator=g, dtype=torch.float64) * 0.05
+    fake = real.clone()
+    fake[:, :, 6:10, 6:10] *= 3  # more texture in the core only
+    core = torch.zeros(4, 7, 16, 16, dtype=torch.float64)
+    core[:, 0, 6:10, 6:10] = 1
+    rim = onehot[:, 1:].clone()
+    rim[:, 0, 6:10, 6:10] = 0
+    assert float(texture_loss(fake, real, onehot, interior=rim, min_pixels=4)) < 1e-3
+    assert float(texture_loss(fake, real, onehot, interior=core, min_pixels=4)) > 0.5

@@ -82,6 +82,18 @@ def test_texture_term_only_when_weighted_and_it_trains_the_enhancer(tiny_site, t
     losses["tex"].backward()
     assert tr.nets.enhancer.tail[1].weight.grad.abs().sum() > 0
     assert st.weighted({"tex": losses["tex"]}) == losses["tex"]  # weight 1
+    # tex_interior = "3d": the box's faces drop out of the measure, so the term differs
+    tr3 = _trainer(tiny_site, tr.cfg.replace(tex_interior="3d"), tmp_path / "tex3")
+    tr3.nets.enhancer.load_state_dict(tr.nets.enhancer.state_dict())
+    box = torch.zeros_like(block)
+    box[:, 3:13, 3:13, 3:13] = 1  # a box in z too: its top and bottom slices are faces
+    tr.rng.manual_seed(5)
+    tr3.rng.manual_seed(5)
+    two = st.enhancer_losses(coarse, idx, box)["tex"]
+    three = tr3.steps.enhancer_losses(coarse, idx, box)["tex"]
+    assert float(three) > 0 and float(three) != pytest.approx(float(two))
+    with pytest.raises(Exception, match="tex_interior must be '2d' or '3d'"):
+        tr.cfg.replace(tex_interior="2.5d")
 
 
 def test_unlabelled_step_reaches_shape_generator(tiny_site, tiny_cfg, tmp_path):
