@@ -105,7 +105,7 @@ class ExportModel:
         grid's millimetres (the generator's frame scaled about its centre)."""
         src, dst = self.generator.grid, self.written_grid
         k = dst.spacing_mm[0] / src.spacing_mm[0]
-        centre = src.index_to_world((np.asarray(src.shape) - 1) / 2.0)
+        centre = src.center_mm
         return self.generator.meshes(centre + (np.asarray(vertices) - centre) * k)
 
     @property

@@ -74,6 +74,11 @@ class Grid:
         return tuple(n * s for n, s in zip(self.shape, self.spacing_mm, strict=True))
 
     @property
+    def center_mm(self) -> np.ndarray:
+        """World ``(x, y, z)`` of the grid's centre (the middle of its field of view)."""
+        return self.index_to_world((np.asarray(self.shape, dtype=float) - 1) / 2.0)
+
+    @property
     def affine(self) -> np.ndarray:
         """NIfTI affine for the array transposed to ``(x, y, z)`` order."""
         aff = np.eye(4)

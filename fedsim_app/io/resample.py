@@ -108,9 +108,7 @@ def fit_to_frame(volume: Volume, frame: Grid) -> Volume:
     """
     src = volume.grid
     k = max(frame.extent_mm) / max(src.extent_mm)
-    centre_src = src.index_to_world((np.asarray(src.shape) - 1) / 2.0)
-    centre_frame = frame.index_to_world((np.asarray(frame.shape) - 1) / 2.0)
-    origin = centre_frame + (np.asarray(src.origin_mm) - centre_src) * k
+    origin = frame.center_mm + (np.asarray(src.origin_mm) - src.center_mm) * k
     grid = Grid(src.shape, tuple(s * k for s in src.spacing_mm), tuple(float(o) for o in origin))
     return volume.with_array(volume.array, grid)
 

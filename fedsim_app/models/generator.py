@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import numpy as np
 import torch
 
 from fedsim_app.errors import FedSimError
@@ -97,7 +96,7 @@ class ChainConfig:
 
 def coarse_grid_of(grid: Grid, size: int) -> Grid:
     """The ``size``³ grid over the same field of view as ``grid`` (same centre)."""
-    centre = grid.index_to_world(np.array(grid.shape) / 2 - 0.5)
+    centre = grid.center_mm
     spacing = tuple(s * n / size for s, n in zip(grid.spacing_mm, grid.shape, strict=True))
     return Grid.centered(size, spacing, tuple(float(c) for c in centre))
 

@@ -116,9 +116,9 @@ def scan_grid(frame: Grid, fov_mm) -> Grid:
     """``frame`` at the typical scan's size: for a model trained with ``frame = "case"``,
     where its volumes stand in millimetres. ``fov_mm``: the training scans' fields of
     view (:attr:`SiteData.fov_mm`); their median is the frame's new extent."""
-    centre = frame.index_to_world((np.asarray(frame.shape) - 1) / 2.0)
     fov = float(np.median(np.asarray(fov_mm, dtype=float)))
-    return Grid.centered(frame.shape, fov / frame.shape[0], tuple(float(c) for c in centre))
+    return Grid.centered(frame.shape, fov / frame.shape[0],
+                         tuple(float(c) for c in frame.center_mm))
 
 
 def labelled_label_readers(root: str | Path, n_labelled: int, frame: Grid | None = None

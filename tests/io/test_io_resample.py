@@ -145,6 +145,8 @@ def test_fit_to_frame_scales_the_field_of_view_onto_the_frame():
     assert np.allclose(fitted.grid.extent_mm, frame.extent_mm)
     centre = fitted.grid.index_to_world(np.array([9.5, 9.5, 9.5]))
     assert np.allclose(centre, (1.0, 2.0, 3.0))
+    assert np.allclose(fitted.grid.center_mm, frame.center_mm)
+    assert np.allclose(grid.center_mm, (7.0, -3.0, 5.0))
     # on the frame the sphere has 4× the radius: 20 mm, i.e. 10 voxels, about the centre
     out = resample_to_grid(fitted, frame).array
     vol_mm3 = out.sum() * 8.0
