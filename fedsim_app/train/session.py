@@ -13,6 +13,15 @@ from fedsim_app.train.data import load_site_data
 from fedsim_app.train.glo import CHECKPOINT, Trainer
 
 
+def model_frame(cfg: TrainConfig):
+    """The model's label grid at ``cfg``'s size: the chain's frame, onto which
+    ``frame = "case"`` scales every scan (:func:`~fedsim_app.models.shape_stage.frame_grid`)."""
+    from fedsim_app.models.generator import ChainConfig
+    from fedsim_app.models.shape_stage import frame_grid
+
+    return frame_grid(cfg.label_size, ChainConfig().fov_mm)
+
+
 def site_chain(site, cfg: TrainConfig, *, with_nets=None, ssm=None, device="cpu"):
     """The site's :class:`~fedsim_app.models.generator.Generator` at the preset's sizes
     on ``device`` (the networks, when given, must be there), optionally with trained
@@ -22,14 +31,14 @@ def site_chain(site, cfg: TrainConfig, *, with_nets=None, ssm=None, device="cpu"
     else the trained G_shape's own, else the atlas SSM; the label grid is always the
     model's frame (:func:`~fedsim_app.models.shape_stage.frame_grid`)."""
     from fedsim_app.models.generator import ChainConfig, Generator
-    from fedsim_app.models.shape_stage import frame_grid, ssm_for
+    from fedsim_app.models.shape_stage import ssm_for
     from fedsim_app.shape import load_atlas_ssm
 
     chain_cfg = ChainConfig(label_size=cfg.label_size, coarse_size=cfg.material_size)
     if ssm is None and with_nets is not None:
         ssm = with_nets.g_shape.ssm
     shape = ssm_for(load_atlas_ssm() if ssm is None else ssm, cfg.shape_log_scale)
-    kwargs = {"ssm": shape, "grid": frame_grid(chain_cfg.label_size, chain_cfg.fov_mm)}
+    kwargs = {"ssm": shape, "grid": model_frame(cfg)}
     if with_nets is not None:
         kwargs |= {"g_shape": with_nets.g_shape, "g_material": with_nets.g_material,
                   "enhancer": with_nets.enhancer}
@@ -57,12 +66,7 @@ def training_shape_model(data_dir: str | Path, n_labelled: int, cfg: TrainConfig
     # with two threads its modes came out 2e-10 from one thread's, and training turned
     # that into a different generator (docs/benchmarks.md, Evaluation, 2026-12-04)
     with threadpool_limits(limits=1, user_api="blas"):
-        frame = None
-        if cfg.frame == "case":
-            from fedsim_app.models.generator import ChainConfig
-            from fedsim_app.models.shape_stage import frame_grid
-
-            frame = frame_grid(cfg.label_size, ChainConfig().fov_mm)
+        frame = model_frame(cfg) if cfg.frame == "case" else None
         readers = labelled_label_readers(data_dir, n_labelled, frame)
         shapes, _ = register_each(template, readers, log=log)
         model = ssm_of_registered(shapes, template,
