@@ -94,22 +94,29 @@ def structure_mean_loss(model: torch.Tensor, real: torch.Tensor,
 
 
 def texture_sd(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """SD of the high-pass residual ``x − box₃(x)`` of slices ``x`` (N, 1, H, W) over
-    ``mask`` (N, 1, H, W) in {0, 1}; 1e-6 for an empty or flat one (a log stays finite)."""
-    r = x - F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    """SD of the high-pass residual ``x − box₃(x)`` of slices ``x`` (N, 1, H, W), or of
+    slabs of contiguous slices (B, 1, K, H, W) with a 3×3×3 box, over ``mask`` (same
+    shape) in {0, 1}; 1e-6 for an empty or flat one (a log stays finite)."""
+    pool = F.avg_pool3d if x.dim() == 5 else F.avg_pool2d
+    r = x - pool(x, 3, stride=1, padding=1, count_include_pad=False)
     n = mask.sum().clamp_min(1)
     mean = (r * mask).sum() / n
     return (((r - mean) ** 2 * mask).sum() / n + 1e-12).sqrt()
 
 
-def interior_3d(labels: torch.Tensor, slices, n_classes: int) -> torch.Tensor:
-    """(N, n_classes − 1, H, W) masks of each heart structure's 3-D-eroded interior (its
-    voxels whose 3×3×3 neighbourhood is all that structure) in the axial ``slices`` of
-    hard ``labels`` (B, K, H, W), rows volume-major as the enhancer's conditioning."""
+def interior_volumes(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(B, n_classes − 1, K, H, W) masks of each heart structure's 3-D-eroded interior (its
+    voxels whose 3×3×3 neighbourhood is all that structure) in hard ``labels`` (B, K, H, W)."""
     onehot = F.one_hot(labels.long(), n_classes).movedim(-1, 1)[:, 1:].float()
-    inner = -F.max_pool3d(-onehot, 3, stride=1, padding=1)  # (B, C-1, K, H, W) min filter
+    return -F.max_pool3d(-onehot, 3, stride=1, padding=1)  # a min filter
+
+
+def interior_3d(labels: torch.Tensor, slices, n_classes: int) -> torch.Tensor:
+    """(N, n_classes − 1, H, W): :func:`interior_volumes` in the axial ``slices``, rows
+    volume-major as the enhancer's conditioning."""
     ks = torch.as_tensor(slices, device=labels.device).long()
-    return inner[:, :, ks].movedim(2, 1).reshape(-1, n_classes - 1, *labels.shape[-2:])
+    inner = interior_volumes(labels, n_classes)[:, :, ks]
+    return inner.movedim(2, 1).reshape(-1, n_classes - 1, *labels.shape[-2:])
 
 
 def texture_loss(fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor, *,
@@ -119,7 +126,8 @@ def texture_loss(fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor, *
     paired slices (N, 1, H, W); ``onehot`` (N, C, H, W), class 0 the background (left
     out). A structure with fewer than ``min_pixels`` interior pixels in the batch is left
     out; none left, 0. ``interior`` (N, C − 1, H, W) replaces the 2-D-eroded masks (e.g.
-    :func:`interior_3d`).
+    :func:`interior_3d`); with slabs ``fake``, ``real`` (B, 1, K, H, W) and ``interior``
+    (B, C − 1, K, H, W) (:func:`interior_volumes`) the texture is measured in 3-D.
 
     Not in the paper. The L1 term pulls the enhancer toward the mean of what a label map
     allows, the adversarial terms toward texture without a level; this term asks each

@@ -18,6 +18,7 @@ from fedsim_app.errors import FedSimError
 
 SHAPE_MODELS = ("atlas", "labels", "labels+atlas")
 FRAMES = ("fixed", "case")
+TEX_INTERIORS = ("2d", "3d", "volume")
 
 
 class ConfigError(FedSimError):
@@ -97,7 +98,9 @@ class TrainConfig:
     w_tex: float = 0.0
     # where the texture term measures: each structure's "2d"-eroded interior in the slice,
     # or its "3d"-eroded one in the volume (the slices' neighbours too; docs/benchmarks.md,
-    # 2026-12-04 21:03: the enhanced LV core carried 1.3-1.5x the real texture under "2d")
+    # 2026-12-04 21:03: the enhanced LV core carried 1.3-1.5x the real texture under "2d"),
+    # or "volume": the 3-D residual over a slab of contiguous slices (each step's slices
+    # are then one slab) inside the 3-D interior, as train_quality measures the noise
     tex_interior: str = "2d"
     vgg_weights: str = ""  # local VGG-19 state dict; empty = no perceptual term
     # build the coarse scanner's system matrix (minutes once per scanner, then cached):
@@ -111,8 +114,9 @@ class TrainConfig:
         if self.shape_model not in SHAPE_MODELS:
             raise ConfigError(f"shape_model must be one of {', '.join(SHAPE_MODELS)}, got "
                               f"{self.shape_model!r}")
-        if self.tex_interior not in ("2d", "3d"):
-            raise ConfigError(f"tex_interior must be '2d' or '3d', got {self.tex_interior!r}")
+        if self.tex_interior not in TEX_INTERIORS:
+            raise ConfigError(f"tex_interior must be one of {', '.join(TEX_INTERIORS)}, got "
+                              f"{self.tex_interior!r}")
         if self.frame not in FRAMES:
             raise ConfigError(f"frame must be one of {', '.join(FRAMES)}, got {self.frame!r}")
         if self.shape_grad not in ("soft", "fd"):

@@ -22,6 +22,7 @@ from fedsim_app.models.losses import (
     hinge_d_loss,
     hinge_g_loss,
     interior_3d,
+    interior_volumes,
     l1_loss,
     soft_iou,
     soft_iou_loss,
@@ -33,6 +34,7 @@ from fedsim_app.models.shape_stage import decode, hard_labels, soft_label_probs
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import SiteData
 from fedsim_app.train.latents import Latents
+from fedsim_app.train.quality import MIN_INTERIOR
 from fedsim_app.train.shape_grad import finite_difference_loss
 
 HU_SCALE = 1000.0
@@ -95,12 +97,27 @@ class GLOSteps:
                              if data.n_labelled else None)
 
     # -- losses ------------------------------------------------------------------------
-    def pick_slices(self) -> torch.Tensor:
-        """Axial slice indices of one enhancer step (drawn from the training generator)."""
+    def pick_slices(self, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Axial slice indices of one enhancer step (drawn from the training generator):
+        ``slices_per_step`` at random, or, when the texture term is measured in 3-D
+        (``tex_interior = "volume"``), one slab of as many contiguous slices centred on a
+        slice of the heart in ``labels`` (B, K, H, W) (anywhere when none is given or
+        holds a heart): a structure's 3-D interior is a few slices of the heart, which
+        spans a third of the frame."""
         k = self.data.images.shape[1]
         n = self.cfg.slices_per_step
         if n <= 0 or n >= k:
             return torch.arange(k)
+        if self.cfg.tex_interior == "volume":
+            heart = (torch.nonzero((labels > 0).flatten(2).any(2).any(0))[:, 0].cpu()
+                     if labels is not None else torch.zeros(0, dtype=torch.long))
+            if len(heart):
+                centre = int(heart[int(torch.randint(0, len(heart), (1,),
+                                                     generator=self.rng))])
+                start = min(max(centre - n // 2, 0), k - n)
+            else:
+                start = int(torch.randint(0, k - n + 1, (1,), generator=self.rng))
+            return torch.arange(start, start + n)
         return torch.randperm(k, generator=self.rng)[:n].sort().values
 
     def _hard_iou_items(self, params: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -147,7 +164,7 @@ class GLOSteps:
     def enhancer_losses(self, coarse_hu, real_idx, hard, probs=None) -> dict:
         """Generator losses of the enhancer on random slices of volumes ``real_idx``:
         hinge adversarial, feature matching, L1 to the real slice (and VGG if set)."""
-        slices = self.pick_slices()
+        slices = self.pick_slices(hard)
         coarse_up, lab, k_frac = self.enhancer_inputs(coarse_hu, hard, probs, slices)
         h, w = hard.shape[-2:]
         real = self.data.images[real_idx][:, slices].reshape(-1, 1, h, w)  # (N, 1, H, W)
@@ -164,10 +181,17 @@ class GLOSteps:
             n_classes = self.nets.enhancer.n_classes
             onehot = lab if lab.is_floating_point() else one_hot_slices(lab, n_classes,
                                                                           fake.dtype)
-            inner = None
+            inner, a, b, least = None, fake, real, 16
             if self.cfg.tex_interior == "3d":
                 inner = interior_3d(hard, slices, n_classes).to(fake.dtype)
-            losses["tex"] = texture_loss(fake, real, onehot, interior=inner)
+            elif self.cfg.tex_interior == "volume":  # slabs (B, 1, K, H, W)
+                inner = interior_volumes(hard, n_classes)[:, :, slices].to(fake.dtype)
+                a, b = (x.reshape(hard.shape[0], len(slices), 1, h, w).transpose(1, 2)
+                        for x in (fake, real))
+                # as train_quality's noise figure counts (MIN_INTERIOR): a child's LV core
+                # at 32³ is about 24 voxels a volume, which 16 in one slab seldom reach
+                least = MIN_INTERIOR
+            losses["tex"] = texture_loss(a, b, onehot, interior=inner, min_pixels=least)
         return losses
 
     def weighted(self, losses: dict) -> torch.Tensor:
@@ -245,7 +269,7 @@ class GLOSteps:
         opt.zero_grad(set_to_none=True)
         hard = self.data.labels[idx]
         h, w = hard.shape[-2:]
-        slices = self.pick_slices()
+        slices = self.pick_slices(hard)
         with torch.no_grad():
             coarse = self.coarse_of(self.nets.z_lab(idx), hard)
             coarse_up, lab, k_frac = enhancer_conditioning(coarse, hard, slices)

@@ -151,6 +151,37 @@ def test_texture_sd_of_white_noise():
     assert float(texture_sd(x, mask)) == pytest.approx((1 - 1 / 9) ** 0.5, rel=0.02)
 
 
+def test_texture_sd_of_white_noise_in_a_slab():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 1, 16, 48, 48, generator=g, dtype=torch.float64)
+    mask = torch.zeros_like(x)
+    mask[..., 2:-2, 2:-2, 2:-2] = 1
+    # x − box₃(x) of white noise has SD sqrt(1 − 1/27) in 3D
+    assert float(texture_sd(x, mask)) == pytest.approx((1 - 1 / 27) ** 0.5, rel=0.02)
+
+
+def test_slab_texture_loss_sees_noise_that_does_not_hold_across_slices():
+    """Real noise constant along z, fake noise as strong in each slice but independent
+    slice to slice: the same texture slice by slice, a different one in the volume."""
+    g = torch.Generator().manual_seed(4)
+    real = torch.randn(1, 1, 1, 256, 256, generator=g, dtype=torch.float64)
+    real = real.expand(1, 1, 12, 256, 256)
+    fake = torch.randn(1, 1, 12, 256, 256, generator=g, dtype=torch.float64)
+    inner = torch.zeros(1, 7, 12, 256, 256, dtype=torch.float64)
+    inner[:, 0, 1:-1, 2:-2, 2:-2] = 1
+    rows = lambda v: v[0].transpose(0, 1)  # noqa: E731  (K, 1, H, W) slices
+    sd2 = {k: float(texture_sd(rows(v), rows(inner[:, :1]))) for k, v in
+           (("real", real), ("fake", fake))}
+    sd3 = {k: float(texture_sd(v, inner[:, :1])) for k, v in (("real", real), ("fake", fake))}
+    assert sd3["real"] == pytest.approx(sd2["real"], rel=1e-9)  # constant in z: the same
+    # independent slices: variance 1 − 1/27 in 3-D against 1 − 1/9 slice by slice
+    assert sd3["fake"] / sd2["fake"] == pytest.approx(((26 / 27) / (8 / 9)) ** 0.5, rel=3e-3)
+    flat = texture_loss(rows(fake), rows(real), None, interior=rows(inner))
+    vol = texture_loss(fake, real, None, interior=inner)
+    assert float(vol) == pytest.approx(math.log(sd3["fake"] / sd3["real"]) ** 2, rel=1e-6)
+    assert float(vol) > 20 * float(flat)
+
+
 def test_interior_3d_erodes_across_slices_too():
     labels = torch.zeros(2, 10, 12, 12, dtype=torch.long)
     labels[:, 2:8, 3:9, 3:9] = 1  # a 6 x 6 x 6 box: a 4 x 4 x 4 interior

@@ -92,8 +92,38 @@ def test_texture_term_only_when_weighted_and_it_trains_the_enhancer(tiny_site, t
     two = st.enhancer_losses(coarse, idx, box)["tex"]
     three = tr3.steps.enhancer_losses(coarse, idx, box)["tex"]
     assert float(three) > 0 and float(three) != pytest.approx(float(two))
-    with pytest.raises(Exception, match="tex_interior must be '2d' or '3d'"):
+    # tex_interior = "volume": the 3-D residual over the slab, inside the 3-D interior
+    trv = _trainer(tiny_site, tr.cfg.replace(tex_interior="volume"), tmp_path / "texv")
+    trv.nets.enhancer.load_state_dict(tr.nets.enhancer.state_dict())
+    trv.rng.manual_seed(5)
+    vol = trv.steps.enhancer_losses(coarse, idx, box)["tex"]
+    assert float(vol) > 0 and float(vol) != pytest.approx(float(three))
+    vol.backward()
+    assert trv.nets.enhancer.tail[1].weight.grad.abs().sum() > 0
+    with pytest.raises(Exception, match="tex_interior must be one of 2d, 3d, volume"):
         tr.cfg.replace(tex_interior="2.5d")
+
+
+def test_volume_texture_draws_one_slab_of_contiguous_slices(tiny_site, tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(tex_interior="volume", slices_per_step=5)
+    tr = _trainer(tiny_site, cfg, tmp_path)
+    k = tr.data.images.shape[1]
+    labels = torch.zeros(2, k, 4, 4, dtype=torch.long)
+    labels[1, k - 3:, 1, 1] = 4  # the heart in the top three slices of the second volume
+    starts = set()
+    for _ in range(40):
+        s = tr.steps.pick_slices(labels)
+        assert s.tolist() == list(range(int(s[0]), int(s[0]) + 5))
+        assert int(s[0]) >= 0 and int(s[-1]) < k
+        starts.add(int(s[0]))
+    # each slab is centred on a heart slice, clipped to the volume
+    assert starts == {k - 5}, starts
+    starts = {int(tr.steps.pick_slices(torch.zeros_like(labels))[0]) for _ in range(40)}
+    assert len(starts) > 3  # no heart: anywhere
+    tr.rng.manual_seed(3)
+    first = tr.steps.pick_slices()
+    tr.rng.manual_seed(3)
+    assert torch.equal(first, tr.steps.pick_slices())  # from the training generator
 
 
 def test_unlabelled_step_reaches_shape_generator(tiny_site, tiny_cfg, tmp_path):
