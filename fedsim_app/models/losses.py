@@ -66,6 +66,12 @@ def soft_iou_loss(probs: torch.Tensor, target: torch.Tensor, *,
     return 1 - iou.mean()
 
 
+def graph_zero(x: torch.Tensor) -> torch.Tensor:
+    """A loss of 0 that keeps ``x`` in the graph (a batch with nothing to measure still
+    trains on); +0 whatever the sign of ``x``'s sum, so a progress bar shows 0, not -0."""
+    return x.sum() * 0 + 0.0
+
+
 def structure_levels(volume: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Each structure's weighted mean of coarse volumes (B, s, s, s): (B, C − 1), 0 where a
     structure is absent.
@@ -90,7 +96,7 @@ def structure_mean_loss(model: torch.Tensor, real: torch.Tensor,
     """
     present = weights[:, 1:].sum((2, 3, 4)) > 0
     diff = structure_levels(model, weights) - structure_levels(real, weights)
-    return (diff[present] ** 2).mean() if present.any() else model.sum() * 0
+    return (diff[present] ** 2).mean() if present.any() else graph_zero(model)
 
 
 def texture_sd(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -142,7 +148,7 @@ def texture_loss(fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor, *
         if float(m.sum()) < min_pixels:
             continue
         terms.append((torch.log(texture_sd(fake, m)) - torch.log(texture_sd(real, m))) ** 2)
-    return torch.stack(terms).mean() if terms else fake.sum() * 0
+    return torch.stack(terms).mean() if terms else graph_zero(fake)
 
 
 # VGG-19 convolution widths up to relu5_1 ("M" = max pool), in torchvision's layer order so
