@@ -125,15 +125,16 @@ def interior_3d(labels: torch.Tensor, slices, n_classes: int) -> torch.Tensor:
     return inner.movedim(2, 1).reshape(-1, n_classes - 1, *labels.shape[-2:])
 
 
-def texture_loss(fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor, *,
+def texture_loss(fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor | None, *,
                  min_pixels: int = 16, interior: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over heart structures of ``(log sd_fake − log sd_real)²``: each structure's
     texture SD (:func:`texture_sd`) inside its eroded interior (3×3), over a batch of
     paired slices (N, 1, H, W); ``onehot`` (N, C, H, W), class 0 the background (left
     out). A structure with fewer than ``min_pixels`` interior pixels in the batch is left
     out; none left, 0. ``interior`` (N, C − 1, H, W) replaces the 2-D-eroded masks (e.g.
-    :func:`interior_3d`); with slabs ``fake``, ``real`` (B, 1, K, H, W) and ``interior``
-    (B, C − 1, K, H, W) (:func:`interior_volumes`) the texture is measured in 3-D.
+    :func:`interior_3d`; ``onehot`` is then not read and may be None); with slabs
+    ``fake``, ``real`` (B, 1, K, H, W) and ``interior`` (B, C − 1, K, H, W)
+    (:func:`interior_volumes`) the texture is measured in 3-D.
 
     Not in the paper. The L1 term pulls the enhancer toward the mean of what a label map
     allows, the adversarial terms toward texture without a level; this term asks each

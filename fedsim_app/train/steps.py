@@ -178,21 +178,29 @@ class GLOSteps:
         if self.vgg is not None:
             losses["vgg"] = self.vgg(fake, real)
         if self.cfg.w_tex:
-            n_classes = self.nets.enhancer.n_classes
+            losses["tex"] = self.texture_term(fake, real, lab, hard, slices)
+        return losses
+
+    def texture_term(self, fake, real, lab, hard, slices) -> torch.Tensor:
+        """The texture term (``tex_interior``) of enhanced ``fake`` against ``real`` rows
+        (N, 1, H, W) of ``slices`` of volumes with hard labels ``hard`` (B, K, H, W);
+        ``lab``: the rows' label slices, or their probabilities."""
+        n_classes = self.nets.enhancer.n_classes
+        if self.cfg.tex_interior == "2d":
             onehot = lab if lab.is_floating_point() else one_hot_slices(lab, n_classes,
                                                                           fake.dtype)
-            inner, a, b, least = None, fake, real, 16
-            if self.cfg.tex_interior == "3d":
-                inner = interior_3d(hard, slices, n_classes).to(fake.dtype)
-            elif self.cfg.tex_interior == "volume":  # slabs (B, 1, K, H, W)
-                inner = interior_volumes(hard, n_classes)[:, :, slices].to(fake.dtype)
-                a, b = (x.reshape(hard.shape[0], len(slices), 1, h, w).transpose(1, 2)
-                        for x in (fake, real))
-                # as train_quality's noise figure counts (MIN_INTERIOR): a child's LV core
-                # at 32³ is about 24 voxels a volume, which 16 in one slab seldom reach
-                least = MIN_INTERIOR
-            losses["tex"] = texture_loss(a, b, onehot, interior=inner, min_pixels=least)
-        return losses
+            return texture_loss(fake, real, onehot)
+        if self.cfg.tex_interior == "3d":
+            return texture_loss(fake, real, None,
+                                interior=interior_3d(hard, slices, n_classes).to(fake.dtype))
+        # "volume": slabs (B, 1, K, H, W), a structure counted from as many voxels as
+        # train_quality's noise figure (a child's LV core at 32³ is about 24 a volume,
+        # which texture_loss's default of 16 in one slab seldom reached)
+        h, w = hard.shape[-2:]
+        a, b = (x.reshape(hard.shape[0], len(slices), 1, h, w).transpose(1, 2)
+                for x in (fake, real))
+        inner = interior_volumes(hard, n_classes)[:, :, slices].to(fake.dtype)
+        return texture_loss(a, b, None, interior=inner, min_pixels=MIN_INTERIOR)
 
     def weighted(self, losses: dict) -> torch.Tensor:
         c = self.cfg

@@ -118,6 +118,10 @@ def test_volume_texture_draws_one_slab_of_contiguous_slices(tiny_site, tiny_cfg,
         starts.add(int(s[0]))
     # each slab is centred on a heart slice, clipped to the volume
     assert starts == {k - 5}, starts
+    labels[1] = 0
+    labels[0, 7:9, 2, 2] = 1  # the heart in slices 7 and 8: slabs 5..9 and 6..10
+    starts = {int(tr.steps.pick_slices(labels)[0]) for _ in range(40)}
+    assert starts == {5, 6}, starts
     starts = {int(tr.steps.pick_slices(torch.zeros_like(labels))[0]) for _ in range(40)}
     assert len(starts) > 3  # no heart: anywhere
     tr.rng.manual_seed(3)
