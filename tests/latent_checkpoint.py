@@ -14,19 +14,21 @@ import torch
 CASES = ("c000", "c001", "c002", "c003")
 
 
-def site_checkpoint(path: Path, site: str = "A", seed: int = 0) -> Path:
+def site_checkpoint(path: Path, site: str = "A", seed: int = 0, **overrides) -> Path:
     from fedsim_app.train.checkpoint import save_checkpoint
     from fedsim_app.train.config import preset
     from fedsim_app.train.glo import build_nets
     from fedsim_app.train.latents import fit_normal
 
     torch.manual_seed(seed)
-    cfg = preset("smoke", seed=seed)
+    cfg = preset("smoke", seed=seed, **overrides)
     nets = build_nets(cfg, n_labelled=len(CASES))
     with torch.no_grad():
         tail = nets.enhancer.tail[1]
         tail.weight.normal_(0.0, 0.05)
         tail.bias.fill_(0.1)  # +100 HU everywhere it runs
+        if nets.enhancer.uses_levels:
+            nets.enhancer.level_shift.normal_(0.0, 0.05)
     mean, cov = fit_normal(nets.z_lab.codes)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(path, {
@@ -37,11 +39,12 @@ def site_checkpoint(path: Path, site: str = "A", seed: int = 0) -> Path:
         "seconds": {"1": 1.0}})
 
 
-def bundle(folder: Path, sites=("A", "B")) -> Path:
-    """A bundle (the default checkpoint's format) of ``sites``."""
+def bundle(folder: Path, sites=("A", "B"), **overrides) -> Path:
+    """A bundle (the default checkpoint's format) of ``sites`` (``overrides``: of their
+    training configuration)."""
     from fedsim_app.train.model_io import write_bundle
 
     folder = Path(folder)
-    runs = [site_checkpoint(folder / s / "checkpoint.pt", s, seed=i)
+    runs = [site_checkpoint(folder / s / "checkpoint.pt", s, seed=i, **overrides)
             for i, s in enumerate(sites)]
     return write_bundle(runs, folder / "bundle.pt", half=False)

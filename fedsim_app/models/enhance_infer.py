@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsim_app.models.enhancer import centre_in_structures, label_skip
+from fedsim_app.models.enhancer import centre_in_structures, check_levels, level_skip
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -73,6 +73,9 @@ class EnhancerPlan:
         self.tail_slope = float(net.tail[0].negative_slope)
         self.skip = (net.skip_scale.detach().float().clone(),
                      net.skip_shift.detach().float().clone())
+        self.uses_levels = getattr(net, "uses_levels", False)
+        self.level_shift = net.level_shift.detach().float().clone() \
+            if self.uses_levels else None
 
     # -- weights ---------------------------------------------------------------------
     def _w(self, t: torch.Tensor) -> torch.Tensor:
@@ -117,8 +120,9 @@ class EnhancerPlan:
 
     @torch.inference_mode()
     def __call__(self, coarse_up: torch.Tensor, labels: torch.Tensor, k_frac: torch.Tensor,
-                 *, noise: torch.Tensor) -> torch.Tensor:
+                 *, noise: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
         """Enhanced slices (N, 1, H, W) in hu/1000, as the enhancer's forward."""
+        check_levels(self, levels, coarse_up.shape[0])
         n, _, h, w = coarse_up.shape
         if h % 2**self.n_down or w % 2**self.n_down:
             raise ValueError(f"slices of {h}x{w} cannot be halved {self.n_down} times; "
@@ -141,7 +145,8 @@ class EnhancerPlan:
             x = x.add_(dx.float())
         out = self._cv(F.leaky_relu(x, self.tail_slope), self.tail).float().contiguous()
         onehot = seg[:, 1:1 + self.n_classes].float()
-        return label_skip(coarse_up, onehot, *self.skip) + centre_in_structures(out, onehot)
+        return (level_skip(coarse_up, onehot, *self.skip, levels, self.level_shift)
+                + centre_in_structures(out, onehot))
 
 
 def _instance_norm_(x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -20,6 +20,17 @@ structure-mean term, 29/60/84 with that term over the voxels labelled each struc
 At B and C that is about the labels' mean: a small structure's level in a 16³ coarse CT
 of a child's chest is mostly its surroundings. The background (label 0) keeps the
 network's full output: lungs and body outline are its work.
+
+**Levels from the coarse CT (opt-in, ``levels="coarse"``).** The skip reads each voxel's
+coarse value, which in a small structure follows the blur of its neighbours more than the
+structure's own contrast. With ``levels="coarse"`` a heart structure's level is instead
+one number per volume: the coarse CT's mean over the coarse voxels the structure fills
+(:func:`fedsim_app.models.enhance.structure_levels_of`), plus a per-structure shift
+(``level_shift``, fitted by :meth:`SiteEnhancer.fit_levels`: the mean gap to the real
+volumes' structure means). Trained with it (docs/benchmarks.md, 2026-12-05 03:13;
+the shift calibrated again at the end on latents refitted as held-out ones are), the
+worst structure's level error at A / B / C fell from 36 / 51-55 / 35-37 HU to 27 / 33-35
+/ 22-23.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from monai.networks.nets.spade_network import SPADENetResBlock
 from torch import nn
 
 N_COND_EXTRA = 2  # the coarse slice and the k/K plane, besides the one-hot labels
+LEVELS = ("skip", "coarse")  # where the heart structures' levels come from
 
 
 def label_skip(coarse_up: torch.Tensor, onehot: torch.Tensor, scale: torch.Tensor,
@@ -38,6 +50,19 @@ def label_skip(coarse_up: torch.Tensor, onehot: torch.Tensor, scale: torch.Tenso
     slices (N, 1, H, W) and label one-hot or probabilities (N, C, H, W)."""
     per_class = scale.reshape(1, -1, 1, 1) * coarse_up + shift.reshape(1, -1, 1, 1)
     return (onehot * per_class).sum(1, keepdim=True)
+
+
+def level_skip(coarse_up: torch.Tensor, onehot: torch.Tensor, scale: torch.Tensor,
+               shift: torch.Tensor, levels: torch.Tensor | None = None,
+               level_shift: torch.Tensor | None = None) -> torch.Tensor:
+    """The enhancer's level (N, 1, H, W): :func:`label_skip`, or with ``levels`` (N, C),
+    one level per row and structure, each heart structure at ``levels_c + level_shift_c``
+    (the background keeps the skip)."""
+    if levels is None:
+        return label_skip(coarse_up, onehot, scale, shift)
+    background = onehot[:, :1] * (scale[0] * coarse_up + shift[0])
+    heart = (levels[:, 1:] + level_shift[1:]).to(onehot.dtype)[:, :, None, None]
+    return background + (onehot[:, 1:] * heart).sum(1, keepdim=True)
 
 
 def centre_in_structures(resid: torch.Tensor, onehot: torch.Tensor,
@@ -90,6 +115,29 @@ def fit_label_skip(coarse_up: torch.Tensor, real: torch.Tensor, labels: torch.Te
     return scale.float(), shift.float()
 
 
+@torch.no_grad()
+def fit_level_shift(levels: torch.Tensor, real: torch.Tensor, labels: torch.Tensor,
+                    n_classes: int) -> torch.Tensor:
+    """(n_classes,) mean over volumes of ``real``'s mean over each label less ``levels``
+    (B, n_classes), over the volumes holding the label (0 where none does).
+
+    Parameters
+    ----------
+    levels : (B, n_classes) each volume's structure levels, hu/1000
+    real : (B, K, H, W) float, the real volumes, hu/1000
+    labels : (B, K, H, W) int
+    """
+    b = len(labels)
+    lab = labels.reshape(b, -1).long()
+    offs = (torch.arange(b, device=lab.device)[:, None] * n_classes + lab).reshape(-1)
+    total = torch.bincount(offs, weights=real.reshape(-1).double(),
+                           minlength=b * n_classes).reshape(b, n_classes)
+    count = torch.bincount(offs, minlength=b * n_classes).reshape(b, n_classes).double()
+    present = count > 0
+    gap = torch.where(present, total / count.clamp_min(1) - levels.double(), 0.0)
+    return (gap.sum(0) / present.sum(0).clamp_min(1)).float()
+
+
 def one_hot_slices(labels: torch.Tensor, n_classes: int, dtype) -> torch.Tensor:
     """(N, n_classes, H, W) of int label slices (N, H, W), or float probabilities as given."""
     if labels.is_floating_point():
@@ -140,6 +188,9 @@ class SiteEnhancer(nn.Module):
     width : channels of the feature maps (64 for the paper preset, 8 for tests)
     n_down : resolution levels below the slice grid
     spade_hidden : hidden channels of each SPADE modulation network
+    levels : ``"skip"`` (heart structures' levels from the label-wise skip) or
+        ``"coarse"`` (from per-volume structure levels given to :meth:`forward`, plus the
+        buffer ``level_shift``; see the module notes)
 
     Examples
     --------
@@ -152,8 +203,11 @@ class SiteEnhancer(nn.Module):
     """
 
     def __init__(self, n_classes: int = 8, *, width: int = 64, n_down: int = 2,
-                 spade_hidden: int = 64):
+                 spade_hidden: int = 64, levels: str = "skip"):
         super().__init__()
+        if levels not in LEVELS:
+            raise ValueError(f"levels must be one of {', '.join(LEVELS)}, got {levels!r}")
+        self.levels = levels
         self.n_classes = int(n_classes)
         self.n_down = int(n_down)
         label_nc = self.n_classes + N_COND_EXTRA
@@ -171,6 +225,13 @@ class SiteEnhancer(nn.Module):
         nn.init.zeros_(self.tail[1].bias)
         self.register_buffer("skip_scale", torch.ones(self.n_classes))
         self.register_buffer("skip_shift", torch.zeros(self.n_classes))
+        if levels == "coarse":  # only then: a "skip" enhancer's state dict is as before
+            self.register_buffer("level_shift", torch.zeros(self.n_classes))
+
+    @property
+    def uses_levels(self) -> bool:
+        """Whether :meth:`forward` needs the volumes' structure levels."""
+        return self.levels == "coarse"
 
     def fit_skip(self, coarse_up: torch.Tensor, real: torch.Tensor,
                  labels: torch.Tensor) -> None:
@@ -180,14 +241,25 @@ class SiteEnhancer(nn.Module):
         self.skip_scale.copy_(scale)
         self.skip_shift.copy_(shift)
 
+    def fit_levels(self, levels: torch.Tensor, real: torch.Tensor,
+                   labels: torch.Tensor) -> None:
+        """Fit ``level_shift`` (``levels="coarse"``) from volumes' structure levels (B, C)
+        and the real volumes (B, K, H, W) hu/1000 with their labels
+        (:func:`fit_level_shift`)."""
+        self.level_shift.copy_(fit_level_shift(levels, real, labels, self.n_classes))
+
     def forward(self, coarse_up: torch.Tensor, labels: torch.Tensor, k_frac: torch.Tensor, *,
                 noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None,
+                levels: torch.Tensor | None = None) -> torch.Tensor:
         """Enhanced slices (N, 1, H, W) in hu/1000.
 
         ``noise`` (N, 1, H, W) fixes the texture draw; when None it is drawn from
-        ``generator`` (or torch's global generator).
+        ``generator`` (or torch's global generator). ``levels`` (N, C): each row's volume's
+        structure levels in hu/1000, needed with ``levels="coarse"`` and only then
+        (:func:`fedsim_app.models.enhance.level_inputs` builds them).
         """
+        check_levels(self, levels, coarse_up.shape[0])
         n, _, h, w = coarse_up.shape
         if h % 2**self.n_down or w % 2**self.n_down:
             raise ValueError(f"slices of {h}x{w} cannot be halved {self.n_down} times; "
@@ -207,5 +279,19 @@ class SiteEnhancer(nn.Module):
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = block(x, seg)
         onehot = seg[:, 1:1 + self.n_classes]
-        return (label_skip(coarse_up, onehot, self.skip_scale, self.skip_shift)
+        return (level_skip(coarse_up, onehot, self.skip_scale, self.skip_shift, levels,
+                           getattr(self, "level_shift", None))
                 + centre_in_structures(self.tail(x), onehot))
+
+
+def check_levels(net, levels: torch.Tensor | None, n_rows: int) -> None:
+    """Refuse ``levels`` an enhancer ``net`` does not use, or a missing or misshapen one."""
+    if not getattr(net, "uses_levels", False):
+        if levels is not None:
+            raise ValueError("this enhancer takes its levels from the skip "
+                             '(levels="skip"); do not pass levels')
+        return
+    if levels is None or tuple(levels.shape) != (n_rows, net.n_classes):
+        got = None if levels is None else tuple(levels.shape)
+        raise ValueError(f'an enhancer with levels="coarse" needs levels ({n_rows}, '
+                         f"{net.n_classes}), one row per slice; got {got}")

@@ -214,7 +214,12 @@ class LatentModel:
 
     def _enhance(self, vol: dict, labels: torch.Tensor, gen, slices: list[int]) -> None:
         """Enhance ``slices`` of ``vol`` in place (one enhancer call)."""
-        from fedsim_app.models.enhance import HU_SCALE, enhancer_conditioning, takes_noise
+        from fedsim_app.models.enhance import (
+            HU_SCALE,
+            enhancer_conditioning,
+            level_inputs,
+            takes_noise,
+        )
 
         if not slices or gen.enhancer is None:
             vol["done"][slices] = True
@@ -224,6 +229,7 @@ class LatentModel:
         run = self._runner(gen.enhancer)
         # the volume's noise, not a fresh draw: a slice is the same in any order
         kw = {"noise": vol["noise"][ks]} if takes_noise(gen.enhancer) else {}
+        kw.update(level_inputs(gen.enhancer, vol["coarse_t"], labels, len(slices)))
         y = run(*cond, **kw)
         vol["ct"][slices] = y[:, 0].cpu().numpy() * HU_SCALE  # (n, H, W)
         vol["done"][slices] = True

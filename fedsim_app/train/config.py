@@ -19,6 +19,7 @@ from fedsim_app.errors import FedSimError
 SHAPE_MODELS = ("atlas", "labels", "labels+atlas")
 FRAMES = ("fixed", "case")
 TEX_INTERIORS = ("2d", "3d", "volume")
+ENHANCER_LEVELS = ("skip", "coarse")  # models.enhancer.LEVELS (kept free of torch here)
 
 
 class ConfigError(FedSimError):
@@ -103,6 +104,12 @@ class TrainConfig:
     # (each step's slices are then one slab) inside the 3-D interior, as train_quality
     # measures the noise (2026-12-05 00:07: C's noise ratio 1.11-1.24, B's 1.18-1.50)
     tex_interior: str = "2d"
+    # where the enhancer's heart structure levels come from: "skip", the label-wise skip of
+    # each voxel's coarse value, or "coarse", each volume's coarse structure means plus a
+    # shift fitted at phase 2's start and, by `fedsim train`, again at phase 3's end on
+    # refitted latents (a federated site fits it at phase 2's start only; models.enhancer)
+    enhancer_levels: str = "skip"
+    level_refit_steps: int = 300  # Adam steps of that refit (train_quality's held-out fit's)
     vgg_weights: str = ""  # local VGG-19 state dict; empty = no perceptual term
     # build the coarse scanner's system matrix (minutes once per scanner, then cached):
     # each coarse CT is then a matmul; off, every one runs diffct (tests, one-off runs)
@@ -118,6 +125,9 @@ class TrainConfig:
         if self.tex_interior not in TEX_INTERIORS:
             raise ConfigError(f"tex_interior must be one of {', '.join(TEX_INTERIORS)}, got "
                               f"{self.tex_interior!r}")
+        if self.enhancer_levels not in ENHANCER_LEVELS:
+            raise ConfigError(f"enhancer_levels must be one of {', '.join(ENHANCER_LEVELS)}, "
+                              f"got {self.enhancer_levels!r}")
         if self.frame not in FRAMES:
             raise ConfigError(f"frame must be one of {', '.join(FRAMES)}, got {self.frame!r}")
         if self.shape_grad not in ("soft", "fd"):
@@ -183,7 +193,8 @@ PRESETS: dict[str, TrainConfig] = {
     "smoke": TrainConfig(
         preset="smoke", label_size=16, enhancer_width=8, enhancer_down=1, spade_hidden=8,
         disc_channels=8, disc_scales=1, disc_layers=2, phase1_epochs=2, phase2_epochs=2,
-        phase3_epochs=2, slices_per_step=4, shape_init_steps=0, w_smean=1.0),
+        phase3_epochs=2, slices_per_step=4, shape_init_steps=0, w_smean=1.0,
+        level_refit_steps=10),
 }
 
 

@@ -91,12 +91,12 @@ def fit_latents(chain, g_material, images, labels, init, *, n_iter: int = 300,
     z = init.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     for _ in range(n_iter):
-        opt.zero_grad()
         coarse = chain.coarse_ct(chain.mu(g_material(z, labels))) / HU
         loss = F.mse_loss(coarse, target)
         if w_smean:
             loss = loss + w_smean * structure_mean_loss(coarse, target, masks)
-        loss.backward()
+        # z's gradient only: the generators' .grad stay as they were (a trainer's step)
+        (z.grad,) = torch.autograd.grad(loss, [z])
         opt.step()
     return z.detach()
 
@@ -105,15 +105,22 @@ def heldout_latents(model, chain, test, *, n_iter: int = 300):
     """Latents fitted to each held-out volume of ``test`` (its labels given) in ``n_iter``
     Adam steps, starting from the prior's mean (the labelled latents' mean when the model
     has no prior)."""
-    nets = model.nets
-    mean = (model.prior or {}).get("mean")
+    return refit_latents(model.config, model.prior, model.nets, chain, test.images,
+                         test.labels, n_iter=n_iter)
+
+
+def refit_latents(cfg, prior: dict | None, nets, chain, images, labels, *,
+                  n_iter: int = 300):
+    """:func:`fit_latents` of volumes ``images`` with ``labels`` from the ``prior``'s mean
+    (the labelled latents' mean when there is none), the terms weighed as ``cfg``'s
+    training weighed them."""
+    mean = (prior or {}).get("mean")
     codes = nets.z_lab.codes
     init = (mean if mean is not None else codes.mean(0)).to(codes.device).expand(
-        len(test.images), -1)
-    cfg = model.config  # the fit weighs its terms as the model's training did
+        len(images), -1)
     ratio = cfg.w_smean / cfg.w_mse if cfg.w_mse else 0.0  # no MSE weight: the MSE alone
-    return fit_latents(chain, nets.g_material, test.images, test.labels, init,
-                       n_iter=n_iter, w_smean=ratio)
+    return fit_latents(chain, nets.g_material, images, labels, init, n_iter=n_iter,
+                       w_smean=ratio)
 
 
 def structure_means(volume, labels) -> dict[int, float]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from fedsim_app.models.enhance import level_inputs
 from fedsim_app.models.generator import enhancer_conditioning
 from fedsim_app.models.shape_stage import decode, hard_labels
 from fedsim_app.train.runlog import write_sample_grid
@@ -37,7 +38,8 @@ def mid_slices(steps, z: torch.Tensor, labels: torch.Tensor | None):
     coarse_up, lab, k_frac = enhancer_conditioning(coarse, labels, [k])
     # a fixed noise draw: sampling never touches the training generator
     noise = torch.randn(coarse_up.shape, generator=torch.Generator().manual_seed(0))
-    enhanced = nets.enhancer(coarse_up, lab, k_frac, noise=noise.to(coarse_up.device))
+    enhanced = nets.enhancer(coarse_up, lab, k_frac, noise=noise.to(coarse_up.device),
+                             **level_inputs(nets.enhancer, coarse, labels, 1))
     return labels[0, k].cpu().numpy(), coarse_up[0, 0].cpu().numpy(), \
         enhanced[0, 0].cpu().numpy()
 

@@ -70,6 +70,31 @@ def test_current_slice_first_then_the_rest_fills_in(model):
     assert full.state.site == "A" and len(full.state.params) == 21
 
 
+def test_coarse_levels_enhancer_slice_first_and_each_structure_at_its_level(tmp_path):
+    import torch
+
+    from fedsim_app.models.enhance import structure_levels_of
+
+    path = bundle(tmp_path, sites=("A",), enhancer_levels="coarse")
+    model = LatentModel(path, PRESET)
+    z = model.space("A").random(1)
+    first = model.render(z, "A", seed=2, slice_index=5)
+    full = model.render(z, "A", seed=2, slice_index=5, fill=100)
+    np.testing.assert_array_equal(full.ct_hu[5], first.ct_hu[5])
+    whole = LatentModel(path, PRESET).render(z, "A", seed=2, slice_index=0, fill=100)
+    np.testing.assert_allclose(whole.ct_hu, full.ct_hu, atol=1e-3)
+    shift = model.scan_generator("A").enhancer.level_shift
+    assert float(shift.abs().max()) > 0
+    labels = torch.as_tensor(full.labels.astype(np.int64))[None]
+    levels = structure_levels_of(torch.as_tensor(full.coarse_ct_hu)[None], labels)[0]
+    for c in np.unique(full.labels)[1:]:
+        for k in range(len(full.labels)):
+            m = full.labels[k] == c
+            if m.any():
+                want = 1000 * float(levels[c] + shift[c])
+                assert abs(float(full.ct_hu[k][m].mean()) - want) < 0.05, (c, k)
+
+
 def test_training_case_is_its_own_nearest(model):
     space = model.space("B")
     r = model.render(space.training(2), "B", slice_index=0)

@@ -195,6 +195,48 @@ def test_phase2_starts_by_fitting_the_enhancers_label_skip(tiny_site, tiny_cfg, 
     torch.testing.assert_close(enh.skip_shift, want[1])
 
 
+def test_coarse_levels_fitted_at_phase2_start_and_refitted_at_phase3_end(
+        tiny_site, tiny_cfg, tmp_path):
+    from fedsim_app.models.enhance import structure_levels_of
+    from fedsim_app.models.enhancer import fit_level_shift
+    from fedsim_app.train.quality import refit_latents
+
+    cfg = tiny_cfg.replace(enhancer_levels="coarse")
+    tr = _trainer(tiny_site, cfg, tmp_path)
+    enh = tr.nets.enhancer
+    assert enh.uses_levels and enh.level_shift.tolist() == [0.0] * 8
+    tr.run_phase1()
+    n = tr.data.n_labelled
+    images, labels = tr.data.images[:n], tr.data.labels[:n]
+    with torch.no_grad():
+        coarse = tr.steps.coarse_of(tr.nets.z_lab.codes, labels)
+    want = fit_level_shift(structure_levels_of(coarse, labels), images, labels, 8)
+    tr.steps.fit_enhancer_skip()
+    assert float(want[1:].abs().max()) > 0.01
+    torch.testing.assert_close(enh.level_shift, want)
+    tr.phase = 2
+    tr.run_phase2()
+    torch.testing.assert_close(enh.level_shift, want)  # a buffer: the steps leave it
+    tr.run_phase3()
+    # phase 3's end: the shift again, on latents refitted from the prior's mean
+    tr.nets.g_material.eval()
+    z = refit_latents(cfg, tr.prior, tr.nets, tr.chain, images, labels,
+                      n_iter=cfg.level_refit_steps)
+    with torch.no_grad():
+        refit = fit_level_shift(structure_levels_of(tr.steps.coarse_of(z, labels), labels),
+                                images, labels, 8)
+    torch.testing.assert_close(enh.level_shift, refit, rtol=0, atol=1e-5)
+    assert not torch.allclose(refit, want, atol=1e-4)
+    # the checkpoint carries the setting and the shift, and a loaded model renders with it
+    from fedsim_app.train.model_io import load_site_models
+
+    model = load_site_models(tmp_path / CHECKPOINT)["A"]
+    assert model.config.enhancer_levels == "coarse"
+    torch.testing.assert_close(model.chain().enhancer.level_shift, enh.level_shift)
+    with pytest.raises(Exception, match="enhancer_levels must be one of skip, coarse"):
+        cfg.replace(enhancer_levels="voxel")
+
+
 @pytest.mark.slow
 def test_resume_mid_phase_equals_uninterrupted(tiny_site, tiny_cfg, tmp_path):
     tiny_cfg = tiny_cfg.replace(phase1_epochs=2)  # so that step 1 stops inside phase 1
