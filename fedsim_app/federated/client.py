@@ -245,13 +245,18 @@ class FedClient:
         if self.nets.z_unl is None:
             self._start_phase3()
         if task.kind == "labelled":
-            return st.run_labelled_step(torch.tensor([(s // 2) % d.n_labelled]),
-                                        rated("labelled"))
-        if not d.n_unlabelled:
-            return {}  # a site without unlabelled volumes sits this round out
-        losses = st.update_latents(torch.tensor([(s // 2) % d.n_unlabelled]),
-                                   rated("unlabelled"))
-        return {f"u_{k}": v for k, v in losses.items()}
+            losses = st.run_labelled_step(torch.tensor([(s // 2) % d.n_labelled]),
+                                          rated("labelled"))
+        elif not d.n_unlabelled:
+            losses = {}  # a site without unlabelled volumes sits this round out
+        else:
+            losses = {f"u_{k}": v for k, v in st.update_latents(
+                torch.tensor([(s // 2) % d.n_unlabelled]), rated("unlabelled")).items()}
+        if s == task.total - 1:  # phase 3's end, as ``fedsim train``'s (the shared
+            # generators as this round received them: the server's last update, at the
+            # schedule's smallest rate, comes after)
+            st.refit_enhancer_levels(self.prior, self.cfg.level_refit_steps)
+        return losses
 
     def _position_for(self, r: int) -> None:
         """Bring the local state to the one round ``r`` must start from.

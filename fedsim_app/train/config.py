@@ -106,8 +106,8 @@ class TrainConfig:
     tex_interior: str = "2d"
     # where the enhancer's heart structure levels come from: "skip", the label-wise skip of
     # each voxel's coarse value, or "coarse", each volume's coarse structure means plus a
-    # shift fitted at phase 2's start and, by `fedsim train`, again at phase 3's end on
-    # refitted latents (a federated site fits it at phase 2's start only; models.enhancer)
+    # shift fitted at phase 2's start and again at phase 3's end on refitted latents
+    # (models.enhancer's notes)
     enhancer_levels: str = "skip"
     level_refit_steps: int = 300  # Adam steps of that refit (train_quality's held-out fit's)
     vgg_weights: str = ""  # local VGG-19 state dict; empty = no perceptual term

@@ -8,10 +8,11 @@ import pytest
 import torch
 from fed_helpers import make_twins
 
-from fedsim_app.federated.client import FedClient, shared_parameters
+from fedsim_app.federated.client import LOCAL_STATE, FedClient, shared_parameters
 from fedsim_app.federated.inprocess import SiteDropped, new_server, run_inprocess, run_round
 from fedsim_app.federated.protocol import SiteUpdate
 from fedsim_app.federated.server import FedServer, RoundFailed
+from fedsim_app.train.checkpoint import load_checkpoint
 from fedsim_app.train.session import make_trainer
 
 
@@ -85,6 +86,30 @@ def test_site_sends_only_shared_gradients_and_scalar_metrics(tiny_data, fed_cfg,
                 for t in torch.load(io.BytesIO(blob),
                                     weights_only=True)["grads"].values():
                     assert t.shape != secret.shape
+
+
+@pytest.mark.slow
+def test_sites_refit_their_enhancer_levels_at_phase3s_last_round(tiny_data, fed_cfg,
+                                                                   tmp_path):
+    cfg = fed_cfg.replace(enhancer_levels="coarse")
+    clients = make_twins(tiny_data, cfg, tmp_path, n=2)
+    server = new_server(cfg, clients, tmp_path)
+    calls = []
+    for c in clients:
+        original = c.steps.refit_enhancer_levels
+
+        def recording(prior, n_iter, c=c, original=original):
+            calls.append((c.key, c.round_done + 1, prior is c.prior, n_iter))  # 0-based
+            original(prior, n_iter)
+        c.steps.refit_enhancer_levels = recording
+    run_inprocess(server, clients)
+    last = server.plan.total - 1  # the run's last round, 0-based
+    assert sorted(calls) == [(c.key, last, True, cfg.level_refit_steps) for c in clients]
+    for c in clients:  # fitted, and kept in the site's saved state
+        shift = c.nets.enhancer.level_shift
+        assert float(shift[1:].abs().max()) > 0
+        saved = load_checkpoint(c.state_dir / LOCAL_STATE)
+        torch.testing.assert_close(saved["models"]["enhancer"]["level_shift"], shift)
 
 
 @pytest.mark.slow
