@@ -77,9 +77,10 @@ def test_each_structure_sits_at_its_level_plus_shift_and_the_background_at_the_s
     coarse = torch.randn(4, 1, 16, 16, generator=g) * 0.3
     labels = torch.randint(0, 8, (4, 16, 16), generator=g)
     levels = torch.randn(4, 8, generator=g) * 0.2
+    k, noise = torch.rand(4, generator=g), torch.randn(4, 1, 16, 16, generator=g)
     with torch.no_grad():
-        out = net(coarse, labels, torch.rand(4, generator=g), levels=levels)
-        skip = net(coarse, labels, torch.rand(4, generator=g), levels=levels * 0)
+        out = net(coarse, labels, k, noise=noise, levels=levels)
+        other = net(coarse, labels, k, noise=noise, levels=levels * 0)
     for i in range(4):
         for c in range(1, 8):
             m = labels[i] == c
@@ -91,7 +92,11 @@ def test_each_structure_sits_at_its_level_plus_shift_and_the_background_at_the_s
     onehot = F.one_hot(labels, 8).permute(0, 3, 1, 2).float()
     base = level_skip(coarse, onehot, net.skip_scale, net.skip_shift, levels, net.level_shift)
     assert float((out - base)[:, 0][bg].abs().max()) > 0.01  # the network adds texture there
-    assert not torch.allclose(out, skip)
+    torch.testing.assert_close(out[:, 0][bg], other[:, 0][bg])
+    # and the heart moves with them, by exactly the change of level
+    heart = ~bg
+    torch.testing.assert_close((out - other)[:, 0][heart],
+                               levels.gather(1, labels.reshape(4, -1)).reshape(4, 16, 16)[heart])
 
 
 def test_levels_are_asked_for_exactly_when_the_enhancer_uses_them():
