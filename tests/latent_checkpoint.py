@@ -36,7 +36,9 @@ def site_checkpoint(path: Path, site: str = "A", seed: int = 0, **overrides) -> 
         "n_labelled": len(CASES), "grid": None, "phase": 4, "step": 0,
         "models": {k: m.state_dict() for k, m in nets.modules().items()},
         "optimizers": {}, "prior": {"mean": mean, "cov": cov}, "rng": {},
-        "seconds": {"1": 1.0}})
+        "seconds": {"1": 1.0},
+        # scans of 120 mm (a child's heart), as a frame = "case" run records them
+        **({"scan_fov_mm": [120.0] * len(CASES)} if cfg.frame == "case" else {})})
 
 
 def bundle(folder: Path, sites=("A", "B"), **overrides) -> Path:

@@ -100,6 +100,13 @@ class ExportModel:
         self.train_ids = tuple(train_ids)
         self.sampler = sampler
 
+    @property
+    def written_coarse_grid(self):
+        """The coarse grid on the written grid's scale (:attr:`written_grid`'s frame)."""
+        from fedsim_app.models.generator import coarse_grid_of
+
+        return coarse_grid_of(self.written_grid, self.generator.config.coarse_size)
+
     def written_meshes(self, vertices) -> dict:
         """``{structure: (vertices, faces)}`` of one shape's vertices (V, 3) in the written
         grid's millimetres (the generator's frame scaled about its centre)."""

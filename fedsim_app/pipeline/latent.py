@@ -175,7 +175,10 @@ class LatentModel:
         return self._shapes.put(key, {
             "params": tuple(params[0].cpu().numpy().tolist()), "labels_t": labels,
             "labels": labels[0].cpu().numpy().astype(np.uint8),
-            "meshes": gen.meshes(vertices[0].cpu().numpy()), "material": material,
+            # in millimetres where the model's volumes stand (a model trained with
+            # frame = "case": its scans' typical size, not the frame's)
+            "meshes": self.site_model(site).written_meshes(vertices[0].cpu().numpy()),
+            "material": material,
             "material_source": material_source})
 
     def _volume(self, z: tuple, site: str, scan_site: str, seed: int, seconds: dict) -> dict:
@@ -258,9 +261,10 @@ class LatentModel:
             source = NOT_IN_CHECKPOINT
         else:
             source = enhancer_source(gen.enhancer, gen.enhancer_checkpoint)
+        m = self.site_model(site)  # whose shape: its volumes' size in millimetres
         return SampleResult(
             state=SampleState(shape["params"], seed, scan_site), preset=self.preset,
-            site=gen.site.to_dict(), grid=gen.grid, coarse_grid=gen.coarse_grid,
+            site=gen.site.to_dict(), grid=m.written_grid, coarse_grid=m.written_coarse_grid,
             meshes=shape["meshes"], labels=shape["labels"], material_mu_per_mm=vol["mu"],
             coarse_ct_hu=vol["coarse"], ct_hu=vol["ct"].copy(),
             material_source=shape["material_source"], ct_source=source,

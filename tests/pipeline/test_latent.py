@@ -95,6 +95,29 @@ def test_coarse_levels_enhancer_slice_first_and_each_structure_at_its_level(tmp_
                 assert abs(float(full.ct_hu[k][m].mean()) - want) < 0.05, (c, k)
 
 
+def test_case_frame_model_is_shown_in_its_scans_millimetres(tmp_path):
+    """A model trained with frame = "case" learnt scans scaled onto the 208 mm frame: its
+    renders stand, as its export writes them, at its scans' size (120 mm here), meshes
+    and coarse grid too, not at the frame's."""
+    fixed = LatentModel(bundle(tmp_path / "fixed", sites=("A",)), PRESET)
+    case = LatentModel(bundle(tmp_path / "case", sites=("A",), frame="case"), PRESET)
+    z = case.space("A").random(1)
+    a, b = fixed.render(z, "A"), case.render(z, "A")
+    assert a.grid.extent_mm[0] == pytest.approx(208.0, rel=0.1)
+    assert b.grid.spacing_mm[0] == pytest.approx(120.0 / PRESET.label_size)
+    assert b.grid.shape == a.grid.shape and b.coarse_grid.shape == a.coarse_grid.shape
+    k = b.grid.spacing_mm[0] / a.grid.spacing_mm[0]
+    assert b.coarse_grid.spacing_mm[0] == pytest.approx(a.coarse_grid.spacing_mm[0] * k)
+    np.testing.assert_allclose(b.grid.center_mm, a.grid.center_mm, atol=1e-6)
+    # the same networks (same seed) under either frame: the same labels, the meshes
+    # scaled about the centre by the scans' size over the frame's
+    np.testing.assert_array_equal(a.labels, b.labels)
+    centre = np.asarray(a.grid.center_mm)
+    for name, (verts, _faces) in b.meshes.items():
+        np.testing.assert_allclose(verts, centre + (a.meshes[name][0] - centre) * k,
+                                   atol=1e-3, err_msg=name)
+
+
 def test_training_case_is_its_own_nearest(model):
     space = model.space("B")
     r = model.render(space.training(2), "B", slice_index=0)
