@@ -9,7 +9,9 @@ structure − the real image's|, for:
 
 - ``enhancer``: the site enhancer's CT (the figure ``train_quality.py`` reports as the
   worst structure's ``enh_hu_err``);
-- ``skip``: the enhancer's label-wise skip alone (``scale_c · coarse + shift_c``);
+- ``skip``: the enhancer's level path alone, without its network: the label-wise skip
+  (``scale_c · coarse + shift_c``), or for an enhancer with ``levels="coarse"`` each
+  structure at its coarse level plus the fitted shift (the background on the skip);
 - ``coarse``: the model's coarse CT upsampled (a do-nothing enhancer);
 - ``label_mean``: every structure painted with its mean over the labelled training
   volumes (each volume weighing the same), which ignores the coarse CT: what the labels
@@ -26,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from fedsim_app.assets import asset_path
-from fedsim_app.models.enhancer import label_skip
+from fedsim_app.models.enhance import structure_levels_of
+from fedsim_app.models.enhancer import level_skip
 from fedsim_app.models.generator import upsample_coarse
 from fedsim_app.sites import get_site
 from fedsim_app.train.data import load_site_data
@@ -53,9 +56,12 @@ def site_errors(model, train, test) -> dict[str, dict[int, float]]:
     up = upsample_coarse(coarse, tuple(test.labels.shape[1:])) / HU
     onehot = F.one_hot(test.labels, 8).movedim(-1, 1).float()  # (B, 8, K, H, W)
     enh = chain.enhancer
-    skip = torch.stack([label_skip(u[:, None], oh.transpose(0, 1), enh.skip_scale,
-                                   enh.skip_shift)[:, 0]
-                        for u, oh in zip(up, onehot, strict=True)])
+    levels = structure_levels_of(coarse, test.labels) if enh.uses_levels else None
+    skip = torch.stack([level_skip(u[:, None], oh.transpose(0, 1), enh.skip_scale,
+                                   enh.skip_shift,
+                                   None if levels is None else levels[b].expand(len(u), -1),
+                                   getattr(enh, "level_shift", None))[:, 0]
+                        for b, (u, oh) in enumerate(zip(up, onehot, strict=True))])
     prior = label_means(train.images[:n] * HU, train.labels[:n])
     outputs = {"enhancer": enhanced * HU, "skip": skip * HU, "coarse": up * HU}
     errs: dict[str, dict[int, list[float]]] = {k: {} for k in KINDS}
