@@ -99,7 +99,8 @@ def level_inputs(enhancer, coarse_hu: torch.Tensor, labels: torch.Tensor,
 
 
 def enhance(coarse_hu: torch.Tensor, labels: torch.Tensor, enhancer=None, *,
-            chunk: int = 0, precision: str = "float32") -> torch.Tensor:
+            chunk: int = 0, precision: str = "float32",
+            noise: torch.Tensor | None = None) -> torch.Tensor:
     """CT (B, K, H, W) HU on the label grid: every axial slice through ``enhancer``, or
     the upsampled coarse CT when ``enhancer`` is None.
 
@@ -116,6 +117,9 @@ def enhance(coarse_hu: torch.Tensor, labels: torch.Tensor, enhancer=None, *,
         (:func:`slices_per_call`)
     precision : ``"float32"``, or ``"bfloat16"`` for the inference plan's convolutions
         (not bit-equal: within the tolerance its tests state)
+    noise : the texture draw (B, K, 1, H, W) instead of torch's global generator's, for an
+        enhancer that takes ``noise`` (``benchmarks/enhancer_noise.py`` feeds it zeros,
+        scaled or z-correlated draws)
     """
     if enhancer is None:
         return upsample_coarse(coarse_hu, tuple(labels.shape[1:]))
@@ -128,8 +132,15 @@ def enhance(coarse_hu: torch.Tensor, labels: torch.Tensor, enhancer=None, *,
         raise FedSimError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     b, k_total, h, w = labels.shape
     up = upsample_coarse(coarse_hu, (k_total, h, w)) / HU_SCALE  # (B, K, H, W)
-    noise = torch.randn((b, k_total, 1, h, w), dtype=up.dtype, device=up.device) \
-        if takes_noise(enhancer) else None
+    if noise is not None:
+        if not takes_noise(enhancer):
+            raise FedSimError("this enhancer draws no texture noise; do not pass noise")
+        if tuple(noise.shape) != (b, k_total, 1, h, w):
+            raise FedSimError(f"noise must be {(b, k_total, 1, h, w)} (B, K, 1, H, W) for "
+                              f"these labels; got {tuple(noise.shape)}")
+        noise = noise.to(up)
+    elif takes_noise(enhancer):
+        noise = torch.randn((b, k_total, 1, h, w), dtype=up.dtype, device=up.device)
     plan = None if torch.is_grad_enabled() else plan_enhancer(
         enhancer, dtype=PRECISIONS[precision], channels_last=up.device.type == "cpu")
     run = enhancer if plan is None else plan

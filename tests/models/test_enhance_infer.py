@@ -110,3 +110,23 @@ def test_enhance_bad_precision_and_calls_sized_for_the_cache():
     assert slices_per_call(_net(24, 2, 16), 1, 128, 128) == 4  # 6 MiB per slice
     assert slices_per_call(_net(64, 2, 16), 1, 128, 128) == 1
     assert slices_per_call(_net(24, 2, 16), 1, 32, 32) == 64
+
+
+def test_enhance_takes_a_given_noise_draw_and_refuses_a_wrong_one():
+    net = _net(8, 1, 8)
+    coarse, labels = _volume()
+    noise = torch.randn(2, 8, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.manual_seed(7)
+        drawn = enhance(coarse, labels, net)
+        torch.manual_seed(7)  # the draw enhance makes itself, given: the same CT
+        same = enhance(coarse, labels, net, noise=torch.randn(2, 8, 1, 16, 16))
+        given = enhance(coarse, labels, net, noise=noise)
+        again = enhance(coarse, labels, net, noise=noise, chunk=3)
+    assert torch.equal(same, drawn)
+    torch.testing.assert_close(again, given, rtol=0, atol=1e-5 * float(given.abs().max()))
+    assert not torch.allclose(given, drawn, atol=1.0)
+    with pytest.raises(FedSimError, match=r"noise must be \(2, 8, 1, 16, 16\)"):
+        enhance(coarse, labels, net, noise=noise[:, :4])
+    with pytest.raises(FedSimError, match="draws no texture noise"):
+        enhance(coarse, labels, RecordingEnhancer(), noise=noise)
