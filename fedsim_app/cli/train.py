@@ -26,9 +26,11 @@ def register(sub) -> None:
                    help="labelled training volumes (the paper's budgets: site A 4 or 8, B/C 6 "
                    "or 12; default the smaller; with --resume, the run's); the rest of the "
                    "training split is unlabelled")
-    p.add_argument("--preset", default="cpu", choices=("paper", "cpu", "smoke"),
+    p.add_argument("--preset", choices=("paper", "cpu", "smoke"),
                    help="resolutions and amount of work (default cpu)")
-    p.add_argument("--config", metavar="TOML", help="settings overriding the preset")
+    p.add_argument("--config", metavar="TOML",
+                   help="settings overriding a preset: the file's own `preset = ...`, "
+                   "else --preset's")
     p.add_argument("--shape-grad", choices=("soft", "fd"),
                    help="shape gradient: soft occupancy (default) or the paper's finite "
                    "differences")
@@ -61,8 +63,9 @@ def _config(args):
                                    ("shape_model", args.shape_model), ("seed", args.seed),
                                    ("vgg_weights", args.vgg_weights)) if v is not None}
     if args.config:
-        return load_config(args.config).replace(**overrides)
-    return preset(args.preset, **overrides)
+        # the file's own `preset = ...` is its base; without one, --preset's
+        return load_config(args.config, args.preset or "cpu").replace(**overrides)
+    return preset(args.preset or "cpu", **overrides)
 
 
 def data_folder(args, site):

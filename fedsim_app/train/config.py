@@ -230,15 +230,16 @@ def from_dict(d: dict) -> TrainConfig:
     return TrainConfig(**out)
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """A config from TOML: ``preset = "cpu"`` picks the base, other keys override it."""
+def load_config(path: str | Path, default_preset: str = "paper") -> TrainConfig:
+    """A config from TOML: ``preset = "cpu"`` picks the base (``default_preset`` when the
+    file names none), other keys override it."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read training config ({exc})") from None
-    base = data.get("preset", "paper")
+    base = data.get("preset", default_preset)
     try:
-        return preset(base, **data)
+        return preset(base, **{**data, "preset": base})
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -86,3 +86,26 @@ def test_ctrl_c_saves_and_exits_130(tiny_site, tmp_path):
     assert proc.returncode == 130, err
     assert "checkpoint" in err and "Traceback" not in err
     assert (run / "checkpoint.pt").is_file()
+
+
+def test_a_config_without_preset_overrides_the_preset_given_on_the_command_line(tmp_path):
+    import argparse
+
+    from fedsim_app.cli.train import _config
+    from fedsim_app.train.config import load_config, preset
+
+    plain = tmp_path / "plain.toml"
+    plain.write_text("phase3_epochs = 1\n")
+    named = tmp_path / "named.toml"
+    named.write_text('preset = "smoke"\nphase3_epochs = 1\n')
+
+    def args(name, path):
+        return argparse.Namespace(preset=name, config=str(path), shape_grad=None,
+                                  shape_model=None, seed=None, vgg_weights=None)
+
+    for name, want in (("cpu", "cpu"), ("smoke", "smoke"), (None, "cpu")):
+        cfg = _config(args(name, plain))
+        # the preset's own settings stay (the cpu preset's frame, enhancer levels, sizes)
+        assert cfg == preset(want, phase3_epochs=1), name
+    assert _config(args("cpu", named)) == preset("smoke", phase3_epochs=1)  # the file's
+    assert load_config(plain) == preset("paper", phase3_epochs=1)  # the library's default
