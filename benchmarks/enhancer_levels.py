@@ -76,21 +76,34 @@ def site_errors(model, train, test) -> dict[str, dict[int, float]]:
     return {k: {c: sum(v) / len(v) for c, v in d.items()} for k, d in errs.items()}
 
 
-def main() -> int:
+def site_arguments() -> argparse.ArgumentParser:
+    """``--checkpoint``, ``--cohort``, ``--sites``: the per-site benchmarks' arguments."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default="default")
     ap.add_argument("--cohort", default="build/cohort")
     ap.add_argument("--sites", default=None)
-    args = ap.parse_args()
+    return ap
+
+
+def site_models(args) -> dict | None:
+    """The site models of ``args.checkpoint`` (``default``: the shipped bundle), or None
+    (said on stdout) when it or the cohort is missing: `make bench` runs every benchmark,
+    and no model or cohort yet is a skip."""
     path = (asset_path("checkpoints", "default.pt", must_exist=False)
             if args.checkpoint == "default" else Path(args.checkpoint))
     if not path.is_file() or not Path(args.cohort).is_dir():
-        # `make bench` runs every benchmark: no model or cohort yet is a skip
         print(f"skipped: needs {path} (make assets) and {args.cohort} (fedsim cohort)")
-        return 0
+        return None
     models = load_site_models(path)
-    for key in args.sites.split(",") if args.sites else list(models):
-        model = models[key]
+    return {k: models[k] for k in (args.sites.split(",") if args.sites else models)}
+
+
+def main() -> int:
+    args = site_arguments().parse_args()
+    models = site_models(args)
+    if models is None:
+        return 0
+    for key, model in models.items():
         folder = Path(args.cohort) / get_site(key).dataset.folder
         chain = model.chain()
         train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled,

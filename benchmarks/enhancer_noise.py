@@ -23,18 +23,16 @@ over the median norm on a conditioning channel. The last line is the largest
 ``draw / enhanced`` over the sites.
 """
 
-import argparse
 import math
 import sys
 from pathlib import Path
 
 import torch
+from enhancer_levels import site_arguments, site_models  # benchmarks/, beside this file
 
-from fedsim_app.assets import asset_path
 from fedsim_app.models.enhance import enhance
 from fedsim_app.sites import get_site
 from fedsim_app.train.data import load_site_data, split_cases
-from fedsim_app.train.model_io import load_site_models
 from fedsim_app.train.quality import HU, heldout_latents, noise_sd
 
 
@@ -86,22 +84,14 @@ def _noise_figures(chain, z, test, rho: float) -> dict[str, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint", default="default")
-    ap.add_argument("--cohort", default="build/cohort")
-    ap.add_argument("--sites", default=None)
+    ap = site_arguments()
     ap.add_argument("--rho", type=float, default=0.7)
     args = ap.parse_args()
-    path = (asset_path("checkpoints", "default.pt", must_exist=False)
-            if args.checkpoint == "default" else Path(args.checkpoint))
-    if not path.is_file() or not Path(args.cohort).is_dir():
-        # `make bench` runs every benchmark: no model or cohort yet is a skip
-        print(f"skipped: needs {path} (make assets) and {args.cohort} (fedsim cohort)")
+    models = site_models(args)
+    if models is None:
         return 0
-    models = load_site_models(path)
     shares = []
-    for key in args.sites.split(",") if args.sites else list(models):
-        model = models[key]
+    for key, model in models.items():
         folder = Path(args.cohort) / get_site(key).dataset.folder
         grid, frame = model.chain().grid, model.config.frame
         if tuple(c.case_id for c in split_cases(folder)["train"]) != tuple(model.case_ids):
