@@ -38,11 +38,19 @@ def test_build_is_reproducible(atlas, tmp_path):
     pytest.importorskip("fedsim_app.anatomy")
     from fedsim_app.cli import main
 
-    assert main(["ssm", "build", "--out", str(tmp_path / "a.npz")]) == 0
-    rebuilt = ShapeModel.load(tmp_path / "a.npz")
-    np.testing.assert_allclose(rebuilt.mean, atlas.mean, atol=1e-6)
-    np.testing.assert_allclose(rebuilt.eigenvalues, atlas.eigenvalues, rtol=1e-6)
-    np.testing.assert_allclose(rebuilt.modes[:, :14], atlas.modes[:, :14], atol=1e-5)
+    for name in ("a.npz", "b.npz"):
+        assert main(["ssm", "build", "--out", str(tmp_path / name)]) == 0
+    rebuilt, again = (ShapeModel.load(tmp_path / n) for n in ("a.npz", "b.npz"))
+    # on one machine, bit for bit
+    assert np.array_equal(rebuilt.mean, again.mean)
+    assert np.array_equal(rebuilt.eigenvalues, again.eigenvalues)
+    assert np.array_equal(rebuilt.modes, again.modes)
+    # against the committed atlas, built on another CPU: its BLAS/LAPACK kernels round
+    # differently (2026-12-05, an AMD EPYC against the committed build: mean 0.0097 mm,
+    # eigenvalues 3.5e-5 relative, modes 2.3e-5 apart)
+    np.testing.assert_allclose(rebuilt.mean, atlas.mean, atol=0.05)
+    np.testing.assert_allclose(rebuilt.eigenvalues, atlas.eigenvalues, rtol=1e-4)
+    np.testing.assert_allclose(rebuilt.modes[:, :14], atlas.modes[:, :14], atol=1e-4)
 
 
 def test_fit_atlas_heart_on_anisotropic_grid(atlas):
