@@ -62,10 +62,10 @@ def _config(args):
     overrides = {k: v for k, v in (("shape_grad", args.shape_grad),
                                    ("shape_model", args.shape_model), ("seed", args.seed),
                                    ("vgg_weights", args.vgg_weights)) if v is not None}
-    if args.config:
-        # the file's own `preset = ...` is its base; without one, --preset's
-        return load_config(args.config, args.preset or "cpu").replace(**overrides)
-    return preset(args.preset or "cpu", **overrides)
+    name = args.preset or "cpu"
+    if args.config:  # the file's own `preset = ...` is its base; without one, --preset's
+        return load_config(args.config, name).replace(**overrides)
+    return preset(name, **overrides)
 
 
 def data_folder(args, site):

@@ -240,6 +240,6 @@ def load_config(path: str | Path, default_preset: str = "paper") -> TrainConfig:
         raise ConfigError(f"{path}: cannot read training config ({exc})") from None
     base = data.get("preset", default_preset)
     try:
-        return preset(base, **{**data, "preset": base})
+        return preset(base, **data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
