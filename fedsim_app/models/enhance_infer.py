@@ -76,6 +76,9 @@ class EnhancerPlan:
         self.uses_levels = getattr(net, "uses_levels", False)
         self.level_shift = net.level_shift.detach().float().clone() \
             if self.uses_levels else None
+        # injected noise (``noise="inject"``): its per-channel gain, added before the last block
+        self.noise_gain = net.noise_gain.detach().float().clone().view(1, -1, 1, 1) \
+            if getattr(net, "noise", "input") == "inject" else None
 
     # -- weights ---------------------------------------------------------------------
     def _w(self, t: torch.Tensor) -> torch.Tensor:
@@ -136,6 +139,8 @@ class EnhancerPlan:
         for i, lv in enumerate(self.levels):
             if i:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
+            if self.noise_gain is not None and i == len(self.levels) - 1:  # the slice grid
+                x = x.add_(self.noise_gain * noise.float())
             step = 2 ** (self.n_down - i)
             # nearest resampling by an integer factor keeps every step-th pixel
             seg_i = seg[:, :, ::step, ::step] if step > 1 else seg

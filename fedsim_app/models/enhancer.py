@@ -42,6 +42,8 @@ from torch import nn
 
 N_COND_EXTRA = 2  # the coarse slice and the k/K plane, besides the one-hot labels
 LEVELS = ("skip", "coarse")  # where the heart structures' levels come from
+NOISE = ("input", "inject")  # where the texture noise enters (SiteEnhancer)
+NOISE_GAIN0 = 0.1  # the injected noise's starting gain per channel
 
 
 def label_skip(coarse_up: torch.Tensor, onehot: torch.Tensor, scale: torch.Tensor,
@@ -191,6 +193,11 @@ class SiteEnhancer(nn.Module):
     levels : ``"skip"`` (heart structures' levels from the label-wise skip) or
         ``"coarse"`` (from per-volume structure levels given to :meth:`forward`, plus the
         buffer ``level_shift``; see the module notes)
+    noise : ``"input"`` (the noise channel enters with the conditioning only, the
+        paper's) or ``"inject"`` (the same draw is also added to the features before the
+        last block, scaled by the learnt per-channel ``noise_gain``, StyleGAN's noise
+        input: trained, the ``"input"`` channel ended ignored, docs/benchmarks.md
+        2026-12-05 21:14)
 
     Examples
     --------
@@ -203,10 +210,13 @@ class SiteEnhancer(nn.Module):
     """
 
     def __init__(self, n_classes: int = 8, *, width: int = 64, n_down: int = 2,
-                 spade_hidden: int = 64, levels: str = "skip"):
+                 spade_hidden: int = 64, levels: str = "skip", noise: str = "input"):
         super().__init__()
         if levels not in LEVELS:
             raise ValueError(f"levels must be one of {', '.join(LEVELS)}, got {levels!r}")
+        if noise not in NOISE:
+            raise ValueError(f"noise must be one of {', '.join(NOISE)}, got {noise!r}")
+        self.noise = noise
         self.levels = levels
         self.n_classes = int(n_classes)
         self.n_down = int(n_down)
@@ -225,6 +235,8 @@ class SiteEnhancer(nn.Module):
         nn.init.zeros_(self.tail[1].bias)
         self.register_buffer("skip_scale", torch.ones(self.n_classes))
         self.register_buffer("skip_shift", torch.zeros(self.n_classes))
+        if noise == "inject":  # only then: an "input" enhancer's state dict is as before
+            self.noise_gain = nn.Parameter(torch.full((width,), NOISE_GAIN0))
         if levels == "coarse":  # only then: a "skip" enhancer's state dict is as before
             self.register_buffer("level_shift", torch.zeros(self.n_classes))
 
@@ -277,6 +289,8 @@ class SiteEnhancer(nn.Module):
         for i, block in enumerate(self.blocks):
             if i:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
+            if self.noise == "inject" and i == len(self.blocks) - 1:  # at the slice grid
+                x = x + self.noise_gain.view(1, -1, 1, 1) * noise
             x = block(x, seg)
         onehot = seg[:, 1:1 + self.n_classes]
         return (level_skip(coarse_up, onehot, self.skip_scale, self.skip_shift, levels,

@@ -1,5 +1,6 @@
-"""Losses of the model: hinge adversarial, discriminator feature matching, L1, soft IoU,
-and an optional VGG perceptual term that needs weights on disk (nothing is downloaded)."""
+"""Losses of the model: hinge adversarial, discriminator feature matching, L1, mode
+seeking, soft IoU, and an optional VGG perceptual term that needs weights on disk
+(nothing is downloaded)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,20 @@ def feature_matching_loss(real_features, fake_features) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference of a generated slice and its paired real slice."""
+def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """``-log(mean |a - b| + eps)`` of two outputs of one generator on the same input and
+    two noise draws: lower the more the draws' outputs differ (MSGAN's mode-seeking term,
+    in log form so that it weighs like a log-ratio; ``eps`` bounds it when they coincide)."""
+    return -torch.log((a - b).abs().mean() + eps)
+
+
+def l1_loss(fake: torch.Tensor, real: torch.Tensor, *, box: int = 0) -> torch.Tensor:
+    """Mean absolute difference of generated slices (N, 1, H, W) and their paired real
+    slices; with ``box`` > 1, of both after a ``box``×``box`` mean filter, so that the
+    real slice's noise, which the conditioning cannot predict, is not a target."""
+    if box > 1:
+        fake, real = (F.avg_pool2d(x, box, stride=1, padding=box // 2,
+                                   count_include_pad=False) for x in (fake, real))
     return F.l1_loss(fake, real)
 
 

@@ -20,6 +20,7 @@ SHAPE_MODELS = ("atlas", "labels", "labels+atlas")
 FRAMES = ("fixed", "case")
 TEX_INTERIORS = ("2d", "3d", "volume")
 ENHANCER_LEVELS = ("skip", "coarse")  # models.enhancer.LEVELS (kept free of torch here)
+ENHANCER_NOISE = ("input", "inject")  # models.enhancer.NOISE
 
 
 class ConfigError(FedSimError):
@@ -109,6 +110,15 @@ class TrainConfig:
     # shift fitted at phase 2's start and again at phase 3's end on refitted latents
     # (models.enhancer's notes)
     enhancer_levels: str = "skip"
+    # where the enhancer's texture noise enters: "input", one channel beside the
+    # conditioning (the paper's); or "inject" too, added with a learnt per-channel gain
+    # before the last SPADE block (docs/benchmarks.md, 2026-12-05 21:14: the "input"
+    # enhancers learnt to ignore the channel, 94 % of their texture a fixed pattern)
+    enhancer_noise: str = "input"
+    # the L1 term between mean-filtered slices (box size; 0: the paper's, voxel by voxel)
+    l1_box: int = 0
+    # mode seeking: −log of the mean |difference| between two draws' slices (0: off)
+    w_ms: float = 0.0
     level_refit_steps: int = 300  # Adam steps of that refit (train_quality's held-out fit's)
     vgg_weights: str = ""  # local VGG-19 state dict; empty = no perceptual term
     # build the coarse scanner's system matrix (minutes once per scanner, then cached):
@@ -128,6 +138,9 @@ class TrainConfig:
         if self.enhancer_levels not in ENHANCER_LEVELS:
             raise ConfigError(f"enhancer_levels must be one of {', '.join(ENHANCER_LEVELS)}, "
                               f"got {self.enhancer_levels!r}")
+        if self.enhancer_noise not in ENHANCER_NOISE:
+            raise ConfigError(f"enhancer_noise must be one of {', '.join(ENHANCER_NOISE)}, "
+                              f"got {self.enhancer_noise!r}")
         if self.frame not in FRAMES:
             raise ConfigError(f"frame must be one of {', '.join(FRAMES)}, got {self.frame!r}")
         if self.shape_grad not in ("soft", "fd"):

@@ -25,6 +25,7 @@ from fedsim_app.models.losses import (
     interior_3d,
     interior_volumes,
     l1_loss,
+    mode_seeking_loss,
     soft_iou,
     soft_iou_loss,
     structure_mean_loss,
@@ -177,12 +178,26 @@ class GLOSteps:
             _, real_feats = self.nets.disc(real, lab)
         losses = {"g_adv": hinge_g_loss(fake_logits),
                   "fm": feature_matching_loss(real_feats, fake_feats),
-                  "l1": l1_loss(fake, real)}
+                  "l1": l1_loss(fake, real, box=self.cfg.l1_box)}
         if self.vgg is not None:
             losses["vgg"] = self.vgg(fake, real)
         if self.cfg.w_tex:
             losses["tex"] = self.texture_term(fake, real, lab, hard, slices)
+        if self.cfg.w_ms:
+            losses["ms"] = self.mode_seeking_term(coarse_up, lab, k_frac, coarse_hu, hard,
+                                                  len(slices))
         return losses
+
+    def mode_seeking_term(self, coarse_up, lab, k_frac, coarse_hu, hard, n_slices):
+        """Mode seeking: two draws through the enhancer on the same rows should differ.
+        The conditioning is detached: the term trains the enhancer's use of its noise,
+        not the coarse CT or the shape (which it would otherwise push toward contrasts
+        that amplify the draw)."""
+        levels = level_inputs(self.nets.enhancer, coarse_hu.detach(), hard, n_slices)
+        twice = [torch.cat([t.detach()] * 2) for t in (coarse_up, lab, k_frac)]
+        pair = self.nets.enhancer(*twice, generator=self.rng,
+                                  **{k: torch.cat([v] * 2) for k, v in levels.items()})
+        return mode_seeking_loss(*pair.chunk(2))  # the first N rows one draw, the rest another
 
     def texture_term(self, fake, real, lab, hard, slices) -> torch.Tensor:
         """The texture term (``tex_interior``) of enhanced ``fake`` against ``real`` rows
@@ -208,7 +223,7 @@ class GLOSteps:
     def weighted(self, losses: dict) -> torch.Tensor:
         c = self.cfg
         w = {"iou": c.w_iou, "mse": c.w_mse, "smean": c.w_smean, "g_adv": c.w_adv,
-             "fm": c.w_fm, "l1": c.w_l1, "vgg": c.w_vgg, "tex": c.w_tex}
+             "fm": c.w_fm, "l1": c.w_l1, "vgg": c.w_vgg, "tex": c.w_tex, "ms": c.w_ms}
         return sum(w[k] * v for k, v in losses.items())
 
     def shape_fit_targets(self) -> torch.Tensor:

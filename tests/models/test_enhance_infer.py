@@ -12,9 +12,9 @@ from fedsim_app.models.enhancer import SiteEnhancer, conditioning
 from fedsim_app.shape.soft import torch_threads
 
 
-def _net(width, n_down, hidden, seed=0):
+def _net(width, n_down, hidden, seed=0, noise="input"):
     torch.manual_seed(seed)
-    net = SiteEnhancer(width=width, n_down=n_down, spade_hidden=hidden)
+    net = SiteEnhancer(width=width, n_down=n_down, spade_hidden=hidden, noise=noise)
     with torch.no_grad():  # a trained-looking net: no zero residual, no zero biases
         for p in net.parameters():
             p.normal_(std=0.1)
@@ -45,6 +45,38 @@ def test_plan_computes_the_enhancers_forward(width, n_down, hidden, size, channe
     # float32, same operations regrouped: within 1e-5 of the output (0.01 HU)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * float(want.abs().max()))
     assert not torch.allclose(plan(coarse, labels, k, noise=-noise), want, atol=1e-3)
+
+
+@pytest.mark.parametrize("n_down", [0, 2])
+def test_plan_computes_the_forward_with_injected_noise(n_down):
+    net = _net(16, n_down, 8, noise="inject")
+    with torch.no_grad():
+        net.noise_gain.uniform_(0.5, 1.5)  # a kept gain: the draw moves the slices
+    coarse, labels, k, noise = _inputs(3, 16)
+    with torch.no_grad():
+        want = net(coarse, labels, k, noise=noise)
+        other = net(coarse, labels, k, noise=torch.roll(noise, 1, -1))
+    got = plan_enhancer(net)(coarse, labels, k, noise=noise)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * float(want.abs().max()))
+    # the gain is what injects: at zero it is the "input" enhancer of the same weights
+    flat = _net(16, n_down, 8)
+    flat.load_state_dict({k_: v for k_, v in net.state_dict().items() if k_ != "noise_gain"})
+    with torch.no_grad():
+        want_flat = flat(coarse, labels, k, noise=noise)
+        assert float((want - want_flat).abs().mean()) > 0.1 * float(want.std())
+        assert float((want - other).abs().mean()) > 0.1 * float(want.std())
+        net.noise_gain.zero_()
+        torch.testing.assert_close(net(coarse, labels, k, noise=noise), want_flat)
+
+
+def test_injected_noise_is_a_parameter_only_of_an_inject_enhancer():
+    # an "input" enhancer's state dict is what it was before injection existed, so the
+    # checkpoints written before it load as they are
+    assert "noise_gain" not in _net(8, 1, 8).state_dict()
+    net = _net(8, 1, 8, noise="inject")
+    assert net.noise_gain.shape == (8,) and net.noise_gain.requires_grad
+    with pytest.raises(ValueError, match="noise must be one of input, inject"):
+        SiteEnhancer(width=8, n_down=1, spade_hidden=8, noise="output")
 
 
 def test_plan_bfloat16_stays_within_its_stated_tolerance():

@@ -12,6 +12,7 @@ from fedsim_app.models.losses import (
     hinge_g_loss,
     interior_3d,
     l1_loss,
+    mode_seeking_loss,
     soft_iou,
     soft_iou_loss,
     structure_levels,
@@ -43,6 +44,27 @@ def test_feature_matching_analytic_and_real_is_target():
 
 def test_l1():
     assert l1_loss(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0])).item() == 1.0
+
+
+def test_l1_over_mean_filtered_slices():
+    # an 8x8 checkerboard against its mean 0.5: voxel by voxel every pixel is 0.5 off;
+    # after the 3x3 mean (the border's windows cut to the slice) the 36 inner windows
+    # hold 4 or 5 ones of 9, 1/18 off, and the 28 border windows half ones, exact
+    board = ((torch.arange(8)[:, None] + torch.arange(8)[None]) % 2).float()[None, None]
+    flat = torch.full((1, 1, 8, 8), 0.5)
+    assert l1_loss(board, flat).item() == 0.5
+    assert l1_loss(board, flat, box=3).item() == pytest.approx(36 / 18 / 64)
+    assert l1_loss(board, flat, box=1).item() == 0.5  # a 1x1 box filters nothing
+
+
+def test_mode_seeking_analytic_and_gradient():
+    a = torch.zeros(2, 1, 4, 4, requires_grad=True)
+    b = torch.full((2, 1, 4, 4), 0.5)
+    loss = mode_seeking_loss(a, b)
+    assert loss.item() == pytest.approx(-math.log(0.5 + 1e-4))
+    loss.backward()  # d/da of -log(mean|a - b|) at a < b: 1 / (n·mean), pushing a away
+    assert torch.allclose(a.grad, torch.full_like(a, 1 / (32 * (0.5 + 1e-4))))
+    assert mode_seeking_loss(b, b).item() == pytest.approx(-math.log(1e-4))  # bounded
 
 
 def test_soft_iou_analytic():

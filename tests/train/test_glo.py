@@ -2,6 +2,7 @@
 resume equality, run folder."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -346,3 +347,37 @@ def test_case_frame_scales_each_scan_onto_the_frame(tiny_site, tiny_cfg, tmp_pat
     assert len(tr.data.fov_mm) == len(tr.data.images)
     with pytest.raises(Exception, match="frame must be one of fixed, case"):
         tiny_cfg.replace(frame="scanner")
+
+
+def test_mode_seeking_term_only_when_weighted_and_it_keeps_the_injected_noise(
+        tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg, tmp_path)
+    idx = torch.tensor([0])
+    coarse = tr.steps.coarse_of(tr.nets.z_lab(idx), tr.data.labels[:1]).detach()
+    assert "ms" not in tr.steps.enhancer_losses(coarse, idx, tr.data.labels[:1])
+    assert "noise_gain" not in tr.nets.enhancer.state_dict()
+    cfg = tiny_cfg.replace(enhancer_noise="inject", w_ms=0.5)
+    tr = _trainer(tiny_site, cfg, tmp_path / "ms")
+    with torch.no_grad():  # an enhancer past its identity start
+        tr.nets.enhancer.tail[1].weight.normal_(std=0.1)
+    st = tr.steps
+    losses = st.enhancer_losses(coarse, idx, tr.data.labels[:1])
+    # two draws through the same enhancer differ: the term is finite and below its bound
+    assert math.isfinite(float(losses["ms"])) and float(losses["ms"]) < -math.log(1e-4) - 1
+    st.weighted({"ms": losses["ms"]}).backward()
+    gain = tr.nets.enhancer.noise_gain.grad
+    # lowering the term raises the gain: more of the draw, more difference between draws
+    assert gain is not None and float(gain.sum()) < 0
+    assert st.weighted({"ms": torch.tensor(2.0)}).item() == pytest.approx(1.0)  # w_ms 0.5
+
+
+def test_mode_seeking_term_trains_the_enhancer_only(tiny_site, tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(enhancer_noise="inject", w_ms=0.5)
+    tr = _trainer(tiny_site, cfg, tmp_path)
+    with torch.no_grad():
+        tr.nets.enhancer.tail[1].weight.normal_(std=0.1)
+    st, idx = tr.steps, torch.tensor([0])
+    coarse = st.coarse_of(tr.nets.z_lab(idx), tr.data.labels[:1])
+    st.enhancer_losses(coarse, idx, tr.data.labels[:1])["ms"].backward()
+    assert tr.nets.z_lab.codes.grad is None or not tr.nets.z_lab.codes.grad.any()
+    assert all(p.grad is None for p in tr.nets.g_material.parameters())
