@@ -141,6 +141,11 @@ class TrainConfig:
         if self.enhancer_noise not in ENHANCER_NOISE:
             raise ConfigError(f"enhancer_noise must be one of {', '.join(ENHANCER_NOISE)}, "
                               f"got {self.enhancer_noise!r}")
+        if self.l1_box < 0 or (self.l1_box and self.l1_box % 2 == 0):
+            raise ConfigError(f"l1_box must be 0 (voxel by voxel) or an odd box size, got "
+                              f"{self.l1_box}")
+        if self.w_ms < 0:
+            raise ConfigError(f"w_ms must be 0 (off) or positive, got {self.w_ms}")
         if self.frame not in FRAMES:
             raise ConfigError(f"frame must be one of {', '.join(FRAMES)}, got {self.frame!r}")
         if self.shape_grad not in ("soft", "fd"):

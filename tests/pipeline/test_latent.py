@@ -95,6 +95,19 @@ def test_coarse_levels_enhancer_slice_first_and_each_structure_at_its_level(tmp_
                 assert abs(float(full.ct_hu[k][m].mean()) - want) < 0.05, (c, k)
 
 
+def test_injected_noise_enhancer_loads_and_renders_slice_first_as_whole(tmp_path):
+    path = bundle(tmp_path, sites=("A",), enhancer_noise="inject")
+    model = LatentModel(path, PRESET)
+    assert model.scan_generator("A").enhancer.noise == "inject"
+    z = model.space("A").random(1)
+    first = model.render(z, "A", seed=2, slice_index=5)
+    full = model.render(z, "A", seed=2, slice_index=5, fill=100)
+    np.testing.assert_array_equal(full.ct_hu[5], first.ct_hu[5])
+    # another seed, another texture draw
+    other = model.render(z, "A", seed=3, slice_index=5)
+    assert float(np.abs(other.ct_hu[5] - first.ct_hu[5]).mean()) > 1.0
+
+
 def test_case_frame_model_is_shown_in_its_scans_millimetres(tmp_path):
     """A model trained with frame = "case" learnt scans scaled onto the 208 mm frame: its
     renders stand, as its export writes them, at its scans' size (120 mm here), meshes

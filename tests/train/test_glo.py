@@ -381,3 +381,13 @@ def test_mode_seeking_term_trains_the_enhancer_only(tiny_site, tiny_cfg, tmp_pat
     st.enhancer_losses(coarse, idx, tr.data.labels[:1])["ms"].backward()
     assert tr.nets.z_lab.codes.grad is None or not tr.nets.z_lab.codes.grad.any()
     assert all(p.grad is None for p in tr.nets.g_material.parameters())
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"enhancer_noise": "output"}, "enhancer_noise must be one of input, inject"),
+    ({"l1_box": 4}, "l1_box must be 0 .* or an odd box size, got 4"),
+    ({"w_ms": -0.5}, "w_ms must be 0 .* or positive"),
+])
+def test_noise_settings_refused_with_what_is_allowed(tiny_cfg, bad, match):
+    with pytest.raises(Exception, match=match):
+        tiny_cfg.replace(**bad)
