@@ -19,7 +19,9 @@ SD (``fedsim_app.train.quality.noise_sd``, HU) of:
   still N(0, 1));
 
 and ``head_noise``: the norm of the first convolution's weights on the noise channel
-over the median norm on a conditioning channel. The last line is the largest
+over the median norm on a conditioning channel; ``gain``: the median |gain| of the noise
+injected before the last block (``enhancer_noise = "inject"``; it starts at 0.1, nan for
+an enhancer without it). The last line is the largest
 ``draw / enhanced`` over the sites.
 """
 
@@ -56,6 +58,12 @@ def head_noise_share(enhancer) -> float:
     return float(norms[-1] / norms[:-1].median())
 
 
+def injected_gain(enhancer) -> float:
+    """Median |per-channel gain| of the injected noise; nan without injection."""
+    gain = getattr(enhancer, "noise_gain", None)
+    return float("nan") if gain is None else float(gain.detach().abs().median())
+
+
 def site_noise(model, test, rho: float) -> dict[str, float]:
     chain = model.chain()
     z = heldout_latents(model, chain, test)  # fitted by gradient: outside no_grad
@@ -80,6 +88,7 @@ def _noise_figures(chain, z, test, rho: float) -> dict[str, float]:
                "draw": sd((out["enhanced"] - out["other"]) / math.sqrt(2))}
     figures |= {name: sd(out[name]) for name in ("enhanced", "zero", "double", "ar")}
     figures["head_noise"] = head_noise_share(chain.enhancer)
+    figures["gain"] = injected_gain(chain.enhancer)
     return figures
 
 
