@@ -208,9 +208,9 @@ PRESETS: dict[str, TrainConfig] = {
     # 27/34/23 HU, C2ST 0.67-0.82 (docs/benchmarks.md, 2026-12-04 21:03 to 2026-12-05
     # 03:13). The texture noise injected with a learnt gain and a mode-seeking term: the
     # "input" channel ended ignored (a draw moved the enhanced texture by <= 6 %), the
-    # noise ratio stayed 1.25-1.28; sites trained alone, A / C met every target with it
-    # (noise 1.17 / 1.10, C2ST 0.670 / 0.688) and B's C2ST went 0.73 -> 0.59
-    # (docs/benchmarks.md, 2026-12-05 21:14)
+    # noise ratio stayed 1.25-1.28. In the federated default noise ratio A/B/C
+    # 1.25/1.28/1.25 -> 1.09/1.37/1.08, C2ST 0.66/0.76/0.73 -> 0.56/0.65/0.75, B's
+    # enhancer error 31 -> 36 HU (docs/benchmarks.md, 2026-12-05 21:14 and 2026-12-06)
     "cpu": TrainConfig(
         preset="cpu", label_size=32, enhancer_width=16, enhancer_down=1, spade_hidden=16,
         disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=200, phase2_epochs=200,
