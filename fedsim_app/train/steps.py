@@ -165,14 +165,14 @@ class GLOSteps:
 
     def enhancer_losses(self, coarse_hu, real_idx, hard, probs=None) -> dict:
         """Generator losses of the enhancer on random slices of volumes ``real_idx``:
-        hinge adversarial, feature matching, L1 to the real slice (and VGG if set)."""
+        hinge adversarial, feature matching, L1 to the real slice (and the VGG, texture
+        and mode-seeking terms where set)."""
         slices = self.pick_slices(hard)
         coarse_up, lab, k_frac = self.enhancer_inputs(coarse_hu, hard, probs, slices)
         h, w = hard.shape[-2:]
         real = self.data.images[real_idx][:, slices].reshape(-1, 1, h, w)  # (N, 1, H, W)
-        fake = self.nets.enhancer(coarse_up, lab, k_frac, generator=self.rng,
-                                  **level_inputs(self.nets.enhancer, coarse_hu, hard,
-                                                 len(slices)))
+        levels = level_inputs(self.nets.enhancer, coarse_hu, hard, len(slices))  # detached
+        fake = self.nets.enhancer(coarse_up, lab, k_frac, generator=self.rng, **levels)
         fake_logits, fake_feats = self.nets.disc(fake, lab)
         with torch.no_grad():
             _, real_feats = self.nets.disc(real, lab)
@@ -184,16 +184,14 @@ class GLOSteps:
         if self.cfg.w_tex:
             losses["tex"] = self.texture_term(fake, real, lab, hard, slices)
         if self.cfg.w_ms:
-            losses["ms"] = self.mode_seeking_term(coarse_up, lab, k_frac, coarse_hu, hard,
-                                                  len(slices))
+            losses["ms"] = self.mode_seeking_term(coarse_up, lab, k_frac, levels)
         return losses
 
-    def mode_seeking_term(self, coarse_up, lab, k_frac, coarse_hu, hard, n_slices):
+    def mode_seeking_term(self, coarse_up, lab, k_frac, levels: dict) -> torch.Tensor:
         """Mode seeking: two draws through the enhancer on the same rows should differ.
         The conditioning is detached: the term trains the enhancer's use of its noise,
         not the coarse CT or the shape (which it would otherwise push toward contrasts
         that amplify the draw)."""
-        levels = level_inputs(self.nets.enhancer, coarse_hu.detach(), hard, n_slices)
         twice = [torch.cat([t.detach()] * 2) for t in (coarse_up, lab, k_frac)]
         pair = self.nets.enhancer(*twice, generator=self.rng,
                                   **{k: torch.cat([v] * 2) for k, v in levels.items()})
