@@ -45,9 +45,9 @@ def test_build_is_reproducible(atlas, tmp_path):
     assert np.array_equal(rebuilt.mean, again.mean)
     assert np.array_equal(rebuilt.eigenvalues, again.eigenvalues)
     assert np.array_equal(rebuilt.modes, again.modes)
-    # against the committed atlas, built on another CPU: its BLAS/LAPACK kernels round
-    # differently (2026-12-05, an AMD EPYC against the committed build: mean 0.0097 mm,
-    # eigenvalues 3.5e-5 relative, modes 2.3e-5 apart)
+    # against the committed atlas, which may come from another CPU, whose BLAS/LAPACK
+    # kernels round differently (2026-12-05, an AMD EPYC against the build then committed:
+    # mean 0.0097 mm, eigenvalues 3.5e-5 relative, modes 2.3e-5 apart)
     np.testing.assert_allclose(rebuilt.mean, atlas.mean, atol=0.05)
     np.testing.assert_allclose(rebuilt.eigenvalues, atlas.eigenvalues, rtol=1e-4)
     np.testing.assert_allclose(rebuilt.modes[:, :14], atlas.modes[:, :14], atol=1e-4)
