@@ -255,7 +255,7 @@ class FedClient:
         if s == task.total - 1:  # phase 3's end, as ``fedsim train``'s (the shared
             # generators as this round received them: the server's last update, at the
             # schedule's smallest rate, comes after)
-            st.refit_enhancer_levels(self.prior, self.cfg.level_refit_steps)
+            st.calibrate_enhancer(self.prior, self.cfg.level_refit_steps)
         return losses
 
     def _position_for(self, r: int) -> None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsim_app.models.enhancer import centre_in_structures, check_levels, level_skip
+from fedsim_app.models.enhancer import check_levels, enhancer_output
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -76,6 +76,8 @@ class EnhancerPlan:
         self.uses_levels = getattr(net, "uses_levels", False)
         self.level_shift = net.level_shift.detach().float().clone() \
             if self.uses_levels else None
+        gain = getattr(net, "texture_gain", None)
+        self.texture_gain = None if gain is None else gain.detach().float().clone()
         # injected noise (``noise="inject"``): its per-channel gain, added before the last block
         self.noise_gain = net.noise_gain.detach().float().clone().view(1, -1, 1, 1) \
             if getattr(net, "noise", "input") == "inject" else None
@@ -150,8 +152,8 @@ class EnhancerPlan:
             x = x.add_(dx.float())
         out = self._cv(F.leaky_relu(x, self.tail_slope), self.tail).float().contiguous()
         onehot = seg[:, 1:1 + self.n_classes].float()
-        return (level_skip(coarse_up, onehot, *self.skip, levels, self.level_shift)
-                + centre_in_structures(out, onehot))
+        return enhancer_output(coarse_up, onehot, out, self.skip, levels, self.level_shift,
+                               self.texture_gain)
 
 
 def _instance_norm_(x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -67,6 +67,22 @@ def level_skip(coarse_up: torch.Tensor, onehot: torch.Tensor, scale: torch.Tenso
     return background + (onehot[:, 1:] * heart).sum(1, keepdim=True)
 
 
+def enhancer_output(coarse_up: torch.Tensor, onehot: torch.Tensor, resid: torch.Tensor,
+                    skip: tuple[torch.Tensor, torch.Tensor], levels: torch.Tensor | None,
+                    level_shift: torch.Tensor | None,
+                    texture_gain: torch.Tensor | None) -> torch.Tensor:
+    """The enhancer's slices (N, 1, H, W) from the network's residual ``resid`` (N, 1, H, W):
+    the level (:func:`level_skip`) plus the residual centred in each heart structure
+    (:func:`centre_in_structures`), there scaled by the structure's ``texture_gain``
+    (C,) when given (the background's entry is not used)."""
+    resid = centre_in_structures(resid, onehot)
+    if texture_gain is not None:
+        gain = onehot[:, :1] + (onehot[:, 1:] * texture_gain[1:].to(onehot.dtype).view(
+            1, -1, 1, 1)).sum(1, keepdim=True)
+        resid = resid * gain
+    return level_skip(coarse_up, onehot, *skip, levels, level_shift) + resid
+
+
 def centre_in_structures(resid: torch.Tensor, onehot: torch.Tensor,
                          eps: float = 1e-6) -> torch.Tensor:
     """``resid`` (N, 1, H, W) less its mean over each heart structure (labels 1..C-1) of
@@ -193,6 +209,10 @@ class SiteEnhancer(nn.Module):
     levels : ``"skip"`` (heart structures' levels from the label-wise skip) or
         ``"coarse"`` (from per-volume structure levels given to :meth:`forward`, plus the
         buffer ``level_shift``; see the module notes)
+    texture_gain : keep a buffer ``texture_gain`` (C,): the centred residual in each
+        heart structure times its entry, calibrated after training so that the held-out
+        texture matches the real one (:func:`fedsim_app.train.calibrate.texture_gains`);
+        all ones, the enhancer is as without it
     noise : ``"input"`` (the noise channel enters with the conditioning only, the
         paper's) or ``"inject"`` (the same draw is also added to the features before the
         last block, scaled by the learnt per-channel ``noise_gain``, StyleGAN's noise
@@ -210,7 +230,8 @@ class SiteEnhancer(nn.Module):
     """
 
     def __init__(self, n_classes: int = 8, *, width: int = 64, n_down: int = 2,
-                 spade_hidden: int = 64, levels: str = "skip", noise: str = "input"):
+                 spade_hidden: int = 64, levels: str = "skip", noise: str = "input",
+                 texture_gain: bool = False):
         super().__init__()
         if levels not in LEVELS:
             raise ValueError(f"levels must be one of {', '.join(LEVELS)}, got {levels!r}")
@@ -239,6 +260,8 @@ class SiteEnhancer(nn.Module):
             self.noise_gain = nn.Parameter(torch.full((width,), NOISE_GAIN0))
         if levels == "coarse":  # only then: a "skip" enhancer's state dict is as before
             self.register_buffer("level_shift", torch.zeros(self.n_classes))
+        if texture_gain:  # only then: the state dict of an enhancer without it is as before
+            self.register_buffer("texture_gain", torch.ones(self.n_classes))
 
     @property
     def uses_levels(self) -> bool:
@@ -293,9 +316,10 @@ class SiteEnhancer(nn.Module):
                 x = x + self.noise_gain.view(1, -1, 1, 1) * noise
             x = block(x, seg)
         onehot = seg[:, 1:1 + self.n_classes]
-        return (level_skip(coarse_up, onehot, self.skip_scale, self.skip_shift, levels,
-                           getattr(self, "level_shift", None))
-                + centre_in_structures(self.tail(x), onehot))
+        return enhancer_output(coarse_up, onehot, self.tail(x),
+                               (self.skip_scale, self.skip_shift), levels,
+                               getattr(self, "level_shift", None),
+                               getattr(self, "texture_gain", None))
 
 
 def check_levels(net, levels: torch.Tensor | None, n_rows: int) -> None:

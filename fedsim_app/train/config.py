@@ -119,6 +119,13 @@ class TrainConfig:
     l1_box: int = 0
     # mode seeking: −log of the mean |difference| between two draws' slices (0: off)
     w_ms: float = 0.0
+    # the structure-mean term's weight against the coarse MSE's 1 in the latent fits of
+    # held-out volumes and of phase 3's end calibration (train.quality.refit_latents);
+    # 0: the training's own ratio w_smean / w_mse
+    refit_smean: float = 0.0
+    # calibrate the enhancer's texture gain per heart structure after training, on the
+    # labelled volumes with refitted latents (train.calibrate; off: the paper's)
+    texture_calibration: bool = False
     level_refit_steps: int = 300  # Adam steps of that refit (train_quality's held-out fit's)
     vgg_weights: str = ""  # local VGG-19 state dict; empty = no perceptual term
     # build the coarse scanner's system matrix (minutes once per scanner, then cached):
@@ -146,6 +153,9 @@ class TrainConfig:
                               f"{self.l1_box}")
         if self.w_ms < 0:
             raise ConfigError(f"w_ms must be 0 (off) or positive, got {self.w_ms}")
+        if self.refit_smean < 0:
+            raise ConfigError("refit_smean must be 0 (the training's ratio) or positive, got "
+                              f"{self.refit_smean}")
         if self.frame not in FRAMES:
             raise ConfigError(f"frame must be one of {', '.join(FRAMES)}, got {self.frame!r}")
         if self.shape_grad not in ("soft", "fd"):
@@ -217,7 +227,8 @@ PRESETS: dict[str, TrainConfig] = {
         phase3_epochs=5, slices_per_step=16, lr_phase1=1e-3, lr_gan=1e-3, lr_unlabelled=1e-4,
         lr_unlabelled_gan=1e-5, w_l1=50.0, w_mse=10.0, w_smean=10.0, w_tex=2.0,
         shape_log_scale=1.0, shape_model="labels+atlas", frame="case",
-        tex_interior="volume", enhancer_levels="coarse", enhancer_noise="inject", w_ms=0.5),
+        tex_interior="volume", enhancer_levels="coarse", enhancer_noise="inject", w_ms=0.5,
+        refit_smean=10.0, texture_calibration=True),
     "smoke": TrainConfig(
         preset="smoke", label_size=16, enhancer_width=8, enhancer_down=1, spade_hidden=8,
         disc_channels=8, disc_scales=1, disc_layers=2, phase1_epochs=2, phase2_epochs=2,

@@ -56,7 +56,8 @@ def build_nets(cfg: TrainConfig, n_labelled: int, *, latent_seed: int | None = N
         g_material=MaterialGenerator(cfg.latent_dim, cfg.material_size),
         enhancer=SiteEnhancer(8, width=cfg.enhancer_width, n_down=cfg.enhancer_down,
                               spade_hidden=cfg.spade_hidden, levels=cfg.enhancer_levels,
-                              noise=cfg.enhancer_noise),
+                              noise=cfg.enhancer_noise,
+                              texture_gain=cfg.texture_calibration),
         disc=SliceDiscriminator(8, channels=cfg.disc_channels, num_d=cfg.disc_scales,
                                 num_layers_d=cfg.disc_layers, slice_size=cfg.label_size),
         z_lab=Latents(n_labelled, cfg.latent_dim,
@@ -277,7 +278,7 @@ class Trainer:
             self._after_step(3, s, total, losses)
         if total:  # counted in phase 3's time (about 100 s at B with the cpu preset)
             self._t_last = time.perf_counter()
-            self.steps.refit_enhancer_levels(self.prior, self.cfg.level_refit_steps)
+            self.steps.calibrate_enhancer(self.prior, self.cfg.level_refit_steps)
             self.seconds[3] += time.perf_counter() - self._t_last
         self._end_phase(3)
 

@@ -112,13 +112,13 @@ def heldout_latents(model, chain, test, *, n_iter: int = 300):
 def refit_latents(cfg, prior: dict | None, nets, chain, images, labels, *,
                   n_iter: int = 300):
     """:func:`fit_latents` of volumes ``images`` with ``labels`` from the ``prior``'s mean
-    (the labelled latents' mean when there is none), the terms weighed as ``cfg``'s
-    training weighed them."""
+    (the labelled latents' mean when there is none), the structure-mean term weighed
+    ``cfg.refit_smean``, or when that is 0 as ``cfg``'s training weighed it."""
     mean = (prior or {}).get("mean")
     codes = nets.z_lab.codes
     init = (mean if mean is not None else codes.mean(0)).to(codes.device).expand(
         len(images), -1)
-    ratio = cfg.w_smean / cfg.w_mse if cfg.w_mse else 0.0  # no MSE weight: the MSE alone
+    ratio = cfg.refit_smean or (cfg.w_smean / cfg.w_mse if cfg.w_mse else 0.0)
     return fit_latents(chain, nets.g_material, images, labels, init, n_iter=n_iter,
                        w_smean=ratio)
 

@@ -272,18 +272,22 @@ class GLOSteps:
             self.nets.enhancer.fit_levels(structure_levels_of(coarse, labels),
                                           self.data.images[:n], labels)
 
-    def refit_enhancer_levels(self, prior: dict | None, n_iter: int = 300) -> None:
-        """Phase 3's end (``enhancer_levels = "coarse"``): fit the level shift again, on
+    def calibrate_enhancer(self, prior: dict | None, n_iter: int = 300) -> None:
+        """Phase 3's end: with ``enhancer_levels = "coarse"``, fit the level shift again;
+        with ``texture_calibration``, then the texture gain of each heart structure
+        (:func:`fedsim_app.train.calibrate.fit_texture_gain`). Both on
         the labelled volumes' coarse CT from latents fitted afresh to each of them from
         the ``prior``'s mean, as held-out volumes' are (:func:`refit_latents`), not from
         their training latents: at test time the coarse CT comes from such a fit, and its
         structure levels sit differently (docs/benchmarks.md, 2026-12-05 00:07: worst
         structure at B / C 39 / 42 HU calibrated on the training latents, 35 / 23 on
         refitted ones, offline)."""
+        from fedsim_app.train.calibrate import fit_texture_gain
         from fedsim_app.train.samples import evaluating
 
         enh, n = self.nets.enhancer, self.data.n_labelled
-        if not enh.uses_levels or not n:
+        gain = hasattr(enh, "texture_gain")
+        if not (enh.uses_levels or gain) or not n:
             return
         images, labels = self.data.images[:n], self.data.labels[:n]
         with evaluating(self.nets.g_material):
@@ -291,7 +295,12 @@ class GLOSteps:
                               n_iter=n_iter)
             with torch.no_grad():
                 coarse = self.coarse_of(z, labels)
-        enh.fit_levels(structure_levels_of(coarse, labels), images, labels)
+        if enh.uses_levels:
+            enh.fit_levels(structure_levels_of(coarse, labels), images, labels)
+        if gain:  # with the levels just fitted; one texture draw of its own seed
+            with evaluating(enh):
+                enh.texture_gain.copy_(fit_texture_gain(enh, coarse, images, labels,
+                                                        seed=self.cfg.seed))
 
     # -- steps ---------------------------------------------------------------------------
     def run_shape_material_step(self, idx: torch.Tensor, opt) -> dict[str, float]:

@@ -89,27 +89,30 @@ def test_site_sends_only_shared_gradients_and_scalar_metrics(tiny_data, fed_cfg,
 
 
 @pytest.mark.slow
-def test_sites_refit_their_enhancer_levels_at_phase3s_last_round(tiny_data, fed_cfg,
+def test_sites_calibrate_their_enhancer_at_phase3s_last_round(tiny_data, fed_cfg,
                                                                    tmp_path):
-    cfg = fed_cfg.replace(enhancer_levels="coarse")
+    cfg = fed_cfg.replace(enhancer_levels="coarse", texture_calibration=True)
     clients = make_twins(tiny_data, cfg, tmp_path, n=2)
     server = new_server(cfg, clients, tmp_path)
     calls = []
     for c in clients:
-        original = c.steps.refit_enhancer_levels
+        original = c.steps.calibrate_enhancer
 
         def recording(prior, n_iter, c=c, original=original):
             calls.append((c.key, c.round_done + 1, prior is c.prior, n_iter))  # 0-based
             original(prior, n_iter)
-        c.steps.refit_enhancer_levels = recording
+        c.steps.calibrate_enhancer = recording
     run_inprocess(server, clients)
     last = server.plan.total - 1  # the run's last round, 0-based
     assert sorted(calls) == [(c.key, last, True, cfg.level_refit_steps) for c in clients]
     for c in clients:  # fitted, and kept in the site's saved state
         shift = c.nets.enhancer.level_shift
+        gain = c.nets.enhancer.texture_gain
+        assert float((gain - 1).abs().max()) > 0.01
         assert float(shift[1:].abs().max()) > 0
         saved = load_checkpoint(c.state_dir / LOCAL_STATE)
         torch.testing.assert_close(saved["models"]["enhancer"]["level_shift"], shift)
+        torch.testing.assert_close(saved["models"]["enhancer"]["texture_gain"], gain)
 
 
 @pytest.mark.slow

@@ -1,0 +1,103 @@
+"""The enhancer's texture gain: what it scales, what it leaves, and its calibration."""
+
+import pytest
+import torch
+
+from fedsim_app.models.enhance_infer import plan_enhancer
+from fedsim_app.models.enhancer import SiteEnhancer
+from fedsim_app.train.calibrate import GAIN_RANGE, texture_gains
+from fedsim_app.train.quality import noise_sd
+
+
+def _net(texture_gain=True, seed=0):
+    torch.manual_seed(seed)
+    net = SiteEnhancer(width=8, n_down=1, spade_hidden=8, noise="inject",
+                       texture_gain=texture_gain)
+    with torch.no_grad():  # a trained-looking net
+        for p in net.parameters():
+            p.normal_(std=0.1)
+        net.skip_shift.normal_(std=0.3)
+    return net
+
+
+def _inputs(n=4, size=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.zeros(n, size, size, dtype=torch.long)
+    labels[:, 2:9, 2:9], labels[:, 9:14, 4:12], labels[:, 3:7, 10:15] = 1, 5, 7
+    return (torch.randn(n, 1, size, size, generator=g) * 0.3, labels,
+            torch.rand(n, generator=g), torch.randn(n, 1, size, size, generator=g))
+
+
+def test_gain_of_ones_is_the_enhancer_without_it_and_only_then_in_the_state_dict():
+    plain = _net(texture_gain=False)
+    assert "texture_gain" not in plain.state_dict()  # older checkpoints load as they are
+    net = _net()
+    net.load_state_dict(plain.state_dict(), strict=False)
+    assert net.texture_gain.tolist() == [1.0] * 8
+    x = _inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(net(*x[:3], noise=x[3]), plain(*x[:3], noise=x[3]))
+
+
+def test_gain_scales_each_structures_centred_texture_and_keeps_its_means():
+    net = _net()
+    coarse, labels, k, noise = _inputs()
+    with torch.no_grad():
+        net.texture_gain.zero_()
+        flat = net(coarse, labels, k, noise=noise)[:, 0]
+        net.texture_gain.fill_(1.0)
+        one = net(coarse, labels, k, noise=noise)[:, 0]
+        net.texture_gain.copy_(torch.tensor([5.0, 0.5, 1, 1, 1, 2.0, 1, 3.0]))
+        got = net(coarse, labels, k, noise=noise)[:, 0]
+    want = flat + (one - flat) * torch.tensor([1.0, 0.5, 1, 1, 1, 2.0, 1, 3.0])[labels]
+    torch.testing.assert_close(got, want)
+    assert float((one - flat)[labels > 0].abs().mean()) > 0.01  # there is a texture
+    # the background takes no gain (its entry is not used): the network's output there
+    torch.testing.assert_close(got[labels == 0], one[labels == 0])
+    for c in (1, 5, 7):  # each structure's mean in each slice is its level whatever the gain
+        m = (labels == c).float()
+        got_mean, level = ((v * m).sum((1, 2)) / m.sum((1, 2)) for v in (got, flat))
+        torch.testing.assert_close(got_mean, level, atol=1e-5, rtol=0)
+    # the inference plan applies it too
+    torch.testing.assert_close(plan_enhancer(net)(coarse, labels, k, noise=noise)[:, 0], got,
+                               rtol=0, atol=1e-5 * float(got.abs().max()))
+
+
+def _volumes(sd_real, sd_fake, seed=0):
+    """Two 12³ volumes, LV (1) a 6³ block, aorta (6) a 3³ one (no eroded interior):
+    constant levels, textures of the given SDs in both structures."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.zeros(2, 12, 12, 12, dtype=torch.long)
+    labels[:, 2:8, 2:8, 2:8] = 1
+    labels[:, 8:11, 8:11, 8:11] = 6
+    level = torch.where(labels == 1, 0.3, torch.where(labels == 6, 0.4, -0.8)).float()
+    heart = (labels > 0).float()
+    real = level + sd_real * torch.randn(labels.shape, generator=g) * heart
+    fake = level + sd_fake * torch.randn(labels.shape, generator=g) * heart
+    return fake, real, labels
+
+
+@pytest.mark.parametrize("sd_fake", [0.03, 0.1])
+def test_gain_brings_the_interiors_noise_figure_to_the_real_ones(sd_fake):
+    fake, real, labels = _volumes(0.05, sd_fake)
+    gains = texture_gains(fake, real, labels, 8)
+    assert gains.shape == (8,)
+    target = sum(noise_sd(real[b], labels[b]) for b in range(2))
+    got = sum(noise_sd(fake[b], labels[b]) for b in range(2))
+    assert abs(float(gains[1]) - target / got) < 1e-5
+    assert abs(float(gains[1]) - 0.05 / sd_fake) < 0.1 * 0.05 / sd_fake  # the SDs' ratio
+    # the texture scaled by the gain inside the structure (its level is one value in the
+    # interior, where the figure measures) has the real figure
+    scaled = (fake - 0.3) * torch.where(labels == 1, gains[1], 1.0) + 0.3
+    assert sum(noise_sd(scaled[b], labels[b]) for b in range(2)) == pytest.approx(target,
+                                                                                 rel=1e-5)
+    # the background, the structures no volume holds and the aorta (too thin for an
+    # interior: its figure would be its edges') are left alone
+    assert gains[0] == 1 and gains[2:].tolist() == [1.0] * 6
+
+
+def test_gain_stays_in_its_range():
+    fake, real, labels = _volumes(0.5, 0.01)  # a texture 50x too weak
+    assert float(texture_gains(fake, real, labels, 8)[1]) == GAIN_RANGE[1]
+    fake, real, labels = _volumes(0.01, 0.5)
+    assert float(texture_gains(fake, real, labels, 8)[1]) == GAIN_RANGE[0]
