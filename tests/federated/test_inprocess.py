@@ -91,7 +91,8 @@ def test_site_sends_only_shared_gradients_and_scalar_metrics(tiny_data, fed_cfg,
 @pytest.mark.slow
 def test_sites_calibrate_their_enhancer_at_phase3s_last_round(tiny_data, fed_cfg,
                                                                    tmp_path):
-    cfg = fed_cfg.replace(enhancer_levels="coarse", texture_calibration=True)
+    cfg = fed_cfg.replace(enhancer_levels="coarse", texture_calibration=True,
+                          label_size=32)  # LV interiors at 32³ to measure the texture in
     clients = make_twins(tiny_data, cfg, tmp_path, n=2)
     server = new_server(cfg, clients, tmp_path)
     calls = []
