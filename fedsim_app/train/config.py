@@ -220,7 +220,11 @@ PRESETS: dict[str, TrainConfig] = {
     # "input" channel ended ignored (a draw moved the enhanced texture by <= 6 %), the
     # noise ratio stayed 1.25-1.28. In the federated default noise ratio A/B/C
     # 1.25/1.28/1.25 -> 1.09/1.37/1.08, C2ST 0.66/0.76/0.73 -> 0.56/0.65/0.75, B's
-    # enhancer error 31 -> 36 HU (docs/benchmarks.md, 2026-12-05 21:14 and 2026-12-06)
+    # enhancer error 31 -> 36 HU (docs/benchmarks.md, 2026-12-05 21:14 and 2026-12-06).
+    # Held-out latents fitted weighing the structure means 10x, and the texture gain
+    # calibrated per structure: enhancer error A/B/C 24/36/21 -> 24/29/19 HU, noise ratio
+    # 1.09/1.37/1.08 -> 1.04/1.30/1.01, C2ST 0.56/0.65/0.75 -> 0.57/0.61/0.77
+    # (docs/benchmarks.md, 2026-12-06 02:45)
     "cpu": TrainConfig(
         preset="cpu", label_size=32, enhancer_width=16, enhancer_down=1, spade_hidden=16,
         disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=200, phase2_epochs=200,
