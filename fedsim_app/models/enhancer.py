@@ -213,9 +213,10 @@ class SiteEnhancer(nn.Module):
         ``"coarse"`` (from per-volume structure levels given to :meth:`forward`, plus the
         buffer ``level_shift``; see the module notes)
     texture_gain : keep a buffer ``texture_gain`` (C,): the centred residual in each
-        heart structure times its entry, calibrated after training so that the held-out
-        texture matches the real one (:func:`fedsim_app.train.calibrate.texture_gains`);
-        all ones, the enhancer is as without it
+        heart structure times its entry, calibrated after training so that the texture
+        of the labelled volumes matches the real one where it can be measured
+        (:func:`fedsim_app.train.calibrate.texture_gains`); all ones, the enhancer is as
+        without it
     noise : ``"input"`` (the noise channel enters with the conditioning only, the
         paper's) or ``"inject"`` (the same draw is also added to the features before the
         last block, scaled by the learnt per-channel ``noise_gain``, StyleGAN's noise

@@ -415,7 +415,25 @@ def test_mode_seeking_term_trains_the_enhancer_only(tiny_site, tiny_cfg, tmp_pat
     ({"enhancer_noise": "output"}, "enhancer_noise must be one of input, inject"),
     ({"l1_box": 4}, "l1_box must be 0 .* or an odd box size, got 4"),
     ({"w_ms": -0.5}, "w_ms must be 0 .* or positive"),
+    ({"refit_smean": -1.0}, "refit_smean must be 0 .* or positive, got -1.0"),
 ])
 def test_noise_settings_refused_with_what_is_allowed(tiny_cfg, bad, match):
     with pytest.raises(Exception, match=match):
         tiny_cfg.replace(**bad)
+
+
+@pytest.mark.parametrize("refit_smean,want", [(0.0, 2.0), (10.0, 10.0)])
+def test_refit_weighs_the_structure_means_as_set(tiny_cfg, monkeypatch, refit_smean, want):
+    # 0: the training's own ratio w_smean / w_mse; otherwise the setting
+    from types import SimpleNamespace
+
+    from fedsim_app.train import quality
+
+    seen = {}
+    monkeypatch.setattr(quality, "fit_latents",
+                        lambda *a, **kw: seen.update(kw) or "z")
+    cfg = tiny_cfg.replace(w_smean=4.0, w_mse=2.0, refit_smean=refit_smean)
+    nets = SimpleNamespace(z_lab=SimpleNamespace(codes=torch.zeros(2, 32)), g_material=None)
+    assert quality.refit_latents(cfg, None, nets, None, torch.zeros(3, 4), None,
+                                 n_iter=7) == "z"
+    assert seen == {"n_iter": 7, "w_smean": want}
