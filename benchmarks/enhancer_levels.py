@@ -98,18 +98,25 @@ def site_models(args) -> dict | None:
     return {k: models[k] for k in (args.sites.split(",") if args.sites else models)}
 
 
+def site_data(cohort, key: str, model):
+    """``(chain, train, test)``: the site model's chain, and the site's training (labelled
+    volumes first) and test splits of the cohort at ``cohort`` on the model's grid."""
+    folder = Path(cohort) / get_site(key).dataset.folder
+    chain = model.chain()
+    train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled,
+                           frame=model.config.frame)
+    test = load_site_data(folder, chain.grid, n_labelled=0, subset="test",
+                          frame=model.config.frame)
+    return chain, train, test
+
+
 def main() -> int:
     args = site_arguments().parse_args()
     models = site_models(args)
     if models is None:
         return 0
     for key, model in models.items():
-        folder = Path(args.cohort) / get_site(key).dataset.folder
-        chain = model.chain()
-        train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled,
-                               frame=model.config.frame)
-        test = load_site_data(folder, chain.grid, n_labelled=0, subset="test",
-                              frame=model.config.frame)
+        _, train, test = site_data(args.cohort, key, model)
         errs = site_errors(model, train, test)
         print(f"site {key}: structure " + " ".join(f"{k:>10}" for k in KINDS))
         for c in sorted(errs["enhancer"]):

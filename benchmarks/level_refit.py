@@ -15,15 +15,12 @@ path of ``benchmarks/enhancer_levels.py``, whose mean is the enhancer's); then, 
 """
 
 import sys
-from pathlib import Path
 
 import torch
-from enhancer_levels import site_arguments, site_models  # benchmarks/, beside this file
+from enhancer_levels import site_arguments, site_data, site_models  # benchmarks/, beside this file
 
 from fedsim_app.models.enhance import structure_levels_of
 from fedsim_app.models.generator import coarse_target
-from fedsim_app.sites import get_site
-from fedsim_app.train.data import load_site_data
 from fedsim_app.train.quality import HU, fit_latents, structure_means
 
 
@@ -63,12 +60,8 @@ def main() -> int:
     if models is None:
         return 0
     for key, model in models.items():
-        folder = Path(args.cohort) / get_site(key).dataset.folder
-        chain = model.chain()
+        chain, train, test = site_data(args.cohort, key, model)
         n = model.n_labelled
-        train = load_site_data(folder, chain.grid, n_labelled=n, frame=model.config.frame)
-        test = load_site_data(folder, chain.grid, n_labelled=0, subset="test",
-                              frame=model.config.frame)
         tr_img, tr_lab = train.images[:n], train.labels[:n]
         tr_real, te_real = real_means(tr_img, tr_lab), real_means(test.images, test.labels)
         print(f"site {key} (model refit_smean {model.config.refit_smean:g}): |level error| "
