@@ -5,8 +5,9 @@ Definitions (all on the site's grids at the model's resolution):
 - ``shape_iou`` / ``shape_dice``: hard labels of G_shape(z) of each labelled training
   volume against its ground truth: binary (whole heart) IoU and mean per-structure Dice,
   averaged over the volumes.
-- For each held-out test volume a latent is fitted (generators frozen, coarse MSE, the
-  volume's ground-truth labels placing G_material's structures), then:
+- For each held-out test volume a latent is fitted (generators frozen, coarse MSE plus
+  the structure-mean term weighed as the config's ``refit_smean`` sets, the volume's
+  ground-truth labels placing G_material's structures: :func:`refit_latents`), then:
   ``mat_hu_err``: per structure, |mean HU of the model's coarse CT − mean HU of the real
   volume reduced to the coarse grid| (structure = nearest label on the coarse grid),
   averaged over volumes; the worst structure.

@@ -85,7 +85,8 @@ def test_gain_brings_the_interiors_noise_figure_to_the_real_ones(sd_fake):
     target = sum(noise_sd(real[b], labels[b]) for b in range(2))
     got = sum(noise_sd(fake[b], labels[b]) for b in range(2))
     assert abs(float(gains[1]) - target / got) < 1e-5
-    assert abs(float(gains[1]) - 0.05 / sd_fake) < 0.1 * 0.05 / sd_fake  # the SDs' ratio
+    # near the textures' SD ratio (128 interior voxels estimate each SD to about 6 %)
+    assert abs(float(gains[1]) - 0.05 / sd_fake) < 0.2 * 0.05 / sd_fake
     # the texture scaled by the gain inside the structure (its level is one value in the
     # interior, where the figure measures) has the real figure
     scaled = (fake - 0.3) * torch.where(labels == 1, gains[1], 1.0) + 0.3
