@@ -7,11 +7,12 @@ An enhancer with ``levels="coarse"`` puts each heart structure at the model's co
 level of it plus a per-structure shift. The coarse CT of a held-out volume comes from a
 latent fitted to the volume reduced to the coarse grid (coarse MSE plus ``refit_smean`` ×
 the structure-mean term: ``fedsim_app.train.quality.refit_latents``). For each weight in
-``--smean`` this refits the labelled volumes and the test volumes so, fits the shift on
-the labelled ones (as training's end calibration does) and prints, per heart structure,
-the mean over test volumes of |level + shift − the real structure mean| in HU (the level
-path of ``benchmarks/enhancer_levels.py``, whose mean is the enhancer's); then, as
-``real``, the same from the real volume's own coarse levels (what a perfect fit gives).
+``--smean`` (0: the training's own ratio) this refits the labelled volumes and the test
+volumes so, fits the shift on the labelled ones (as training's end calibration does) and
+prints, per heart structure, the mean over test volumes of |level + shift − the real
+structure mean| in HU (the level path of ``benchmarks/enhancer_levels.py``, whose mean is
+the enhancer's); then, as ``real``, the same from the real volume's own coarse levels
+(what a perfect fit gives).
 """
 
 import sys
@@ -20,8 +21,9 @@ import torch
 from enhancer_levels import site_arguments, site_data, site_models  # benchmarks/, beside this file
 
 from fedsim_app.models.enhance import structure_levels_of
+from fedsim_app.models.enhancer import fit_level_shift
 from fedsim_app.models.generator import coarse_target
-from fedsim_app.train.quality import HU, fit_latents, structure_means
+from fedsim_app.train.quality import HU, refit_latents, structure_means
 
 
 def real_means(images, labels) -> torch.Tensor:
@@ -34,21 +36,22 @@ def real_means(images, labels) -> torch.Tensor:
 
 
 def model_levels(model, chain, images, labels, smean: float, steps: int) -> torch.Tensor:
-    """(B, 7) HU: the coarse levels of latents fitted with structure-mean weight ``smean``."""
-    mean = (model.prior or {}).get("mean")
-    init = (mean if mean is not None else model.nets.z_lab.codes.mean(0)).expand(
-        len(images), -1)
-    z = fit_latents(chain, model.nets.g_material, images, labels, init, n_iter=steps,
-                    w_smean=smean)
+    """(B, 8) hu/1000: the coarse structure levels of latents fitted as
+    :func:`~fedsim_app.train.quality.refit_latents` fits them, with ``refit_smean`` =
+    ``smean`` (0: the training's ratio)."""
+    cfg = model.config.replace(refit_smean=smean)
+    z = refit_latents(cfg, model.prior, model.nets, chain, images, labels, n_iter=steps)
     with torch.no_grad():
         coarse = chain.coarse_ct(chain.mu(model.nets.g_material(z, labels)))
-    return structure_levels_of(coarse, labels)[:, 1:].double() * HU
+    return structure_levels_of(coarse, labels)
 
 
-def level_errors(train_levels, train_real, test_levels, test_real) -> list[float]:
-    """Per structure: mean |test level + shift − real|, the shift the labelled mean gap."""
-    shift = (train_real - train_levels).nanmean(0)
-    return (test_levels + shift - test_real).abs().nanmean(0).tolist()
+def level_errors(train_levels, train_images, train_labels, test_levels, test_real) -> list:
+    """Per heart structure: mean |test level + shift − real| HU over the test volumes, the
+    shift fitted on the training volumes as training's end calibration fits it
+    (:func:`~fedsim_app.models.enhancer.fit_level_shift`); levels (B, 8) hu/1000."""
+    shift = fit_level_shift(train_levels, train_images, train_labels, 8)
+    return ((test_levels + shift)[:, 1:].double() * HU - test_real).abs().nanmean(0).tolist()
 
 
 def main() -> int:
@@ -63,18 +66,18 @@ def main() -> int:
         chain, train, test = site_data(args.cohort, key, model)
         n = model.n_labelled
         tr_img, tr_lab = train.images[:n], train.labels[:n]
-        tr_real, te_real = real_means(tr_img, tr_lab), real_means(test.images, test.labels)
+        te_real = real_means(test.images, test.labels)
         print(f"site {key} (model refit_smean {model.config.refit_smean:g}): |level error| "
               "HU per structure 1..7, worst")
         rows = {}
         for w in (float(v) for v in args.smean.split(",")):
             rows[f"smean {w:g}"] = level_errors(
-                model_levels(model, chain, tr_img, tr_lab, w, args.steps), tr_real,
+                model_levels(model, chain, tr_img, tr_lab, w, args.steps), tr_img, tr_lab,
                 model_levels(model, chain, test.images, test.labels, w, args.steps), te_real)
         s = chain.config.coarse_size
-        own = [structure_levels_of(coarse_target(img * HU, s), lab)[:, 1:].double() * HU
+        own = [structure_levels_of(coarse_target(img * HU, s), lab)
                for img, lab in ((tr_img, tr_lab), (test.images, test.labels))]
-        rows["real"] = level_errors(own[0], tr_real, own[1], te_real)
+        rows["real"] = level_errors(own[0], tr_img, tr_lab, own[1], te_real)
         for name, errs in rows.items():
             print(f"  {name:>10} " + " ".join(f"{e:6.1f}" for e in errs)
                   + f"   worst {max(errs):6.1f}", flush=True)
