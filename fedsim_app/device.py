@@ -3,10 +3,12 @@
 ``FEDSIM_DEVICE`` (``cpu``, ``cuda``, ``cuda:1`` …) overrides the choice;
 :func:`resolve_device` reads a ``--device`` option.
 :func:`keep_freed_memory` tunes the C allocator for long CPU inference loops.
+:func:`seeded` makes a seeded draw without moving the caller's random state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import cache
 
@@ -81,3 +83,17 @@ def keep_freed_memory() -> bool:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and \
         bool(mallopt(M_TRIM_THRESHOLD, 8 * MMAP_THRESHOLD_MAX))
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device=None):
+    """torch's global generator seeded with ``seed`` inside the block and restored after
+    it: the CPU's, and ``device``'s too when that is a CUDA device. A seeded draw (an
+    enhancer's texture, a classifier's start) then repeats without moving the random
+    state of the code around it."""
+    import torch
+
+    cuda = device is not None and torch.device(device).type == "cuda"
+    with torch.random.fork_rng(devices=[torch.device(device)] if cuda else []):
+        torch.manual_seed(seed)
+        yield

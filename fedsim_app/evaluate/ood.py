@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fedsim_app.device import seeded
+
 HU = 1000.0
 
 
@@ -43,8 +45,7 @@ def render_ood(images_hu, labels, checkpoint, target: str, size: int, *, seed: i
     coarse = coarse_target(np.asarray(images_hu, np.float32), size=gen.config.coarse_size)
     lab = torch.as_tensor(np.asarray(labels)).long()
     out = []
-    with torch.no_grad(), torch.random.fork_rng():
-        torch.manual_seed(seed)  # the enhancer's noise draw
+    with torch.no_grad(), seeded(seed, gen.device):  # the enhancer's noise draw
         for i in range(len(lab)):  # one patient at a time: flat memory at 128³
             ct, _ = gen.enhance(coarse[i:i + 1], lab[i:i + 1])
             out.append(ct[0].numpy().astype(np.float32))

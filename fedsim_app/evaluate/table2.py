@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fedsim_app.device import resolve_device
+from fedsim_app.device import resolve_device, seeded
 from fedsim_app.errors import FedSimError
 
 ROWS = ("rand-shape", "alpha", "poisson", "full")
@@ -120,8 +120,7 @@ def render_row(row: str, gen, prior, n: int, seed: int) -> tuple[np.ndarray, np.
             params = torch.as_tensor(ShapeSampler().sample(s, 1), dtype=torch.float32)
         else:
             params = gen.g_shape(sample_normal(*prior, 1, seed=s).float())
-        with torch.random.fork_rng():
-            torch.manual_seed(s)  # the enhancer's noise draw
+        with seeded(s, gen.device):  # the enhancer's noise draw
             res = gen(params=params)
         gan = res.ct_hu[0].numpy()
         heart = res.labels[0].numpy() > 0

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fedsim_app.device import seeded
 from fedsim_app.errors import FedSimError
 
 ATLAS = "atlas"
@@ -145,8 +146,7 @@ class ExportModel:
     def render(self, draw: CaseDraw):
         """The chain's result (batch of one) for ``draw``; enhancer noise seeded by it."""
         gen = self.generator
-        with torch.random.fork_rng(devices=[gen.device] if gen.device.type == "cuda" else []):
-            torch.manual_seed(draw.seed)
+        with seeded(draw.seed, gen.device):
             if draw.latent is not None:
                 z = torch.tensor([draw.latent], dtype=torch.float32, device=gen.device)
                 return gen(z=z)

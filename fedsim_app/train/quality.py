@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedsim_app.device import seeded
 from fedsim_app.errors import FedSimError
 from fedsim_app.models.generator import coarse_target, enhance, upsample_coarse
 from fedsim_app.models.losses import structure_mean_loss
@@ -186,9 +187,9 @@ def c2st_accuracy(real_train, fake_train, real_test, fake_test, *, seed: int = 0
                   n_iter: int = 300, batch: int = 64) -> float:
     """Held-out accuracy of a classifier trained on (real_train vs fake_train) slices."""
     g = torch.Generator().manual_seed(seed)  # batch picks on the CPU, whatever the device
-    torch.manual_seed(seed)
     device = real_train.device
-    net = SliceClassifier().to(device)
+    with seeded(seed):  # the classifier's start
+        net = SliceClassifier().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.cat([real_train, fake_train]).clamp(-1, 2)
     y = torch.cat([torch.ones(len(real_train)), torch.zeros(len(fake_train))]).to(device)
@@ -250,9 +251,9 @@ def heart_slices(volumes, labels) -> torch.Tensor:
 def coarse_and_enhanced(chain, z, labels, seed: int):
     """``(coarse CT (B, s, s, s) HU, enhanced CT (B, n, n, n) hu/1000)`` of latents ``z``
     over ground-truth ``labels``, the enhancer's noise drawn from ``seed``."""
-    torch.manual_seed(seed)
-    coarse = chain.coarse_ct(chain.mu(chain.g_material(z, labels)))
-    return coarse, enhance(coarse, labels, chain.enhancer) / HU
+    with seeded(seed, z.device):
+        coarse = chain.coarse_ct(chain.mu(chain.g_material(z, labels)))
+        return coarse, enhance(coarse, labels, chain.enhancer) / HU
 
 
 def evaluate_site(model, train, test, *, seed: int = 0, fit_steps: int = 300) -> SiteQuality:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fedsim_app.cli import main
-from fedsim_app.device import resolve_device
+from fedsim_app.device import resolve_device, seeded
 from fedsim_app.errors import FedSimError
 from fedsim_app.train.data import load_site_data
 from fedsim_app.train.glo import DONE, Interrupted
@@ -15,6 +15,20 @@ from fedsim_app.train.quality import evaluate_site
 from fedsim_app.train.session import make_trainer
 
 _NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+
+
+def test_seeded_draws_repeat_and_leave_the_callers_state():
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    with seeded(3, "cpu"):
+        a = torch.randn(4)
+    with seeded(3):
+        b = torch.randn(4)
+    assert torch.equal(a, b)
+    assert torch.equal(torch.get_rng_state(), before)
+    after = torch.randn(4)
+    torch.manual_seed(7)
+    assert torch.equal(after, torch.randn(4))  # the draws go on as if none were made
 
 
 def test_device_names_are_checked(monkeypatch):

@@ -37,7 +37,12 @@ def test_bundle_and_quality_on_a_tiny_run(tiny_site, tiny_cfg, tmp_path):
     chain = model.chain()
     train = load_site_data(tiny_site, chain.grid, n_labelled=model.n_labelled)
     test = load_site_data(tiny_site, chain.grid, n_labelled=0, subset="test")
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
     q = evaluate_site(model, train, test, fit_steps=20)  # the figures' 300 take 80 s here
+    # its seeded draws (texture, classifiers) leave the caller's random state alone
+    assert torch.equal(torch.get_rng_state(), before)
+    assert evaluate_site(model, train, test, fit_steps=20) == q
     assert 0 <= q.shape_iou <= 1 and 0 <= q.shape_dice <= 1
     assert q.mat_hu_err >= 0 and q.enh_hu_err >= 0 and q.noise_ratio > 0
     assert 0 <= q.c2st <= 1 and 0 <= q.c2st_coarse <= 1
@@ -53,6 +58,10 @@ def test_c2st_separates_different_and_not_identical_sets():
     same = torch.randn(256, 1, 16, 16, generator=g) * 0.1
     assert c2st_accuracy(real[:128], other[:128], real[128:], other[128:]) > 0.95
     assert c2st_accuracy(real[:128], same[:128], real[128:], same[128:]) < 0.7
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    c2st_accuracy(real[:8], other[:8], real[8:16], other[8:16], n_iter=2)
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's random state untouched
 
 
 def test_c2st_is_the_mean_of_its_classifiers():
