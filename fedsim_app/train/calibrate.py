@@ -5,14 +5,15 @@ the site's real images, by a factor that carries from the labelled volumes (late
 refitted as held-out ones are) to the held-out ones. Applied offline to the default of
 2026-12-06 (docs/benchmarks.md, 2026-12-06 02:45): LV gains 0.93 / 0.97 / 0.92 at sites A
 / B / C, held-out noise ratio 1.089 / 1.365 / 1.079 -> 1.031 / 1.324 / 0.988, two-sample
-tests within their classifiers' spread. B's excess is at the edges of its thin LVs, which
-the noise figure measures where a child's LV has no interior, and which no gain here
-reaches. The calibration, after training, measures that factor on the labelled volumes and
-divides it out: it sets each structure's ``texture_gain`` so that the noise figure of
-``benchmarks/train_quality.py`` (:func:`~fedsim_app.train.quality.noise_sd`) of the
-enhanced labelled volumes equals the real ones' where the structure has an interior to
-measure in. It moves no structure's mean: the scaled residual is centred in each structure
-of each slice.
+tests within their classifiers' spread. B's excess is in its smallest LVs: at the edges of
+one with no interior (which the noise figure then measures) and in the interior of one whose
+every interior voxel is a step from an edge; a gain fitted on the interiors of the labelled
+volumes does not reach either (docs/benchmarks.md, 2026-12-06 05:17). The calibration, after
+training, measures that factor on the labelled volumes and divides it out: it sets each
+structure's ``texture_gain`` so that the noise figure of ``benchmarks/train_quality.py``
+(:func:`~fedsim_app.train.quality.noise_sd`) of the enhanced labelled volumes equals the
+real ones' where the structure has an interior to measure in. It moves no structure's mean:
+the scaled residual is centred in each structure of each slice.
 """
 
 from __future__ import annotations
