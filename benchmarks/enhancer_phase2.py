@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 import torch
+from enhancer_levels import site_data  # benchmarks/, beside this file
 
 from fedsim_app.assets import asset_path
 from fedsim_app.sites import get_site
-from fedsim_app.train.data import load_site_data
 from fedsim_app.train.glo import base_rates, build_nets, build_optimizers
 from fedsim_app.train.model_io import load_site_models
 from fedsim_app.train.quality import evaluate_site
@@ -89,12 +89,8 @@ def main() -> int:
     torch.set_num_threads(1)
     model = load_site_models(path)[args.site]
     model.config = model.config.replace(**json.loads(args.set))
-    chain = model.chain()
+    chain, train, test = site_data(args.cohort, args.site, model)
     chain.scanner.build()
-    train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled,
-                           frame=model.config.frame)
-    test = load_site_data(folder, chain.grid, n_labelled=0, subset="test",
-                          frame=model.config.frame)
     seeds = ([model.config.seed] if args.seeds is None
              else [int(x) for x in args.seeds.split(",")])
     results = []
