@@ -26,7 +26,7 @@ def register(sub) -> None:
                    help="labelled volumes of a site (default the paper's smaller budget: "
                    "A 4, B 6, C 6)")
     p.add_argument("--rounds", type=int,
-                   help="rounds in all, shared over the three phases in the preset's "
+                   help="rounds in all, shared over the four phases in the preset's "
                    "proportions (default: the preset's full schedule)")
     p.add_argument("--min-sites", type=int,
                    help="fewest sites a round needs to count (default: all but one)")

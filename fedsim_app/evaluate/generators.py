@@ -57,14 +57,14 @@ def train_site(view, site: str, n_labelled: int, cfg: TrainConfig, run_dir, *,
     checkpoint.pt)``.
 
     ``pre.pt`` is the checkpoint at the end of phase 2; the run then goes on through
-    phase 3. An interrupted run resumes from its checkpoint.
+    phases 3 and 4. An interrupted run resumes from its checkpoint.
     """
-    from fedsim_app.train.glo import CHECKPOINT, DONE
+    from fedsim_app.train.glo import CHECKPOINT
     from fedsim_app.train.session import make_trainer
 
     run_dir = Path(run_dir)
     final, pre = run_dir / CHECKPOINT, run_dir / PRE
-    if pre.is_file() and final.is_file() and _phase(final) == DONE:
+    if pre.is_file() and final.is_file() and _finished(final):
         return pre, final
     resume = final.is_file()
     trainer = make_trainer(view, site, n_labelled, cfg, run_dir, resume=resume,
@@ -81,13 +81,16 @@ def train_site(view, site: str, n_labelled: int, cfg: TrainConfig, run_dir, *,
         shutil.copyfile(final, pre)
     if trainer.phase == 3:
         trainer.run_phase3()
+    if trainer.phase == 4:
+        trainer.run_phase4()
     return pre, final
 
 
-def _phase(path: Path) -> int:
+def _finished(path: Path) -> bool:
     from fedsim_app.train.checkpoint import load_checkpoint
+    from fedsim_app.train.glo import is_finished
 
-    return int(load_checkpoint(path)["phase"])
+    return is_finished(load_checkpoint(path))
 
 
 def train_federated(views: dict, labels: dict[str, int], cfg: TrainConfig, run_dir, *,

@@ -48,7 +48,7 @@ def federated_site_state(server: dict, local: dict, *, source: str = "local stat
     dict
         ``config``, ``site``, ``case_ids``, ``n_labelled``, ``prior``, ``models``
         (G_shape and G_material from the server, G_material's BatchNorm statistics of
-        the site, the site's enhancer, latents and discriminator), ``phase`` 4 and a
+        the site, the site's enhancer, latents and discriminator), ``phase`` finished and a
         ``federated`` record (the server's round, the site's last round, the sites).
 
     Raises

@@ -38,6 +38,7 @@ from fedsim_app.train.glo import (
     calibrate_batchnorm,
     freeze_discriminator,
     start_phase3,
+    unfreeze_discriminator,
 )
 from fedsim_app.train.latents import Latents
 from fedsim_app.train.schedule import set_rates
@@ -238,10 +239,15 @@ class FedClient:
         if self.norm_stats is None:
             self._calibrate_norms()
         if task.kind == "gan":
-            if s == 0:  # phase 2's start, as ``fedsim train``'s
+            if s == 0 and task.phase == 2:  # phase 2's start, as ``fedsim train``'s
                 st.fit_enhancer_skip()
+            if task.phase == 4:  # phase 4 trains D again (after phase 3 froze it)
+                unfreeze_discriminator(self.nets.disc)
             idx = torch.tensor([s % d.n_labelled])
-            return st.run_gan_step(idx, rated("disc"), rated("enhancer"))
+            losses = st.run_gan_step(idx, rated("disc"), rated("enhancer"))
+            if task.phase == 4 and s == task.total - 1:  # as ``fedsim train``'s phase 4
+                st.calibrate_enhancer(self.prior, self.cfg.level_refit_steps)
+            return losses
         if self.nets.z_unl is None:
             self._start_phase3()
         if task.kind == "labelled":

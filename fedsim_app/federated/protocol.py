@@ -87,9 +87,13 @@ class RoundPlan:
     ``shape_init`` rounds of phase 1 initialise G_shape (at the full rate), the rest of
     phase 1 follows its rate schedule."""
 
-    phase_rounds: tuple[int, int, int]
+    phase_rounds: tuple[int, int, int, int]
     constant_fraction: float = 0.5
     shape_init: int = 0
+
+    def __post_init__(self) -> None:  # a plan of three phases is from before phase 4
+        rounds = tuple(int(n) for n in self.phase_rounds)
+        object.__setattr__(self, "phase_rounds", rounds + (0,) * (4 - len(rounds)))
 
     @property
     def total(self) -> int:
@@ -110,7 +114,7 @@ class RoundPlan:
                 s = r - start
                 if phase == 1 and s < self.shape_init:
                     return RoundTask(r, 1, s, n, "shape_init", 1.0)
-                kind = {1: "shape_material", 2: "gan"}.get(
+                kind = {1: "shape_material", 2: "gan", 4: "gan"}.get(
                     phase, "labelled" if s % 2 == 0 else "unlabelled")
                 skip = self.shape_init if phase == 1 else 0
                 return RoundTask(r, phase, s, n, kind,
@@ -124,7 +128,7 @@ class RoundPlan:
 
     @classmethod
     def from_dict(cls, d: dict) -> RoundPlan:
-        return cls(tuple(int(n) for n in d["phase_rounds"]), float(d["constant_fraction"]),
+        return cls(tuple(d["phase_rounds"]), float(d["constant_fraction"]),
                    int(d.get("shape_init", 0)))
 
 
@@ -142,7 +146,7 @@ def plan_rounds(cfg, sizes: list[tuple[int, int]], rounds: int | None = None) ->
 
     steps = phase_steps(cfg, max(s[0] for s in sizes), max(s[1] for s in sizes))
     init = int(cfg.shape_init_steps) if steps[0] else 0
-    full = (steps[0] + init, steps[1], steps[2])
+    full = (steps[0] + init, *steps[1:])
     if rounds is None:
         return RoundPlan(full, cfg.constant_fraction, init)
     if rounds < 1:
@@ -150,14 +154,14 @@ def plan_rounds(cfg, sizes: list[tuple[int, int]], rounds: int | None = None) ->
     total = sum(full)
     exact = [rounds * n / total for n in full]
     share = [math.floor(x) for x in exact]
-    for i in sorted(range(3), key=lambda i: exact[i] - share[i], reverse=True):
+    for i in sorted(range(len(full)), key=lambda i: exact[i] - share[i], reverse=True):
         if sum(share) == rounds:
             break
         share[i] += 1
     # a phase that has work keeps at least one round, taken from the largest
-    for i in range(3):
+    for i in range(len(full)):
         if full[i] and not share[i] and rounds >= sum(1 for n in full if n):
-            j = max(range(3), key=lambda k: share[k])
+            j = max(range(len(full)), key=lambda k: share[k])
             share[j] -= 1
             share[i] += 1
     init_share = min(round(init * share[0] / full[0]), share[0] - 1) if full[0] else 0

@@ -3,7 +3,9 @@
 Phase 1 fits latents, G_shape and G_material on the labelled volumes; phase 2 trains the
 site enhancer and its discriminator on them; phase 3 fits a normal to the latents, draws
 latents for the unlabelled volumes and alternates labelled and unlabelled steps with the
-discriminator frozen, two Adam optimisers at the appendix's rates. Every step's state
+discriminator frozen, two Adam optimisers at the appendix's rates; phase 4 (``phase4_epochs``,
+0 in the paper's preset) trains the enhancer and discriminator as phase 2 does once more, on
+the generators as phase 3 leaves them. Every step's state
 (networks, optimisers, latents, RNG, position) goes into the checkpoint, so a resumed run
 continues exactly as an uninterrupted one.
 """
@@ -35,7 +37,7 @@ from fedsim_app.train.samples import write_samples
 from fedsim_app.train.schedule import lr_factor, set_rates
 from fedsim_app.train.steps import GLOSteps, Nets
 
-DONE = 4  # the phase number of a finished run
+DONE = 5  # the phase number of a finished run
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -111,15 +113,30 @@ def freeze_discriminator(disc: torch.nn.Module) -> None:
     disc.eval()
 
 
-def phase_steps(cfg: TrainConfig, n_labelled: int, n_unlabelled: int) -> tuple[int, int, int]:
-    """Steps of phases 1-3 for a site with these volumes (a federation's rounds too).
+def unfreeze_discriminator(disc: torch.nn.Module) -> None:
+    """Phase 4 trains the discriminator again, as phase 2 does."""
+    disc.requires_grad_(True)
+    disc.train()
+
+
+def phase_steps(cfg: TrainConfig, n_labelled: int,
+                n_unlabelled: int) -> tuple[int, int, int, int]:
+    """Steps of phases 1-4 for a site with these volumes (a federation's rounds too).
 
     Phase 1 steps over every labelled volume at once (G_material's BatchNorm needs a batch
-    of latents, not one), so a step is an epoch there; phase 2 takes one labelled volume a
-    step; phase 3 alternates a labelled and an unlabelled step.
+    of latents, not one), so a step is an epoch there; phases 2 and 4 take one labelled
+    volume a step; phase 3 alternates a labelled and an unlabelled step.
     """
     return (cfg.phase1_epochs, cfg.phase2_epochs * n_labelled,
-            cfg.phase3_epochs * 2 * n_unlabelled)
+            cfg.phase3_epochs * 2 * n_unlabelled, cfg.phase4_epochs * n_labelled)
+
+
+def is_finished(state: dict) -> bool:
+    """Whether a training checkpoint's run is over. Checkpoints written before phase 4
+    existed (their config has no ``phase4_epochs``) ended at phase number 4."""
+    phase = int(state["phase"])
+    return phase >= DONE or (phase == DONE - 1 and "phase4_epochs" not in
+                             state.get("config", {}))
 
 
 @torch.no_grad()
@@ -197,7 +214,7 @@ class Trainer:
         self.stop_requested = False
         self.stop_after: int | None = None  # total steps before stopping (tests)
         self.steps_done = 0
-        self.seconds = {1: 0.0, 2: 0.0, 3: 0.0}
+        self.seconds = {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0}
         self.log = RunLog(self.run_dir)
         self._build_optimizers()
 
@@ -229,6 +246,8 @@ class Trainer:
             self.run_phase2()
         if self.phase == 3:
             self.run_phase3()
+        if self.phase == 4:
+            self.run_phase4()
 
     def run_phase1(self) -> None:
         total = self.totals()[1]
@@ -250,14 +269,19 @@ class Trainer:
         self._t_last = time.perf_counter()
         if self.step == 0 and total:  # as a federated site does at its first phase-2 round
             self.steps.fit_enhancer_skip()
+        self._gan_steps(2, total)
+        self._end_phase(2)
+
+    def _gan_steps(self, phase: int, total: int) -> None:
+        """Phase 2's (and 4's) loop: a discriminator and an enhancer step per labelled
+        volume, from the current step on."""
         for s in range(self.step, total):
             f = lr_factor(s, total, self.cfg.constant_fraction)
             set_rates(self.opt["disc"], self.base_rates["disc"], f)
             set_rates(self.opt["enhancer"], self.base_rates["enhancer"], f)
             idx = torch.tensor([s % self.data.n_labelled])
             losses = self.steps.run_gan_step(idx, self.opt["disc"], self.opt["enhancer"])
-            self._after_step(2, s, total, losses)
-        self._end_phase(2)
+            self._after_step(phase, s, total, losses)
 
     def run_phase3(self) -> None:
         total = self.totals()[3]
@@ -277,10 +301,25 @@ class Trainer:
                           self.steps.update_latents(idx, self.opt["unlabelled"]).items()}
             self._after_step(3, s, total, losses)
         if total:  # counted in phase 3's time (about 100 s at B with the cpu preset)
-            self._t_last = time.perf_counter()
-            self.steps.calibrate_enhancer(self.prior, self.cfg.level_refit_steps)
-            self.seconds[3] += time.perf_counter() - self._t_last
+            self._calibrate(3)
         self._end_phase(3)
+
+    def run_phase4(self) -> None:
+        """Phase 2's GAN steps once more on the generators as they end (the
+        discriminator trains again), then the enhancer's calibration again."""
+        total = self.totals()[4]
+        self._t_last = time.perf_counter()
+        if total:
+            unfreeze_discriminator(self.nets.disc)
+        self._gan_steps(4, total)
+        if total:
+            self._calibrate(4)
+        self._end_phase(4)
+
+    def _calibrate(self, phase: int) -> None:
+        self._t_last = time.perf_counter()
+        self.steps.calibrate_enhancer(self.prior, self.cfg.level_refit_steps)
+        self.seconds[phase] += time.perf_counter() - self._t_last
 
     # -- bookkeeping ---------------------------------------------------------------------
     def _after_step(self, phase: int, s: int, total: int, losses: dict) -> None:
@@ -351,7 +390,12 @@ class Trainer:
             o.load_state_dict(state["optimizers"][k])
         self.prior = state["prior"]
         self.phase, self.step = int(state["phase"]), int(state["step"])
-        self.seconds = {int(k): float(v) for k, v in state["seconds"].items()}
+        if is_finished(state):  # one from before phase 4 existed stays finished
+            self.phase, self.step = DONE, 0
+        elif self.phase == 4:
+            unfreeze_discriminator(self.nets.disc)
+        self.seconds = {**{k: 0.0 for k in self.seconds},
+                        **{int(k): float(v) for k, v in state["seconds"].items()}}
         restore_rng(state["rng"], self.rng)
         if self.phase > 1:  # BatchNorm statistics were calibrated at the end of phase 1
             self.nets.g_material.eval()

@@ -20,7 +20,7 @@ from fedsim_app.train.checkpoint import (
     load_checkpoint,
 )
 from fedsim_app.train.config import TrainConfig, from_dict
-from fedsim_app.train.glo import build_nets
+from fedsim_app.train.glo import build_nets, is_finished
 from fedsim_app.train.latents import Latents
 from fedsim_app.train.steps import Nets
 
@@ -136,7 +136,7 @@ def write_bundle(checkpoints: list[str | Path], out: str | Path, *, half: bool =
     entries = []
     for ck in checkpoints:
         state = load_checkpoint(ck)
-        if state["phase"] != 4:
+        if not is_finished(state):
             raise FedSimError(f"{ck}: training is not finished (phase {state['phase']}); "
                               "resume it first")
         entries.append(bundle_entry(state, half=half))

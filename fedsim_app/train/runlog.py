@@ -61,8 +61,9 @@ class RunLog:
         import matplotlib.pyplot as plt
 
         keys = sorted({k for r in self.rows for k in r} - {"phase", "step", "lr", "seconds"})
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-        for phase, ax in zip((1, 2, 3), axes, strict=True):
+        phases = [1, 2, 3] + ([4] if any(r["phase"] == 4 for r in self.rows) else [])
+        fig, axes = plt.subplots(1, len(phases), figsize=(4.4 * len(phases), 3.6))
+        for phase, ax in zip(phases, axes, strict=True):
             rows = [r for r in self.rows if r["phase"] == phase]
             for k in keys:
                 pts = [(r["step"], r[k]) for r in rows if k in r]

@@ -343,7 +343,7 @@ class GLOSteps:
         return {"d": float(loss.detach())}
 
     def run_gan_step(self, idx: torch.Tensor, d_opt, g_opt) -> dict[str, float]:
-        """Phase 2's step: the discriminator's, then the enhancer's, on volumes ``idx``."""
+        """Phase 2's (and 4's) step: the discriminator's, then the enhancer's, on ``idx``."""
         return {**self.run_discriminator_step(idx, d_opt),
                 **self.run_generator_step(idx, g_opt)}
 

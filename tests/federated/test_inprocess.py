@@ -29,7 +29,7 @@ def test_fedsgd_over_identical_sites_equals_one_site(tiny_data, fed_cfg, tmp_pat
     single.run()
     clients = make_twins(tiny_data, cfg, tmp_path / "fed")
     server = new_server(cfg, clients, tmp_path / "fed")
-    assert server.plan.phase_rounds == (4, 0, 2) and server.plan.shape_init == 2
+    assert server.plan.phase_rounds == (4, 0, 2, 2) and server.plan.shape_init == 2
     run_inprocess(server, clients)
     ref = {k: p.detach() for k, p in shared_parameters(single.nets).items()}
     _close(server.weights(), ref)
@@ -89,8 +89,8 @@ def test_site_sends_only_shared_gradients_and_scalar_metrics(tiny_data, fed_cfg,
 
 
 @pytest.mark.slow
-def test_sites_calibrate_their_enhancer_at_phase3s_last_round(tiny_data, fed_cfg,
-                                                                   tmp_path):
+def test_sites_calibrate_their_enhancer_at_the_last_rounds_of_phases_3_and_4(
+        tiny_data, fed_cfg, tmp_path):
     cfg = fed_cfg.replace(enhancer_levels="coarse", texture_calibration=True,
                           label_size=32)  # LV interiors at 32³ to measure the texture in
     clients = make_twins(tiny_data, cfg, tmp_path, n=2)
@@ -104,8 +104,11 @@ def test_sites_calibrate_their_enhancer_at_phase3s_last_round(tiny_data, fed_cfg
             original(prior, n_iter)
         c.steps.calibrate_enhancer = recording
     run_inprocess(server, clients)
-    last = server.plan.total - 1  # the run's last round, 0-based
-    assert sorted(calls) == [(c.key, last, True, cfg.level_refit_steps) for c in clients]
+    rounds = server.plan.phase_rounds
+    assert rounds[3]  # 0-based: phase 3's last round, then the run's (phase 4's)
+    ends = (sum(rounds[:3]) - 1, server.plan.total - 1)
+    assert sorted(calls) == [(c.key, r, True, cfg.level_refit_steps)
+                             for c in clients for r in ends]
     for c in clients:  # fitted, and kept in the site's saved state
         shift = c.nets.enhancer.level_shift
         gain = c.nets.enhancer.texture_gain

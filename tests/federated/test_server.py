@@ -23,21 +23,24 @@ def _grads(server, value=1.0):
 def test_plan_full_and_scaled(fed_cfg):
     fed_cfg = fed_cfg.replace(phase2_epochs=1)
     plan = plan_rounds(fed_cfg, [(2, 2), (3, 1)])
-    # phase 1: epochs (a step takes every labelled volume); phases 2-3: epochs · the
+    # phase 1: epochs (a step takes every labelled volume); phases 2-4: epochs · the
     # largest site's volumes
-    assert plan.phase_rounds == (2, 3, 4)
+    assert plan.phase_rounds == (2, 3, 4, 3)
     assert [plan.task(r).kind for r in range(plan.total)] == (
-        ["shape_material"] * 2 + ["gan"] * 3 + ["labelled", "unlabelled"] * 2)
+        ["shape_material"] * 2 + ["gan"] * 3 + ["labelled", "unlabelled"] * 2 + ["gan"] * 3)
     assert plan.task(8).step == 3 and plan.task(8).total == 4
-    scaled = plan_rounds(fed_cfg, [(2, 2)], rounds=3)
-    assert scaled.phase_rounds == (1, 1, 1)
+    last = plan.task(11)  # phase 4: the enhancer's GAN steps again, local only
+    assert (last.phase, last.step, last.total, last.shared) == (4, 2, 3, False)
+    assert plan.shared_rounds == 6
+    scaled = plan_rounds(fed_cfg, [(2, 2)], rounds=4)
+    assert scaled.phase_rounds == (1, 1, 1, 1)
     assert plan_rounds(fed_cfg, [(2, 2)], rounds=12).total == 12
 
 
 def test_plan_starts_phase1_with_the_shape_initialisation(fed_cfg):
     cfg = fed_cfg.replace(shape_init_steps=3, phase1_epochs=4, phase2_epochs=1)
     plan = plan_rounds(cfg, [(2, 2), (3, 1)])
-    assert plan.phase_rounds == (7, 3, 4) and plan.shape_init == 3
+    assert plan.phase_rounds == (7, 3, 4, 3) and plan.shape_init == 3
     tasks = [plan.task(r) for r in range(7)]
     assert [t.kind for t in tasks] == ["shape_init"] * 3 + ["shape_material"] * 4
     assert all(t.shared and t.lr_factor == 1.0 for t in tasks[:3])
@@ -46,8 +49,9 @@ def test_plan_starts_phase1_with_the_shape_initialisation(fed_cfg):
     assert [t.lr_factor for t in tasks[3:]] == [lr_factor(s, 4, cfg.constant_fraction)
                                                for s in range(4)]
     assert RoundPlan.from_dict(plan.to_dict()) == plan
-    assert RoundPlan.from_dict({"phase_rounds": [2, 0, 2], "constant_fraction": 0.5}
-                               ).shape_init == 0  # a run written before shape_init
+    old = RoundPlan.from_dict({"phase_rounds": [2, 0, 2], "constant_fraction": 0.5})
+    assert old.shape_init == 0  # a run written before shape_init
+    assert old.phase_rounds == (2, 0, 2, 0)  # and before phase 4
     scaled = plan_rounds(cfg, [(2, 2)], rounds=7)
     assert 1 <= scaled.shape_init < scaled.phase_rounds[0]
     assert plan_rounds(cfg, [(2, 2)], rounds=3).shape_init == 0  # one phase-1 round: IoU

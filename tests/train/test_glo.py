@@ -23,7 +23,7 @@ def test_data_split_and_budget(tiny_site, tiny_cfg, tmp_path):
     assert d.images.shape[1:] == (16, 16, 16) and d.images.dtype == torch.float32
     assert d.labels.dtype == torch.int64 and int(d.labels.max()) <= 7
     # phase 1 steps over both labelled volumes at once: one step per epoch
-    assert tr.totals() == {1: 1, 2: 2, 3: 2 * d.n_unlabelled}
+    assert tr.totals() == {1: 1, 2: 2, 3: 2 * d.n_unlabelled, 4: 2}
 
 
 def test_phase3_rates_and_frozen_discriminator(tiny_site, tiny_cfg, tmp_path):
@@ -272,8 +272,11 @@ def test_resume_mid_phase_equals_uninterrupted(tiny_site, tiny_cfg, tmp_path):
     full = _trainer(tiny_site, tiny_cfg, tmp_path / "full")
     full.run()
     assert full.phase == DONE
-    n_total = sum(full.totals().values())
-    for stop in (1, 3, n_total - 1):  # in phase 1, phase 2, phase 3
+    totals = full.totals()
+    n_total = sum(totals.values())
+    in_phase3 = totals[1] + totals[2] + 1
+    assert totals[4] >= 2 and totals[3] >= 2
+    for stop in (1, 3, in_phase3, n_total - 1):  # in phase 1, 2, 3 and 4
         out = tmp_path / f"cut{stop}"
         cut = _trainer(tiny_site, tiny_cfg, out)
         cut.stop_after = stop
@@ -290,6 +293,72 @@ def test_resume_mid_phase_equals_uninterrupted(tiny_site, tiny_cfg, tmp_path):
     for name in ("config.toml", "metrics.csv", "metrics.jsonl", "loss_curves.png",
                  "samples.png", CHECKPOINT):
         assert (tmp_path / "full" / name).is_file(), name
+
+
+def test_phase4_trains_enhancer_and_discriminator_on_the_final_generators(
+        tiny_site, tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(enhancer_levels="coarse", phase4_epochs=2)
+    tr = _trainer(tiny_site, cfg, tmp_path)
+    tr.run_phase1()
+    tr.run_phase2()
+    tr.run_phase3()
+    assert tr.phase == 4 and not any(p.requires_grad for p in tr.nets.disc.parameters())
+
+    def snapshot(name):
+        return {k: v.clone() for k, v in tr.nets.modules()[name].state_dict().items()}
+
+    before = {k: snapshot(k) for k in ("g_shape", "g_material", "enhancer", "disc")}
+    shift = tr.nets.enhancer.level_shift.clone()
+    calls = []
+    original = tr.steps.calibrate_enhancer
+    tr.steps.calibrate_enhancer = lambda *a: (calls.append(a), original(*a))
+    tr.run_phase4()
+    assert tr.phase == DONE and calls == [(tr.prior, cfg.level_refit_steps)]
+    assert all(p.requires_grad for p in tr.nets.disc.parameters()) and tr.nets.disc.training
+
+    def moved(name):
+        return any(not torch.equal(v, snapshot(name)[k]) for k, v in before[name].items())
+
+    assert moved("enhancer") and moved("disc")
+    assert not moved("g_shape") and not moved("g_material")  # the generators stay
+    # the levels fitted again are phase 3's: they depend on the generators, which stayed
+    torch.testing.assert_close(shift, tr.nets.enhancer.level_shift)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["phase"] == 4 for r in rows) == tr.totals()[4] == 2 * tr.data.n_labelled
+    assert {"d", "g_adv"} <= set(next(r for r in rows if r["phase"] == 4))
+
+
+def test_phase4_off_ends_after_phase3(tiny_site, tiny_cfg, tmp_path):
+    tr = _trainer(tiny_site, tiny_cfg.replace(phase4_epochs=0), tmp_path)
+    tr.run()
+    assert tr.phase == DONE and tr.totals()[4] == 0
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {r["phase"] for r in rows} == {1, 2, 3}
+    assert not any(p.requires_grad for p in tr.nets.disc.parameters())
+
+
+def test_checkpoint_from_before_phase4_stays_finished(tiny_site, tiny_cfg, tmp_path):
+    """A run finished before phase 4 existed (phase 4, no ``phase4_epochs`` in its
+    config) is finished: it loads as a model and a resume trains nothing more."""
+    from fedsim_app.train.checkpoint import load_checkpoint, save_checkpoint
+    from fedsim_app.train.glo import is_finished
+    from fedsim_app.train.model_io import load_site_models
+
+    tr = _trainer(tiny_site, tiny_cfg.replace(phase4_epochs=0), tmp_path)
+    tr.run()
+    state = load_checkpoint(tmp_path / CHECKPOINT)
+    del state["config"]["phase4_epochs"]
+    state["phase"] = 4
+    del state["seconds"]["4"]
+    save_checkpoint(tmp_path / CHECKPOINT, state)
+    assert is_finished(state)
+    assert not is_finished({**state, "config": {**state["config"], "phase4_epochs": 1}})
+    assert "A" in load_site_models(tmp_path / CHECKPOINT)
+    resumed = _trainer(tiny_site, tiny_cfg, tmp_path, resume=True)
+    assert resumed.phase == DONE
+    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    resumed.run()
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines() == rows
 
 
 def test_resume_with_other_cases_refused(tiny_site, tiny_cfg, tmp_path):

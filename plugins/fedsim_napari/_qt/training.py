@@ -35,6 +35,7 @@ from fedsim_napari.state import AppState, shared_state
 SOURCES = ("cohort folder", "dataset folder")
 TRAIN_PRESETS = ("smoke", "cpu", "paper")
 POLL_MS = 1000
+PHASES = (1, 2, 3, 4)  # the training phases (4: presets with phase4_epochs)
 RUNNING = ("validating", "training")
 STOPPED = ("idle", "paused", "cancelled", "done", "failed")
 
@@ -67,7 +68,7 @@ class TrainingWidget(CommandPanel):
         self.config = QLineEdit()
         self.config.setPlaceholderText("optional TOML overriding the preset")
         self.epochs = []  # passes over the phase's volumes, per phase (0: the preset's)
-        for phase in (1, 2, 3):
+        for phase in PHASES:
             box = QSpinBox()
             box.setRange(0, 100_000)
             box.setSpecialValueText("preset")
@@ -80,7 +81,7 @@ class TrainingWidget(CommandPanel):
                   self.cancel_button) = self.button_row({
                       "Start": STOPPED, "Pause": ("training",),
                       "Resume": ("paused", "cancelled"), "Cancel": RUNNING})
-        self.bars = [QProgressBar() for _ in range(3)]
+        self.bars = [QProgressBar() for _ in PHASES]
         for i, bar in enumerate(self.bars):
             bar.setFormat(f"phase {i + 1}: %v/%m")
             bar.setValue(0)
@@ -100,7 +101,7 @@ class TrainingWidget(CommandPanel):
         layout.addLayout(form([
             ("Data", (self.source, self.data, browse)), ("Site", self.site),
             ("Labelled", self.labels), ("Preset", self.preset), ("Config", self.config),
-            ("Epochs 1/2/3", self.epochs), ("Run folder", self.out)]))
+            ("Epochs 1/2/3/4", self.epochs), ("Run folder", self.out)]))
         layout.addLayout(buttons)
         for bar in self.bars:
             layout.addWidget(bar)
@@ -210,7 +211,7 @@ class TrainingWidget(CommandPanel):
         found = run_folder.parse_progress(text)
         if found is not None:
             phase, done, total = found
-            bar = self.bars[min(phase, 3) - 1]
+            bar = self.bars[min(phase, len(PHASES)) - 1]
             bar.setMaximum(max(total, 1))
             bar.setValue(done)
 
