@@ -1,7 +1,7 @@
 """Small trained-looking checkpoints for the latent mode's tests (no training run).
 
-The ``smoke`` preset's networks, initialised from a seed, with a fitted prior (phase 4)
-and the enhancer's last layer made non-zero: an untrained enhancer returns its input
+The ``smoke`` preset's networks, initialised from a seed, with a fitted prior (at a
+finished run's phase, ``DONE``) and the enhancer's last layer made non-zero: an untrained enhancer returns its input
 unchanged, and the tests must tell enhanced slices from upsampled coarse ones.
 """
 
@@ -17,7 +17,7 @@ CASES = ("c000", "c001", "c002", "c003")
 def site_checkpoint(path: Path, site: str = "A", seed: int = 0, **overrides) -> Path:
     from fedsim_app.train.checkpoint import save_checkpoint
     from fedsim_app.train.config import preset
-    from fedsim_app.train.glo import build_nets
+    from fedsim_app.train.glo import DONE, build_nets
     from fedsim_app.train.latents import fit_normal
 
     torch.manual_seed(seed)
@@ -33,7 +33,7 @@ def site_checkpoint(path: Path, site: str = "A", seed: int = 0, **overrides) -> 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(path, {
         "config": cfg.to_dict(), "site": site, "case_ids": [f"{site.lower()}{c}" for c in CASES],
-        "n_labelled": len(CASES), "grid": None, "phase": 4, "step": 0,
+        "n_labelled": len(CASES), "grid": None, "phase": DONE, "step": 0,
         "models": {k: m.state_dict() for k, m in nets.modules().items()},
         "optimizers": {}, "prior": {"mean": mean, "cov": cov}, "rng": {},
         "seconds": {"1": 1.0},

@@ -3,7 +3,7 @@
 With ``--secagg`` a shared round runs Flower 1.42's SecAgg+ protocol: the server's
 ``SecAggPlusWorkflow`` and each site's ``secaggplus_mod``. A site masks its gradients so
 that the server learns only their mean over the sites that answered; the server never
-holds one site's gradients. Local-only rounds (phase 2) send no gradients and run as
+holds one site's gradients. Local-only rounds (phases 2 and 4) send no gradients and run as
 without SecAgg+.
 
 What this changes, and why (Flower 1.42's design, not FedSim's choice):

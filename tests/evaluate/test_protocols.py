@@ -101,7 +101,7 @@ def _smoke_checkpoint(path, *, with_prior):
     """An untrained smoke-preset checkpoint of site A, as tests/export writes one."""
     from fedsim_app.train.checkpoint import save_checkpoint
     from fedsim_app.train.config import preset as train_preset
-    from fedsim_app.train.glo import build_nets
+    from fedsim_app.train.glo import DONE, build_nets
     from fedsim_app.train.latents import fit_normal
 
     cfg = train_preset("smoke", seed=0)
@@ -113,7 +113,7 @@ def _smoke_checkpoint(path, *, with_prior):
     state = {"config": cfg.to_dict(), "site": "A", "case_ids": ["a", "b", "c"],
              "n_labelled": 3,
              "grid": {"shape": [16] * 3, "spacing_mm": [13.0] * 3, "origin_mm": [0.0] * 3},
-             "phase": 4 if with_prior else 3, "step": 0,
+             "phase": DONE if with_prior else 3, "step": 0,
              "models": {k: m.state_dict() for k, m in nets.modules().items()},
              "optimizers": {}, "prior": prior, "rng": {}, "seconds": {"1": 1.0}}
     return save_checkpoint(path, state)

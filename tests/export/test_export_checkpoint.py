@@ -12,7 +12,7 @@ from fedsim_app.io import read_nifti
 from fedsim_app.io.records import read_record
 from fedsim_app.train.checkpoint import save_checkpoint
 from fedsim_app.train.config import preset
-from fedsim_app.train.glo import build_nets
+from fedsim_app.train.glo import DONE, build_nets
 from fedsim_app.train.latents import fit_normal
 
 SIZE = 16
@@ -38,7 +38,7 @@ def _checkpoint(path, *, with_prior: bool, site: str = "A", seed: int = 0,
     state = {"config": cfg.to_dict(), "site": site, "case_ids": list(CASES),
              "n_labelled": len(CASES),
              "grid": {"shape": [16] * 3, "spacing_mm": [13.0] * 3, "origin_mm": [0.0] * 3},
-             "phase": 4 if with_prior else 3, "step": 0,
+             "phase": DONE if with_prior else 3, "step": 0,
              "models": {k: m.state_dict() for k, m in nets.modules().items()},
              "optimizers": {}, "prior": prior, "rng": {}, "seconds": {"1": 1.0},
              "scan_fov_mm": [100.0, 120.0, 140.0]}
