@@ -1,8 +1,9 @@
 """Small trained-looking checkpoints for the latent mode's tests (no training run).
 
 The ``smoke`` preset's networks, initialised from a seed, with a fitted prior (at a
-finished run's phase, ``DONE``) and the enhancer's last layer made non-zero: an untrained enhancer returns its input
-unchanged, and the tests must tell enhanced slices from upsampled coarse ones.
+finished run's phase, ``DONE``) and the enhancer's last layer made non-zero: an
+untrained enhancer returns its input unchanged, and the tests must tell enhanced slices
+from upsampled coarse ones.
 """
 
 from __future__ import annotations
