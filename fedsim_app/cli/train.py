@@ -9,8 +9,8 @@ def register(sub) -> None:
         help="train one site's model (shape, material, enhancer) from a dataset",
         description="Learn G_shape, G_material and the site's enhancer from a labelled (and "
         "partly unlabelled) dataset: phase 1 shape and material, phase 2 the enhancer, "
-        "phase 3 semi-supervised, phase 4 the enhancer again on the final generators (presets "
-        "that set phase4_epochs). The run folder gets the config, metrics (CSV, JSONL), loss "
+        "phase 3 semi-supervised, phase 4 the enhancer again on the final generators (when a "
+        "config sets phase4_epochs). The run folder gets the config, metrics (CSV, JSONL), loss "
         "curves, a sample grid and checkpoint.pt. Ctrl-C saves a checkpoint and exits 130; "
         "--resume continues from it.",
     )

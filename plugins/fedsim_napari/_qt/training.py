@@ -35,7 +35,7 @@ from fedsim_napari.state import AppState, shared_state
 SOURCES = ("cohort folder", "dataset folder")
 TRAIN_PRESETS = ("smoke", "cpu", "paper")
 POLL_MS = 1000
-PHASES = (1, 2, 3, 4)  # the training phases (4: presets with phase4_epochs)
+PHASES = (1, 2, 3, 4)  # the training phases (4: when the config sets phase4_epochs)
 RUNNING = ("validating", "training")
 STOPPED = ("idle", "paused", "cancelled", "done", "failed")
 
