@@ -62,7 +62,7 @@ def _training(widget, work: Path) -> None:
     widget.labels.setValue(2)
     widget.preset.setCurrentText("smoke")
     widget.config.setText(str(work / "smoke.toml"))
-    for box, epochs in zip(widget.epochs, (3, 40, 40), strict=True):  # long enough to see
+    for box, epochs in zip(widget.epochs, (3, 40, 40, 0), strict=True):  # long enough to see
         box.setValue(epochs)
     widget.out.setText(str(work / "run"))
     widget.start_button.click()

@@ -64,6 +64,21 @@ def test_pause_resume_cancel_of_a_smoke_run(qtbot, tiny_cohort, tmp_path):
     assert "stays" in widget.status.text() and widget.resume_button.isEnabled()
 
 
+def test_bars_say_which_phases_ran(qtbot):
+    from fedsim_napari._qt.training import TrainingWidget
+
+    widget = TrainingWidget()
+    qtbot.addWidget(widget)
+    assert [b.text() for b in widget.bars] == [f"phase {p}: –" for p in (1, 2, 3, 4)]
+    widget._output("phase 1: 100%|##########| 3/3 [00:01<00:00]\n")
+    widget._output("phase 3:  50%|#####     | 2/4 [00:01<00:01]\n")
+    widget.set_phase("done")
+    assert [b.text() for b in widget.bars] == [
+        "phase 1: 3/3", "phase 2: not run", "phase 3: 2/4", "phase 4: not run"]
+    widget._reset_bars()  # a new start
+    assert widget.bars[0].text() == "phase 1: –" and widget.bars[0].value() == 0
+
+
 def test_loading_a_checkpoint_sets_the_shared_state(qtbot, tmp_path):
     from fedsim_napari._qt.training import TrainingWidget
 

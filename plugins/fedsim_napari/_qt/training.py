@@ -72,6 +72,7 @@ class TrainingWidget(CommandPanel):
             box = QSpinBox()
             box.setRange(0, 100_000)
             box.setSpecialValueText("preset")
+            box.setButtonSymbols(QSpinBox.NoButtons)  # four in a row: room for "preset"
             box.setToolTip(f"phase {phase}: epochs (passes over its volumes); 'preset' "
                            "keeps the preset's or the config's")
             self.epochs.append(box)
@@ -82,9 +83,7 @@ class TrainingWidget(CommandPanel):
                       "Start": STOPPED, "Pause": ("training",),
                       "Resume": ("paused", "cancelled"), "Cancel": RUNNING})
         self.bars = [QProgressBar() for _ in PHASES]
-        for i, bar in enumerate(self.bars):
-            bar.setFormat(f"phase {i + 1}: %v/%m")
-            bar.setValue(0)
+        self._reset_bars()
         self.problems = wrapped_label()
         from fedsim_napari._qt.loss_plot import LossPlot
 
@@ -159,6 +158,7 @@ class TrainingWidget(CommandPanel):
         if self.source.currentText() == SOURCES[0]:  # the site's dataset in the cohort
             path = str(Path(path) / get_site(self.site.currentText()).dataset.folder)
         self.problems.setText("")
+        self._reset_bars()
         self.launch(CommandJob("Checking the training data (fedsim validate)",
                                ["validate", path]), "validating")
 
@@ -205,13 +205,29 @@ class TrainingWidget(CommandPanel):
                  "done": f"finished: {out}"}
         if phase in texts:
             self.status.setText(texts[phase])
+        if phase == "done":  # a phase of no steps (phase 4 unless the config sets it)
+            for p, bar in zip(PHASES, self.bars, strict=True):
+                if p not in self._reported:
+                    bar.setFormat(f"phase {p}: not run")
+
+    def _reset_bars(self) -> None:
+        """Every bar empty, saying so until the run reports its phase."""
+        self._reported: set[int] = set()
+        for p, bar in zip(PHASES, self.bars, strict=True):
+            bar.setMaximum(1)
+            bar.setValue(0)
+            bar.setFormat(f"phase {p}: –")
 
     # -- what the run shows -------------------------------------------------------------
     def _output(self, text: str) -> None:
         found = run_folder.parse_progress(text)
         if found is not None:
             phase, done, total = found
-            bar = self.bars[min(phase, len(PHASES)) - 1]
+            phase = min(phase, len(PHASES))
+            bar = self.bars[phase - 1]
+            if phase not in self._reported:
+                self._reported.add(phase)
+                bar.setFormat(f"phase {phase}: %v/%m")
             bar.setMaximum(max(total, 1))
             bar.setValue(done)
 
