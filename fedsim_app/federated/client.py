@@ -37,6 +37,7 @@ from fedsim_app.train.glo import (
     build_optimizers,
     calibrate_batchnorm,
     freeze_discriminator,
+    gan_rate_scale,
     start_phase3,
     unfreeze_discriminator,
 )
@@ -225,8 +226,8 @@ class FedClient:
     def _run_step(self, task: RoundTask) -> dict[str, float]:
         s, d, st = task.step, self.data, self.steps
 
-        def rated(name):
-            set_rates(self.opt[name], self.base_rates[name], task.lr_factor)
+        def rated(name, scale=1.0):
+            set_rates(self.opt[name], self.base_rates[name], scale * task.lr_factor)
             return self.opt[name]
 
         if task.kind == "shape_init":  # phase 1's start, as ``fedsim train``'s
@@ -243,8 +244,9 @@ class FedClient:
                 st.fit_enhancer_skip()
             if task.phase == 4:  # phase 4 trains D again (after phase 3 froze it)
                 unfreeze_discriminator(self.nets.disc)
+            scale = gan_rate_scale(self.cfg, task.phase)
             idx = torch.tensor([s % d.n_labelled])
-            losses = st.run_gan_step(idx, rated("disc"), rated("enhancer"))
+            losses = st.run_gan_step(idx, rated("disc", scale), rated("enhancer", scale))
             if task.phase == 4 and s == task.total - 1:  # as ``fedsim train``'s phase 4
                 st.calibrate_enhancer(self.prior, self.cfg.level_refit_steps)
             return losses

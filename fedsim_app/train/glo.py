@@ -4,10 +4,10 @@ Phase 1 fits latents, G_shape and G_material on the labelled volumes; phase 2 tr
 site enhancer and its discriminator on them; phase 3 fits a normal to the latents, draws
 latents for the unlabelled volumes and alternates labelled and unlabelled steps with the
 discriminator frozen, two Adam optimisers at the appendix's rates; phase 4
-(``phase4_epochs``, off in the paper and cpu presets) trains the enhancer and discriminator
-as phase 2 does once more, on the generators as phase 3 leaves them. Every step's state
-(networks, optimisers, latents, RNG, position) goes into the checkpoint, so a resumed run
-continues exactly as an uninterrupted one.
+(``phase4_epochs``, off in the paper preset) trains the enhancer and discriminator as
+phase 2 does once more (at ``lr_phase4``), on the generators as phase 3 leaves them.
+Every step's state (networks, optimisers, latents, RNG, position) goes into the
+checkpoint, so a resumed run continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -129,6 +129,12 @@ def phase_steps(cfg: TrainConfig, n_labelled: int,
     """
     return (cfg.phase1_epochs, cfg.phase2_epochs * n_labelled,
             cfg.phase3_epochs * 2 * n_unlabelled, cfg.phase4_epochs * n_labelled)
+
+
+def gan_rate_scale(cfg: TrainConfig, phase: int) -> float:
+    """What the GAN optimisers' rates (``lr_gan``) are multiplied by in ``phase``:
+    ``lr_phase4 / lr_gan`` in phase 4 when ``lr_phase4`` is set, else 1."""
+    return cfg.lr_phase4 / cfg.lr_gan if phase == 4 and cfg.lr_phase4 else 1.0
 
 
 def is_finished(state: dict) -> bool:
@@ -275,8 +281,9 @@ class Trainer:
     def _gan_steps(self, phase: int, total: int) -> None:
         """Phase 2's (and 4's) loop: a discriminator and an enhancer step per labelled
         volume, from the current step on."""
+        scale = gan_rate_scale(self.cfg, phase)
         for s in range(self.step, total):
-            f = lr_factor(s, total, self.cfg.constant_fraction)
+            f = scale * lr_factor(s, total, self.cfg.constant_fraction)
             set_rates(self.opt["disc"], self.base_rates["disc"], f)
             set_rates(self.opt["enhancer"], self.base_rates["enhancer"], f)
             idx = torch.tensor([s % self.data.n_labelled])

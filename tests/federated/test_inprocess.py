@@ -24,7 +24,8 @@ def _close(a: dict, b: dict, tol=1e-5):
 
 @pytest.mark.slow
 def test_fedsgd_over_identical_sites_equals_one_site(tiny_data, fed_cfg, tmp_path):
-    cfg = fed_cfg.replace(shape_init_steps=2)  # its shape initialisation as rounds too
+    # its shape initialisation as rounds too, and phase 4 at a rate of its own
+    cfg = fed_cfg.replace(shape_init_steps=2, lr_phase4=fed_cfg.lr_gan / 10)
     single = make_trainer(tiny_data, "A", 2, cfg, tmp_path / "single")
     single.run()
     clients = make_twins(tiny_data, cfg, tmp_path / "fed")

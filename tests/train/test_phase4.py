@@ -3,6 +3,7 @@ generators as phase 3 leaves them (``phase4_epochs``; off in the paper and cpu p
 
 import json
 
+import pytest
 import torch
 
 from fedsim_app.train.glo import CHECKPOINT, DONE
@@ -77,3 +78,25 @@ def test_checkpoint_from_before_phase4_stays_finished(tiny_site, tiny_cfg, tmp_p
     rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
     resumed.run()
     assert (tmp_path / "metrics.jsonl").read_text().splitlines() == rows
+
+
+def test_phase4_runs_at_its_own_rate(tiny_site, tiny_cfg, tmp_path):
+    from fedsim_app.train.glo import gan_rate_scale
+
+    cfg = tiny_cfg.replace(phase4_epochs=2, lr_phase4=tiny_cfg.lr_gan / 10)
+    assert gan_rate_scale(cfg, 4) == pytest.approx(0.1) and gan_rate_scale(cfg, 2) == 1.0
+    assert gan_rate_scale(tiny_cfg, 4) == 1.0  # 0: phase 2's rate
+    tr = _trainer(tiny_site, cfg, tmp_path)
+    seen = {}
+    original = tr.steps.run_gan_step
+
+    def recording(idx, d_opt, g_opt):
+        seen.setdefault(tr.phase, []).append((d_opt.param_groups[0]["lr"],
+                                              g_opt.param_groups[0]["lr"]))
+        return original(idx, d_opt, g_opt)
+
+    tr.steps.run_gan_step = recording
+    tr.run()
+    assert seen[2][0] == (cfg.lr_gan, cfg.lr_gan)  # the constant part of each schedule
+    assert seen[4][0] == pytest.approx((cfg.lr_phase4, cfg.lr_phase4))
+    assert len(seen[4]) == tr.totals()[4]
