@@ -74,7 +74,7 @@ def test_bars_say_which_phases_ran(qtbot):
     widget._output("phase 3:  50%|#####     | 2/4 [00:01<00:01]\n")
     widget.set_phase("done")
     assert [b.text() for b in widget.bars] == [
-        "phase 1: 3/3", "phase 2: not run", "phase 3: 2/4", "phase 4: not run"]
+        "phase 1: 3/3", "phase 2: no steps seen", "phase 3: 2/4", "phase 4: no steps seen"]
     widget._reset_bars()  # a new start
     assert widget.bars[0].text() == "phase 1: –" and widget.bars[0].value() == 0
 

@@ -205,10 +205,11 @@ class TrainingWidget(CommandPanel):
                  "done": f"finished: {out}"}
         if phase in texts:
             self.status.setText(texts[phase])
-        if phase == "done":  # a phase of no steps (phase 4 unless the config sets it)
+        if phase == "done":  # a phase of no steps (phase 4 unless the config sets it), or
+            # one a resumed run had finished before this panel watched it
             for p, bar in zip(PHASES, self.bars, strict=True):
                 if p not in self._reported:
-                    bar.setFormat(f"phase {p}: not run")
+                    bar.setFormat(f"phase {p}: no steps seen")
 
     def _reset_bars(self) -> None:
         """Every bar empty, saying so until the run reports its phase."""
