@@ -8,7 +8,7 @@ SPADE generator). If it learnt to ignore that channel, its "noise" is a fixed pa
 drawn from the labels and the coarse CT, and no change to the draw (its amplitude, its
 correlation along z) can move the noise figure. For each site, on the held-out test
 volumes with latents fitted as ``benchmarks/train_quality.py`` fits them, the LV noise
-SD (``fedsim_app.train.quality.noise_sd``, HU) of:
+SD (``fedsim_app.train.quality.pooled_noise_sd``, HU, pooled over the test volumes) of:
 
 - ``real``: the real CT;
 - ``enhanced``: the enhancer's CT with the usual draw (seed 0);
@@ -35,7 +35,7 @@ from enhancer_levels import site_arguments, site_models  # benchmarks/, beside t
 from fedsim_app.models.enhance import enhance
 from fedsim_app.sites import get_site
 from fedsim_app.train.data import load_site_data, split_cases
-from fedsim_app.train.quality import HU, heldout_latents, noise_sd
+from fedsim_app.train.quality import HU, heldout_latents, pooled_noise_sd
 
 
 def ar1_along_slices(noise: torch.Tensor, rho: float) -> torch.Tensor:
@@ -80,9 +80,8 @@ def _noise_figures(chain, z, test, rho: float) -> dict[str, float]:
                                ("zero", torch.zeros(shape)), ("double", 2 * draws[0]),
                                ("ar", ar1_along_slices(draws[0], rho)))}
 
-    def sd(vols) -> float:  # mean over volumes, HU
-        return HU * sum(noise_sd(v, lab) for v, lab in zip(vols, test.labels, strict=True)) \
-            / len(vols)
+    def sd(vols) -> float:  # pooled over the volumes, HU
+        return HU * pooled_noise_sd(vols, test.labels)
 
     figures = {"real": sd(test.images),
                "draw": sd((out["enhanced"] - out["other"]) / math.sqrt(2))}

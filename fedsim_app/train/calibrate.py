@@ -11,8 +11,8 @@ every interior voxel is a step from an edge; a gain fitted on the interiors of t
 volumes does not reach either (docs/benchmarks.md, 2026-12-06 05:17). The calibration, after
 training, measures that factor on the labelled volumes and divides it out: it sets each
 structure's ``texture_gain`` so that the noise figure of ``benchmarks/train_quality.py``
-(:func:`~fedsim_app.train.quality.noise_sd`) of the enhanced labelled volumes equals the
-real ones' where the structure has an interior to measure in. It moves no structure's mean:
+(:func:`~fedsim_app.train.quality.pooled_noise_sd`) of the enhanced labelled volumes equals
+the real ones' where the structure has an interior to measure in. It moves no structure's mean:
 the scaled residual is centred in each structure of each slice.
 """
 
@@ -24,7 +24,7 @@ import torch
 
 from fedsim_app.models.enhance import takes_noise
 from fedsim_app.models.generator import enhance
-from fedsim_app.train.quality import HU, MIN_INTERIOR, noise_sd, noise_voxels
+from fedsim_app.train.quality import HU, pooled_noise_sd
 
 GAIN_RANGE = (0.25, 4.0)  # the gains allowed (a texture 4x too weak or too strong)
 
@@ -42,11 +42,12 @@ def texture_gain_set(enhancer, value: float):
 
 def texture_gains(enhanced: torch.Tensor, real: torch.Tensor, labels: torch.Tensor,
                   n_classes: int) -> torch.Tensor:
-    """(n_classes,) each heart structure's ratio of the summed noise figures
-    (:func:`~fedsim_app.train.quality.noise_sd`) of ``real`` and ``enhanced`` volumes
-    (B, K, H, W) with ``labels``, over the volumes in which the structure has an eroded
-    interior of at least :data:`~fedsim_app.train.quality.MIN_INTERIOR` voxels; clamped
-    to :data:`GAIN_RANGE`. 1 for the background and for a structure without such a volume.
+    """(n_classes,) each heart structure's ratio of the pooled noise figures
+    (:func:`~fedsim_app.train.quality.pooled_noise_sd`) of ``real`` and ``enhanced``
+    volumes (B, K, H, W) with ``labels``, taken in the structure's eroded interiors, where
+    the volumes hold at least :data:`~fedsim_app.train.quality.MIN_INTERIOR` such voxels
+    together; clamped to :data:`GAIN_RANGE`. 1 for the background and for a structure
+    without such an interior.
 
     Only there: inside the interior the enhancer's level is one value, so the figure of
     ``enhanced`` scales with the gain exactly; a structure too thin for an interior is
@@ -57,10 +58,9 @@ def texture_gains(enhanced: torch.Tensor, real: torch.Tensor, labels: torch.Tens
     """
     gains = torch.ones(n_classes, dtype=torch.float64)
     for c in range(1, n_classes):
-        held = [b for b in range(len(labels)) if noise_voxels(labels[b], c) >= MIN_INTERIOR]
-        fake = sum(noise_sd(enhanced[b], labels[b], c) for b in held)
-        if held and fake > 0:
-            ratio = sum(noise_sd(real[b], labels[b], c) for b in held) / fake
+        fake = pooled_noise_sd(enhanced, labels, c, interior_only=True)
+        if fake > 0:  # NaN (no interior) compares False
+            ratio = pooled_noise_sd(real, labels, c, interior_only=True) / fake
             gains[c] = min(max(ratio, GAIN_RANGE[0]), GAIN_RANGE[1])
     return gains.float()
 

@@ -14,9 +14,13 @@ Definitions (all on the site's grids at the model's resolution):
   ``enh_hu_err``: the same on the label grid for the enhanced CT given the ground-truth
   labels and the model's coarse CT.
   ``noise_ratio``: noise SD of the enhanced CT / that of the real CT, the noise SD being
-  the SD of ``x − box₃(x)`` inside the eroded LV blood pool (``noise_voxels``: how many
-  voxels that is per volume; at the ``cpu`` preset's 32³ the paediatric sites' LVs have
-  almost none, and the figure falls back to the whole LV, edges included).
+  the SD of ``x − box₃(x)`` inside the eroded LV blood pool, pooled over the held-out
+  volumes (:func:`pooled_noise_sd`; ``noise_voxels``: the eroded voxels per volume it
+  rests on). Pooled, not a sum of per-volume SDs (the figure until 2026-12-06,
+  docs/benchmarks.md): at the ``cpu`` preset's 32³ a paediatric LV may have 7 or 9
+  interior voxels, whose SD alone is uncertain by about the target's 25 %, and the sum
+  weighed it as much as a 45-voxel one (or, under :data:`MIN_INTERIOR`, took the LV's
+  edges instead).
 - ``c2st`` / ``c2st_coarse``: a small CNN learns to tell real slices from enhanced ones
   (resp. coarse CT upsampled) of the labelled training volumes; its accuracy on the test
   volumes' slices (0.5 = indistinguishable). Only the axial slices that cross the heart
@@ -58,7 +62,7 @@ class SiteQuality:
     c2st_lo: float
     c2st_hi: float
     # the eroded LV voxels per held-out volume that noise_ratio rests on (mean); under
-    # MIN_INTERIOR in a volume, that volume's noise is the whole LV's, edges and all
+    # MIN_INTERIOR in all of them together, the noise is the whole LV's, edges and all
     noise_voxels: float = float("nan")
 
     def line(self) -> str:
@@ -155,16 +159,42 @@ def noise_voxels(labels, structure: int = 1) -> int:
     return int(_interior(labels, structure)[1].sum())
 
 
-def noise_sd(volume, labels, structure: int = 1) -> float:
-    """SD of the high-pass residual ``x − box₃(x)`` in the eroded ``structure``; with
-    fewer than :data:`MIN_INTERIOR` interior voxels, over the whole structure (its edges
-    then dominate: the figure is edge sharpness more than noise)."""
+def _residual(volume) -> torch.Tensor:
+    """The high-pass residual ``x − box₃(x)`` of a volume (n, n, n)."""
     x = volume[None, None]
-    resid = x - F.avg_pool3d(x, 3, stride=1, padding=1, count_include_pad=False)
-    mask, sel = _interior(labels, structure)
-    if sel.sum() < MIN_INTERIOR:
-        sel = mask
-    return float(resid[0, 0][sel].std())
+    return (x - F.avg_pool3d(x, 3, stride=1, padding=1, count_include_pad=False))[0, 0]
+
+
+def pooled_noise_sd(volumes, labels, structure: int = 1, *,
+                    interior_only: bool = False) -> float:
+    """The pooled SD of the residual ``x − box₃(x)`` in the eroded ``structure`` of
+    ``volumes`` with ``labels`` (each (n, n, n)): ``sqrt(Σ_v Σ_i (r_vi − r̄_v)² / Σ_v (n_v −
+    1))``, each volume's residuals about their own mean, so that a volume weighs by the
+    voxels its estimate rests on (a volume with no interior adds nothing).
+
+    With fewer than :data:`MIN_INTERIOR` interior voxels in all the volumes together, the
+    figure is taken over the whole structure (its edges then dominate: it is the edges'
+    sharpness more than noise), or NaN when ``interior_only``.
+    """
+    parts = [(_residual(v), *_interior(lab, structure))
+             for v, lab in zip(volumes, labels, strict=True)]
+    interior = sum(int(inner.sum()) for _, _, inner in parts) >= MIN_INTERIOR
+    if not interior and interior_only:
+        return float("nan")
+    squares, dof = 0.0, 0
+    for resid, mask, inner in parts:
+        x = resid[inner if interior else mask].double()
+        if len(x) >= 2:
+            squares += float(((x - x.mean()) ** 2).sum())
+            dof += len(x) - 1
+    return (squares / dof) ** 0.5 if dof else float("nan")
+
+
+def noise_sd(volume, labels, structure: int = 1) -> float:
+    """:func:`pooled_noise_sd` of one volume: the SD of its residual in the eroded
+    ``structure``, or over the whole structure with fewer than :data:`MIN_INTERIOR`
+    interior voxels."""
+    return pooled_noise_sd([volume], [labels], structure)
 
 
 class SliceClassifier(nn.Module):
@@ -274,9 +304,8 @@ def evaluate_site(model, train, test, *, seed: int = 0, fit_steps: int = 300) ->
                                         strict=True))
     enh_err = worst_structure_error(zip(enhanced * HU, test.images * HU, test.labels,
                                         strict=True))
-    noise_fake = sum(noise_sd(v, lab) for v, lab in zip(enhanced, test.labels, strict=True))
-    noise_real = sum(noise_sd(v, lab) for v, lab in zip(test.images, test.labels,
-                                                         strict=True))
+    noise_ratio = pooled_noise_sd(enhanced, test.labels) / pooled_noise_sd(test.images,
+                                                                           test.labels)
     # the classifier learns on the labelled training volumes, is scored on the test ones
     coarse_tr, enhanced_tr = coarse_and_enhanced(chain, nets.z_lab.codes, train.labels[:n_lab],
                                                  seed + 1)
@@ -290,7 +319,7 @@ def evaluate_site(model, train, test, *, seed: int = 0, fit_steps: int = 300) ->
                        real_te, heart_slices(upsample_coarse(coarse, shape) / HU, lab_te),
                        seed=seed)
     support = sum(noise_voxels(lab) for lab in test.labels) / len(test.labels)
-    return SiteQuality(model.site, iou, dice, mat_err, enh_err, noise_fake / noise_real,
+    return SiteQuality(model.site, iou, dice, mat_err, enh_err, noise_ratio,
                        enh.mean, coarse_only.mean, enh.lo, enh.hi, support)
 
 

@@ -6,7 +6,7 @@ import torch
 from fedsim_app.models.enhance_infer import plan_enhancer
 from fedsim_app.models.enhancer import SiteEnhancer
 from fedsim_app.train.calibrate import GAIN_RANGE, texture_gains
-from fedsim_app.train.quality import noise_sd
+from fedsim_app.train.quality import pooled_noise_sd
 
 
 def _net(texture_gain=True, seed=0):
@@ -82,16 +82,15 @@ def test_gain_brings_the_interiors_noise_figure_to_the_real_ones(sd_fake):
     fake, real, labels = _volumes(0.05, sd_fake)
     gains = texture_gains(fake, real, labels, 8)
     assert gains.shape == (8,)
-    target = sum(noise_sd(real[b], labels[b]) for b in range(2))
-    got = sum(noise_sd(fake[b], labels[b]) for b in range(2))
+    target = pooled_noise_sd(real, labels)
+    got = pooled_noise_sd(fake, labels)
     assert abs(float(gains[1]) - target / got) < 1e-5
     # near the textures' SD ratio (128 interior voxels estimate each SD to about 6 %)
     assert abs(float(gains[1]) - 0.05 / sd_fake) < 0.2 * 0.05 / sd_fake
     # the texture scaled by the gain inside the structure (its level is one value in the
     # interior, where the figure measures) has the real figure
     scaled = (fake - 0.3) * torch.where(labels == 1, gains[1], 1.0) + 0.3
-    assert sum(noise_sd(scaled[b], labels[b]) for b in range(2)) == pytest.approx(target,
-                                                                                 rel=1e-5)
+    assert pooled_noise_sd(scaled, labels) == pytest.approx(target, rel=1e-5)
     # the background, the structures no volume holds and the aorta (too thin for an
     # interior: its figure would be its edges') are left alone
     assert gains[0] == 1 and gains[2:].tolist() == [1.0] * 6

@@ -1,5 +1,6 @@
 """Bundles of trained sites and the quality figures on a tiny run."""
 
+import math
 import re
 
 import pytest
@@ -15,6 +16,7 @@ from fedsim_app.train.quality import (
     heart_slices,
     noise_sd,
     noise_voxels,
+    pooled_noise_sd,
     worst,
 )
 from fedsim_app.train.session import make_trainer
@@ -111,6 +113,48 @@ def test_noise_of_a_structure_without_interior_is_its_edges():
     vol = torch.zeros(16, 16, 16)
     vol[:, :, 8:] = 0.3  # an edge through the structure, no noise anywhere
     assert noise_sd(vol, labels) > 0.05
+
+
+def _cube(lo, hi, n=16):
+    labels = torch.zeros(n, n, n, dtype=torch.long)
+    labels[lo:hi, lo:hi, lo:hi] = 1
+    return labels
+
+
+def test_pooled_noise_weighs_each_volume_by_its_interior():
+    """Two volumes, one with a 10³ interior and noise SD 0.05, one with a 1-voxel interior
+    (a 3³ LV) whose residual there is far off: the pooled figure is the first volume's,
+    a mean of the two volumes' figures would be ruined by the second."""
+    g = torch.Generator().manual_seed(0)
+    big, small = _cube(2, 14), _cube(6, 9)
+    assert (noise_voxels(big), noise_voxels(small)) == (1000, 1)
+    vol_big = torch.randn(16, 16, 16, generator=g) * 0.05
+    vol_small = torch.zeros(16, 16, 16)
+    vol_small[7, 7, 7] = 5.0  # one interior voxel: no deviation about its own mean
+    assert pooled_noise_sd([vol_big, vol_small], [big, small]) == pytest.approx(
+        noise_sd(vol_big, big), rel=1e-6)
+    # the pooled SD is the root of the volumes' summed squares over their summed degrees
+    # of freedom, each about its own mean (an offset between volumes is not noise)
+    other = torch.randn(16, 16, 16, generator=g) * 0.02 + 0.5
+    resid = [v - torch.nn.functional.avg_pool3d(v[None, None], 3, stride=1, padding=1,
+                                                 count_include_pad=False)[0, 0]
+             for v in (vol_big, other)]
+    inner = _cube(3, 13).bool()  # the 12³ cube's eroded interior
+    ss = sum(float(((r[inner] - r[inner].mean()) ** 2).sum()) for r in resid)
+    assert pooled_noise_sd([vol_big, other], [big, big]) == pytest.approx(
+        (ss / (2 * 999)) ** 0.5, rel=1e-6)
+
+
+def test_pooled_noise_without_interior_takes_the_edges_or_nan():
+    thin = torch.zeros(16, 16, 16, dtype=torch.long)
+    thin[4:12, 4:12, 7:9] = 1
+    vol = torch.zeros(16, 16, 16)
+    vol[:, :, 8:] = 0.3
+    assert pooled_noise_sd([vol, vol], [thin, thin]) == pytest.approx(noise_sd(vol, thin))
+    assert pooled_noise_sd([vol, vol], [thin, thin]) > 0.05
+    assert math.isnan(pooled_noise_sd([vol], [thin], interior_only=True))
+    absent = torch.zeros(16, 16, 16, dtype=torch.long)
+    assert math.isnan(pooled_noise_sd([vol], [absent]))
 
 
 def test_initial_bundle_holds_the_presets_networks_untrained(tmp_path):
