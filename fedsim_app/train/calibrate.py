@@ -24,7 +24,7 @@ import torch
 
 from fedsim_app.models.enhance import takes_noise
 from fedsim_app.models.generator import enhance
-from fedsim_app.train.quality import HU, pooled_noise_sd
+from fedsim_app.train.quality import HU, MIN_INTERIOR, noise_voxels, pooled_noise_sd
 
 GAIN_RANGE = (0.25, 4.0)  # the gains allowed (a texture 4x too weak or too strong)
 
@@ -44,23 +44,29 @@ def texture_gains(enhanced: torch.Tensor, real: torch.Tensor, labels: torch.Tens
                   n_classes: int) -> torch.Tensor:
     """(n_classes,) each heart structure's ratio of the pooled noise figures
     (:func:`~fedsim_app.train.quality.pooled_noise_sd`) of ``real`` and ``enhanced``
-    volumes (B, K, H, W) with ``labels``, taken in the structure's eroded interiors, where
-    the volumes hold at least :data:`~fedsim_app.train.quality.MIN_INTERIOR` such voxels
-    together; clamped to :data:`GAIN_RANGE`. 1 for the background and for a structure
-    without such an interior.
+    volumes (B, K, H, W) with ``labels``, in the structure's eroded interior, over the
+    volumes in which that interior holds at least
+    :data:`~fedsim_app.train.quality.MIN_INTERIOR` voxels; clamped to
+    :data:`GAIN_RANGE`. 1 for the background and for a structure without such a volume.
 
     Only there: inside the interior the enhancer's level is one value, so the figure of
-    ``enhanced`` scales with the gain exactly; a structure too thin for an interior is
-    measured over its edges, where the figure is the edges' sharpness more than the
-    texture (docs/benchmarks.md, 2026-12-06: gains searched on that figure too went to
+    ``enhanced`` scales with the gain exactly. Not in a structure too thin for an
+    interior, measured over its edges, where the figure is the edges' sharpness more than
+    the texture (docs/benchmarks.md, 2026-12-06: gains searched on that figure too went to
     0.25-0.5 in the aorta, pulmonary artery and myocardium and took site C's two-sample
-    test from 0.746 to 0.766).
+    test from 0.746 to 0.766); nor in interiors of a few voxels, each a step from an edge,
+    where the enhancer's softer edge reads as texture (pooled over such interiors, the
+    gains of A's RV and C's LA and aorta went to the clamp, 0.25: docs/benchmarks.md,
+    2026-12-06 11:02).
     """
     gains = torch.ones(n_classes, dtype=torch.float64)
     for c in range(1, n_classes):
-        fake = pooled_noise_sd(enhanced, labels, c, interior_only=True)
-        if fake > 0:  # NaN (no interior) compares False
-            ratio = pooled_noise_sd(real, labels, c, interior_only=True) / fake
+        held = [b for b in range(len(labels)) if noise_voxels(labels[b], c) >= MIN_INTERIOR]
+        if not held:
+            continue
+        fake = pooled_noise_sd(enhanced[held], labels[held], c, interior_only=True)
+        if fake > 0:
+            ratio = pooled_noise_sd(real[held], labels[held], c, interior_only=True) / fake
             gains[c] = min(max(ratio, GAIN_RANGE[0]), GAIN_RANGE[1])
     return gains.float()
 

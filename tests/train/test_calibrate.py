@@ -6,7 +6,7 @@ import torch
 from fedsim_app.models.enhance_infer import plan_enhancer
 from fedsim_app.models.enhancer import SiteEnhancer
 from fedsim_app.train.calibrate import GAIN_RANGE, texture_gains
-from fedsim_app.train.quality import pooled_noise_sd
+from fedsim_app.train.quality import noise_voxels, pooled_noise_sd
 
 
 def _net(texture_gain=True, seed=0):
@@ -94,6 +94,18 @@ def test_gain_brings_the_interiors_noise_figure_to_the_real_ones(sd_fake):
     # the background, the structures no volume holds and the aorta (too thin for an
     # interior: its figure would be its edges') are left alone
     assert gains[0] == 1 and gains[2:].tolist() == [1.0] * 6
+
+
+def test_gain_leaves_interiors_of_a_few_voxels_alone():
+    """LA (4) a 4×4×3 block in each volume: a 4-voxel interior each, 8 together, but no
+    volume with MIN_INTERIOR of its own; its texture 3x the real one's keeps gain 1."""
+    fake, real, labels = _volumes(0.05, 0.05)
+    labels[:, 1:5, 7:11, 8:11] = 4
+    la = labels == 4
+    fake = torch.where(la, 0.2 + 0.15 * torch.randn(labels.shape), fake)
+    real = torch.where(la, 0.2 + 0.05 * torch.randn(labels.shape), real)
+    assert [noise_voxels(lab, 4) for lab in labels] == [4, 4]
+    assert texture_gains(fake, real, labels, 8)[4] == 1
 
 
 def test_gain_stays_in_its_range():
