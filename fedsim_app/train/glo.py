@@ -4,7 +4,7 @@ Phase 1 fits latents, G_shape and G_material on the labelled volumes; phase 2 tr
 site enhancer and its discriminator on them; phase 3 fits a normal to the latents, draws
 latents for the unlabelled volumes and alternates labelled and unlabelled steps with the
 discriminator frozen, two Adam optimisers at the appendix's rates; phase 4
-(``phase4_epochs``, off in the paper and cpu presets) trains the enhancer and discriminator as
+(``phase4_epochs``, off in the paper preset) trains the enhancer and discriminator as
 phase 2 does once more (at ``lr_phase4``), on the generators as phase 3 leaves them.
 Every step's state (networks, optimisers, latents, RNG, position) goes into the
 checkpoint, so a resumed run continues exactly as an uninterrupted one.

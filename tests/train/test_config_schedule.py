@@ -36,8 +36,9 @@ def test_unknown_preset_and_key_refused(tmp_path):
         load_config(bad)
 
 
-def test_phase4_off_in_the_paper_and_cpu_presets_and_negative_settings_refused():
-    assert preset("paper").phase4_epochs == 0 and preset("cpu").phase4_epochs == 0
+def test_phase4_off_in_the_paper_preset_and_negative_settings_refused():
+    assert preset("paper").phase4_epochs == 0
+    assert (preset("cpu").phase4_epochs, preset("cpu").lr_phase4) == (40, 1e-4)
     assert preset("cpu", phase4_epochs=200).phase4_epochs == 200
     with pytest.raises(ConfigError, match="phase4_epochs must be 0 or more, got -1"):
         preset("cpu", phase4_epochs=-1)

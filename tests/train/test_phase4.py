@@ -1,5 +1,5 @@
 """Phase 4: the enhancer and its discriminator trained again after phase 3, on the
-generators as phase 3 leaves them (``phase4_epochs``; off in the paper and cpu presets)."""
+generators as phase 3 leaves them (``phase4_epochs``; off in the paper preset)."""
 
 import json
 
