@@ -57,7 +57,7 @@ def texture_gains(enhanced: torch.Tensor, real: torch.Tensor, labels: torch.Tens
     test from 0.746 to 0.766); nor in interiors of a few voxels, each a step from an edge,
     where the enhancer's softer edge reads as texture (pooled over such interiors, the
     gains of A's RV and C's LA and aorta went to the clamp, 0.25: docs/benchmarks.md,
-    2026-12-06 11:02).
+    2026-12-06 10:50).
     """
     gains = torch.ones(n_classes, dtype=torch.float64)
     for c in range(1, n_classes):

@@ -240,7 +240,7 @@ PRESETS: dict[str, TrainConfig] = {
     # figure pooled over the test volumes, in the federated default C2ST A/B/C
     # 0.58/0.61/0.77 -> 0.74/0.54/0.75, noise ratio 1.08/1.14/1.03 -> 1.15/1.24/1.09
     # (docs/benchmarks.md, 2026-12-06 07:51 and 10:50); 200 at 1e-3 took the noise ratio
-    # further (B 1.33)
+    # further (B 1.52 in the summed figure of then)
     "cpu": TrainConfig(
         preset="cpu", label_size=32, enhancer_width=16, enhancer_down=1, spade_hidden=16,
         disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=200, phase2_epochs=200,
