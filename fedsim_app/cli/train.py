@@ -9,10 +9,10 @@ def register(sub) -> None:
         help="train one site's model (shape, material, enhancer) from a dataset",
         description="Learn G_shape, G_material and the site's enhancer from a labelled (and "
         "partly unlabelled) dataset: phase 1 shape and material, phase 2 the enhancer, "
-        "phase 3 semi-supervised, phase 4 the enhancer again on the final generators (when a "
-        "config sets phase4_epochs). The run folder gets the config, metrics (CSV, JSONL), loss "
-        "curves, a sample grid and checkpoint.pt. Ctrl-C saves a checkpoint and exits 130; "
-        "--resume continues from it.",
+        "phase 3 semi-supervised, phase 4 the enhancer again on the final generators "
+        "(phase4_epochs: 40 in the cpu preset, 0 = off in paper). The run folder gets the "
+        "config, metrics (CSV, JSONL), loss curves, a sample grid and checkpoint.pt. "
+        "Ctrl-C saves a checkpoint and exits 130; --resume continues from it.",
     )
     p.add_argument("--site",
                    help="site key: its scanner renders the model, and without --data its "
