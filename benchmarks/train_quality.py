@@ -22,9 +22,8 @@ from fedsim_app.assets import asset_path
 from fedsim_app.device import resolve_device
 from fedsim_app.errors import FedSimError
 from fedsim_app.sites import get_site
-from fedsim_app.train.data import load_site_data
 from fedsim_app.train.model_io import load_site_models
-from fedsim_app.train.quality import evaluate_site, worst
+from fedsim_app.train.quality import evaluate_dataset, worst
 
 
 def main() -> int:
@@ -52,20 +51,15 @@ def main() -> int:
     results = []
     for key in keys:
         model = models[key].to(device)
-        chain = model.chain()
         folder = Path(args.cohort) / get_site(key).dataset.folder
         t0 = time.perf_counter()
-        train = load_site_data(folder, chain.grid, n_labelled=model.n_labelled,
-                               frame=model.config.frame)
-        if train.case_ids != model.case_ids:
-            print(f"site {key}: the cohort at {folder} is not the one the model was trained "
-                  "on (other training cases)", file=sys.stderr)
+        try:
+            q, n_test = evaluate_dataset(model, folder)
+        except FedSimError as exc:
+            print(f"site {key}: {exc}", file=sys.stderr)
             return 2
-        test = load_site_data(folder, chain.grid, n_labelled=0, subset="test",
-                              frame=model.config.frame)
-        q = evaluate_site(model, train, test)
         results.append(q)
-        print(f"site {key} ({len(test.case_ids)} test volumes, "
+        print(f"site {key} ({n_test} test volumes, "
               f"{time.perf_counter() - t0:.0f} s): {q.line()}", flush=True)
     print(worst(results))
     return 0

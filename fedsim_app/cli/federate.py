@@ -3,6 +3,8 @@ its data, latents, enhancer and discriminator."""
 
 from __future__ import annotations
 
+from fedsim_app.cli._quality import add_quality_option, effort_for, report_quality
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -61,6 +63,7 @@ def register(sub) -> None:
                    help="every N rounds render one latent (drawn once per run) through "
                    "each site's networks and scanner into RUN/views (in-process runtime; "
                    "default 0: off)")
+    add_quality_option(p, "each site's model")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN (its settings are used)")
@@ -114,9 +117,9 @@ def _bundle(args) -> int:
     return 0
 
 
-def _bundle_finished(out, runtime) -> None:
-    """A finished run writes its model; a site that cannot be bundled is a note, not a
-    failure (the run itself is done and checkpointed)."""
+def _bundle_finished(out, runtime):
+    """A finished run writes its model (returns its path); a site that cannot be bundled
+    is a note, not a failure (the run itself is done and checkpointed): returns None."""
     import sys
 
     from fedsim_app.errors import FedSimError
@@ -126,8 +129,19 @@ def _bundle_finished(out, runtime) -> None:
         path = bundle_run(out, runtime=runtime)
     except FedSimError as exc:
         print(f"fedsim federate: note: no model written: {exc}", file=sys.stderr)
-        return
-    print(f"model (the Explorer, fedsim export --checkpoint): {path}")
+        return None
+    print(f"model (the Explorer, fedsim export --checkpoint): {path}", flush=True)
+    return path
+
+
+def _finished(args, fed) -> None:
+    """A finished run: its model written, then scored on each site's test split."""
+    path = _bundle_finished(args.out, fed.runtime)
+    effort = effort_for(args.quality, fed.config.preset)
+    if path is not None and effort != "off":
+        from fedsim_app.train.model_io import load_site_models
+
+        report_quality(load_site_models(path), fed.data, args.out, effort)
 
 
 def _federation(args):
@@ -262,7 +276,7 @@ def run(args) -> int:
         bar.close()
     print(f"federated {len(clients)} sites ({', '.join(c.key for c in clients)}) for "
           f"{server.round} rounds: {args.out}")
-    _bundle_finished(args.out, fed.runtime)
+    _finished(args, fed)
     return 0
 
 
@@ -315,5 +329,5 @@ def _run_flower(fed, args) -> int:
               "(continue with --resume)", file=sys.stderr)
         return status
     print(f"federated {len(fed.sites)} sites on Flower: {args.out}")
-    _bundle_finished(args.out, fed.runtime)
+    _finished(args, fed)
     return status

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fedsim_app.cli._quality import add_quality_option, effort_for, report_quality
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -11,8 +13,9 @@ def register(sub) -> None:
         "partly unlabelled) dataset: phase 1 shape and material, phase 2 the enhancer, "
         "phase 3 semi-supervised, phase 4 the enhancer again on the final generators "
         "(phase4_epochs: 40 in the cpu preset, 0 = off in paper). The run folder gets the "
-        "config, metrics (CSV, JSONL), loss curves, a sample grid and checkpoint.pt. "
-        "Ctrl-C saves a checkpoint and exits 130; --resume continues from it.",
+        "config, metrics (CSV, JSONL), loss curves, a sample grid and checkpoint.pt; at "
+        "the end the model is scored on the dataset's test split (quality.json). Ctrl-C "
+        "saves a checkpoint and exits 130; --resume continues from it.",
     )
     p.add_argument("--site",
                    help="site key: its scanner renders the model, and without --data its "
@@ -50,6 +53,7 @@ def register(sub) -> None:
                    help="torch device to train on: auto (default: CUDA when torch sees a GPU, "
                    "else the CPU; FEDSIM_DEVICE overrides), cpu, cuda or cuda:N. A "
                    "checkpoint resumes on any device")
+    add_quality_option(p, "the trained model")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN/checkpoint.pt (its settings, dataset, site and "
@@ -101,6 +105,7 @@ def _resume_defaults(args) -> None:
 def run(args) -> int:
     import signal
     import sys
+    from pathlib import Path
 
     import torch
     from tqdm import tqdm
@@ -131,7 +136,8 @@ def run(args) -> int:
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(losses.items())[:4]}, refresh=False)
         bar.update(1)
 
-    trainer = make_trainer(data_folder(args, site), site, n_labelled, cfg, args.out,
+    folder = data_folder(args, site)
+    trainer = make_trainer(folder, site, n_labelled, cfg, args.out,
                            resume=args.resume, progress=progress, device=device)
 
     def request_stop(signum, frame):
@@ -152,5 +158,13 @@ def run(args) -> int:
             bar.close()
     secs = ", ".join(f"phase {k} {v:.0f} s" for k, v in trainer.seconds.items())
     print(f"trained site {site.key} ({trainer.data.n_labelled} labelled, "
-          f"{trainer.data.n_unlabelled} unlabelled; {secs} on {trainer.device}): {args.out}")
+          f"{trainer.data.n_unlabelled} unlabelled; {secs} on {trainer.device}): {args.out}",
+          flush=True)
+    effort = effort_for(args.quality, trainer.cfg.preset)
+    if effort != "off":
+        from fedsim_app.train.model_io import load_site_models
+
+        model = load_site_models(Path(args.out) / "checkpoint.pt")[site.key]
+        report_quality({site.key: model}, {site.key: folder}, args.out, effort,
+                       device=trainer.device, train={site.key: trainer.data})
     return 0

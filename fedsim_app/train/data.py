@@ -94,10 +94,14 @@ def _framed(volume, grid: Grid, frame: str):
     return fit_to_frame(volume, grid) if frame == "case" else volume
 
 
-def _read(case, grid: Grid, with_label: bool, frame: str):
+def _read(case, grid: Grid, with_label: bool, frame: str, subset: str = "train"):
     try:
         if with_label:
             image, label = load_case(case)
+            if label is None and subset == "test":
+                raise DataError(case.image, "this test case has no label (the held-out "
+                                "figures need one)", f"add its label or list the case "
+                                f"elsewhere in {SPLIT_FILE}")
             if label is None:
                 raise DataError(case.image, "this labelled training case has no label",
                                 "add its label or lower --labels")
@@ -163,7 +167,8 @@ def load_site_data(root: str | Path, grid: Grid, *, n_labelled: int, subset: str
                              f"for, the {subset} split has {len(cases)} — choose 1..{len(cases)}")
     images, labels, fovs = [], [], []
     for i, case in enumerate(cases):
-        image, label, fov = _read(case, grid, with_label=i < n_labelled, frame=frame)
+        image, label, fov = _read(case, grid, with_label=i < n_labelled, frame=frame,
+                                  subset=subset)
         images.append(image)
         fovs.append(fov)
         if label is not None:

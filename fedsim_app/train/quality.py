@@ -47,6 +47,7 @@ from fedsim_app.models.material import coarse_label_masks, coarse_labels
 from fedsim_app.models.shape_stage import decode, hard_labels
 
 HU = 1000.0
+QUALITY_FILE = "quality.json"  # a run folder's figures, as ``fedsim train`` printed them
 
 
 @dataclass(frozen=True)
@@ -286,17 +287,32 @@ def coarse_and_enhanced(chain, z, labels, seed: int):
         return coarse, enhance(coarse, labels, chain.enhancer) / HU
 
 
-def evaluate_site(model, train, test, *, seed: int = 0, fit_steps: int = 300) -> SiteQuality:
+@dataclass(frozen=True)
+class Effort:
+    """How much work an evaluation does: Adam steps of the held-out latents' fit,
+    classifiers per two-sample test, and each classifier's steps."""
+
+    fit_steps: int = 300
+    c2st_seeds: int = C2ST_SEEDS
+    c2st_iters: int = 300
+
+
+FULL = Effort()  # the figures of docs/benchmarks.md and the issue's targets
+# a look at a run in seconds (the smoke preset's): the held-out fit stops early and one
+# short classifier decides each two-sample test, so the figures are rough
+QUICK = Effort(fit_steps=20, c2st_seeds=1, c2st_iters=60)
+
+
+def evaluate_site(model, train, test, *, seed: int = 0, effort: Effort = FULL) -> SiteQuality:
     """Quality of a :class:`~fedsim_app.train.model_io.SiteModel` on its training data
-    ``train`` and held-out ``test`` (:class:`~fedsim_app.train.data.SiteData`), the
-    held-out latents fitted in ``fit_steps`` steps (the figures of docs/benchmarks.md:
-    300). Runs on the model's device."""
+    ``train`` and held-out ``test`` (:class:`~fedsim_app.train.data.SiteData`), with
+    ``effort``'s work (:data:`FULL`: the recorded figures). Runs on the model's device."""
     chain = model.chain()
     nets = model.nets
     n_lab = model.n_labelled
     train, test = train.to(model.device), test.to(model.device)
     iou, dice = shape_scores(chain, nets.g_shape, nets.z_lab.codes, train.labels[:n_lab])
-    z_test = heldout_latents(model, chain, test, n_iter=fit_steps)
+    z_test = heldout_latents(model, chain, test, n_iter=effort.fit_steps)
     coarse, enhanced = coarse_and_enhanced(chain, z_test, test.labels, seed)
     coarse_real = coarse_target(test.images * HU, chain.config.coarse_size)
     s = chain.config.coarse_size
@@ -313,14 +329,62 @@ def evaluate_site(model, train, test, *, seed: int = 0, fit_steps: int = 300) ->
     lab_tr, lab_te = train.labels[:n_lab], test.labels
     real_tr, real_te = heart_slices(train.images[:n_lab], lab_tr), heart_slices(test.images,
                                                                                 lab_te)
+    tests = {"n_seeds": effort.c2st_seeds, "n_iter": effort.c2st_iters, "seed": seed}
     enh = c2st(real_tr, heart_slices(enhanced_tr, lab_tr), real_te,
-               heart_slices(enhanced, lab_te), seed=seed)
+               heart_slices(enhanced, lab_te), **tests)
     coarse_only = c2st(real_tr, heart_slices(upsample_coarse(coarse_tr, shape) / HU, lab_tr),
                        real_te, heart_slices(upsample_coarse(coarse, shape) / HU, lab_te),
-                       seed=seed)
+                       **tests)
     support = sum(noise_voxels(lab) for lab in test.labels) / len(test.labels)
     return SiteQuality(model.site, iou, dice, mat_err, enh_err, noise_ratio,
                        enh.mean, coarse_only.mean, enh.lo, enh.hi, support)
+
+
+def evaluate_dataset(model, folder, *, train=None, seed: int = 0,
+                     effort: Effort = FULL) -> tuple[SiteQuality, int]:
+    """``(quality, held-out volumes)`` of ``model`` on the dataset in ``folder`` it was
+    trained on: its training split (``train``, a :class:`~fedsim_app.train.data.SiteData`
+    already read, or read here) and its test split.
+
+    Raises
+    ------
+    FedSimError
+        when the folder's training cases are not the model's, or it has no test split
+    """
+    from fedsim_app.train.data import load_site_data
+    from fedsim_app.train.session import model_frame
+
+    grid, frame = model_frame(model.config), model.config.frame
+    if train is None:
+        train = load_site_data(folder, grid, n_labelled=model.n_labelled, frame=frame)
+    if tuple(train.case_ids) != tuple(model.case_ids):
+        raise FedSimError(f"{folder}: not the dataset site {model.site}'s model was trained "
+                          "on (other training cases) — score it on that dataset")
+    test = load_site_data(folder, grid, n_labelled=0, subset="test", frame=frame)
+    return evaluate_site(model, train, test, seed=seed, effort=effort), len(test.case_ids)
+
+
+# issue 9's targets: figure → (comparison, bound); the noise ratio's is |ratio − 1| ≤ 0.25
+TARGETS = {"shape_iou": (">=", 0.85), "shape_dice": (">=", 0.75), "mat_hu_err": ("<=", 40.0),
+           "enh_hu_err": ("<=", 30.0), "noise_ratio": ("within", 0.25),
+           "c2st": ("<=", 0.75), "c2st_coarse": (">=", 0.95)}
+
+
+def target_text(name: str) -> str:
+    """``name``'s target as text: ``">= 0.85"``, ``"1 ± 0.25"``."""
+    op, bound = TARGETS[name]
+    return f"1 ± {bound:g}" if op == "within" else f"{op} {bound:g}"
+
+
+def target_misses(figures: dict) -> list[str]:
+    """The names of the figures in ``figures`` (a :class:`SiteQuality` as a dict) that
+    miss :data:`TARGETS`, in its order; a NaN figure misses."""
+    misses = []
+    for name, (op, bound) in TARGETS.items():
+        v = float(figures[name])
+        if not {">=": v >= bound, "<=": v <= bound, "within": abs(v - 1) <= bound}[op]:
+            misses.append(name)  # NaN compares False: it misses
+    return misses
 
 
 def worst(results: list[SiteQuality]) -> str:

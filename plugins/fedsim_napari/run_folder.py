@@ -3,8 +3,8 @@
 Qt-free: the training panel polls these, and they are tested without a display. The run
 writes ``metrics.jsonl`` a line per step (the last line may be half-written when read),
 ``samples.png`` and ``checkpoint.pt``; its progress bars (tqdm, on stderr) read
-``phase 2:  40%|...| 4/10 [...]``. :func:`launch_config` writes the settings the panel
-launches a run with.
+``phase 2:  40%|...| 4/10 [...]``; at its end it scores the model and writes
+``quality.json``. :func:`launch_config` writes the settings the panel launches a run with.
 """
 
 from __future__ import annotations
@@ -43,12 +43,37 @@ def loss_series(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def parse_progress(text: str) -> tuple[int, int, int] | None:
-    """The last ``(phase, done, total)`` a chunk of the run's stderr reports, or None."""
-    found = None
-    for m in _BAR.finditer(text):
-        found = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    return found
+def parse_progress(text: str) -> dict[int, tuple[int, int]]:
+    """``{phase: (done, total)}``: the last report of each phase in a chunk of the run's
+    stderr (a chunk may end one phase's bar and start the next's)."""
+    return {int(m.group(1)): (int(m.group(2)), int(m.group(3))) for m in _BAR.finditer(text)}
+
+
+def quality_summary(folder: str | Path, stdout: str = "") -> str | None:
+    """A line per site of the figures ``fedsim train`` wrote to the run's quality.json
+    at its end (the model on its dataset's test split) and the targets they miss; without
+    the file, the command's ``stdout`` lines saying why it skipped them, else None (not
+    finished, scored off, or the file unreadable)."""
+    from fedsim_app.train.quality import QUALITY_FILE, target_misses
+
+    skipped = [ln for ln in stdout.splitlines() if ln.startswith("quality: skipped")]
+    lines = []
+    try:
+        data = json.loads((Path(folder) / QUALITY_FILE).read_text())
+        rough = " (quick: rough figures)" if data["effort"] == "quick" else ""
+        for key, q in data["sites"].items():
+            misses = target_misses(q)
+            n = int(q["test_volumes"])
+            lines.append(
+                f"Site {key}, held-out quality ({n} test volume{'s' * (n != 1)}, "
+                f"{data['effort']}): shape IoU {q['shape_iou']:.3f}, material "
+                f"{q['mat_hu_err']:.1f} HU, enhancer {q['enh_hu_err']:.1f} HU, noise ratio "
+                f"{q['noise_ratio']:.2f}, C2ST {q['c2st']:.2f} (coarse CT "
+                f"{q['c2st_coarse']:.2f}) — "
+                + (f"misses {', '.join(misses)}" if misses else "every target met") + rough)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        lines = []
+    return "\n".join(lines + skipped) or None
 
 
 def checkpoints(folder: str | Path) -> list[Path]:

@@ -17,6 +17,12 @@ def test_federate_runs_resumes_and_refuses_reuse(tiny_data, tmp_path, capsys):
     assert [json.loads(x)["round"] for x in lines] == [0, 1, 2]
     assert json.loads(lines[0])["metrics"]["A"]["iou"] > 0
     assert (out / "sites" / "A" / "local.pt").is_file()
+    # its model scored on the test split at the end (quick at the smoke preset)
+    printed = capsys.readouterr().out
+    written = json.loads((out / "quality.json").read_text())
+    assert written["effort"] == "quick" and set(written["sites"]) == {"A"}
+    assert f"shape_iou={written['sites']['A']['shape_iou']:.3f}" in printed
+    assert "quality: site A" in printed
     # the folder holds a run: starting over it is refused, --resume continues (done)
     assert main([*base, "--rounds", "3"]) == 2
     assert "--resume" in capsys.readouterr().err

@@ -157,6 +157,25 @@ def test_panel_runs_three_sites_shows_losses_and_stops(qtbot, tiny_cohort, tmp_p
     assert len((run / "rounds.jsonl").read_text().splitlines()) < 60
 
 
+def test_a_finished_run_shows_each_sites_held_out_figures(qtbot, tmp_path):
+    import json
+
+    from fedsim_napari._qt.federated import FederatedWidget
+
+    widget = FederatedWidget()
+    qtbot.addWidget(widget)
+    widget.out.setText(str(tmp_path))
+    figures = {"shape_iou": 0.9, "shape_dice": 0.8, "mat_hu_err": 3.0, "enh_hu_err": 20.0,
+               "noise_ratio": 1.1, "c2st": 0.8, "c2st_coarse": 1.0, "test_volumes": 4}
+    (tmp_path / "quality.json").write_text(json.dumps(
+        {"effort": "full", "sites": {"A": figures, "B": {**figures, "c2st": 0.6}}}))
+    widget._finished(0, False)
+    done, a, b = widget.status.text().splitlines()
+    assert done == f"done: {tmp_path}"
+    assert a.startswith("Site A, held-out quality") and a.endswith("misses c2st")
+    assert b.startswith("Site B") and b.endswith("every target met")
+
+
 def _no_matrix(settings_fn):
     import dataclasses
 

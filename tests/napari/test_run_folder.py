@@ -21,8 +21,29 @@ def test_metrics_skip_a_half_written_line(tmp_path):
 def test_progress_of_tqdm_output():
     text = ("\rphase 1:  20%|##        | 2/10 [00:01<00:04]\rphase 1:  30%|###       | 3/10"
             " [00:02<00:03]\n\rphase 2:   0%|          | 0/6 [00:00<?]")
-    assert run_folder.parse_progress(text) == (2, 0, 6)
-    assert run_folder.parse_progress("trained site A") is None
+    assert run_folder.parse_progress(text) == {1: (3, 10), 2: (0, 6)}
+    assert run_folder.parse_progress("trained site A") == {}
+
+
+def test_quality_summary_of_the_runs_figures(tmp_path):
+    assert run_folder.quality_summary(tmp_path) is None  # not scored (yet)
+    figures = {"shape_iou": 0.9, "shape_dice": 0.8, "mat_hu_err": 3.0, "enh_hu_err": 31.0,
+               "noise_ratio": 1.1, "c2st": 0.7, "c2st_coarse": 1.0, "test_volumes": 4}
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps({"effort": "full", "sites": {"A": figures}}))
+    text = run_folder.quality_summary(tmp_path)
+    assert text.startswith("Site A, held-out quality (4 test volumes, full): shape IoU 0.900")
+    assert text.endswith("C2ST 0.70 (coarse CT 1.00) — misses enh_hu_err")
+    path.write_text(json.dumps({"effort": "quick", "sites": {
+        "A": {**figures, "enh_hu_err": 20.0}, "B": {**figures, "test_volumes": 1}}}))
+    a, b = run_folder.quality_summary(tmp_path).splitlines()
+    assert a.endswith("every target met (quick: rough figures)")
+    assert b.startswith("Site B, held-out quality (1 test volume, quick)")
+    path.write_text('{"effort": "full", "sites": {"A": {"shape_iou": ')  # half-written
+    assert run_folder.quality_summary(tmp_path) is None
+    out = "trained site A …\nquality: skipped site A — DIR: [SplitError] no test cases\n"
+    assert run_folder.quality_summary(tmp_path, out) == ("quality: skipped site A — DIR: "
+                                                         "[SplitError] no test cases")
 
 
 def test_checkpoints_newest_first(tmp_path):

@@ -70,13 +70,33 @@ def test_bars_say_which_phases_ran(qtbot):
     widget = TrainingWidget()
     qtbot.addWidget(widget)
     assert [b.text() for b in widget.bars] == [f"phase {p}: –" for p in (1, 2, 3, 4)]
-    widget._output("phase 1: 100%|##########| 3/3 [00:01<00:00]\n")
-    widget._output("phase 3:  50%|#####     | 2/4 [00:01<00:01]\n")
+    # one chunk may end a phase and start the next: each bar gets its own
+    widget._output("phase 1: 100%|##########| 3/3 [00:01<00:00]\n"
+                   "phase 3:  50%|#####     | 2/4 [00:01<00:01]\n")
     widget.set_phase("done")
     assert [b.text() for b in widget.bars] == [
         "phase 1: 3/3", "phase 2: no steps seen", "phase 3: 2/4", "phase 4: no steps seen"]
     widget._reset_bars()  # a new start
     assert widget.bars[0].text() == "phase 1: –" and widget.bars[0].value() == 0
+
+
+def test_a_finished_run_shows_its_held_out_figures(qtbot, tiny_cohort, tmp_path):
+    run = tmp_path / "run"
+    widget = _panel(qtbot, tiny_cohort, run,
+                    'preset = "smoke"\nphase1_epochs = 1\nphase2_epochs = 1\n'
+                    'phase3_epochs = 1\nslices_per_step = 2\ncoarse_matrix = false\n',
+                    tmp_path)
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: widget.phase in ("done", "failed"), timeout=300_000)
+    assert widget.phase == "done", widget.job.log
+    assert "quality: scoring" in widget.job.stdout
+    assert widget.quality.text().startswith("Site A, held-out quality (1 test volume, quick): "
+                                            "shape IoU ")
+    assert "quick: rough figures" in widget.quality.text()
+    widget.set_phase("training")  # a new run: the old figures go
+    assert widget.quality.text() == ""
+    widget._output("quality: scoring the model on cohort's test split (full)…\n")
+    assert "scoring the model" in widget.status.text()
 
 
 def test_loading_a_checkpoint_sets_the_shared_state(qtbot, tmp_path):

@@ -47,12 +47,50 @@ def test_train_smoke_then_resume_finished(tiny_site, tmp_path, capsys):
     args = ["train", "--data", str(tiny_site), "--labels", "2", "--config", str(cfg),
             "--out", str(run)]
     assert main(args) == 0
-    assert "trained site A" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained site A" in out
     assert (run / "checkpoint.pt").is_file() and (run / "samples.png").is_file()
+    # the end of the run: the figures on the test split, quick at the smoke preset
+    written = json.loads((run / "quality.json").read_text())
+    figures = written["sites"]["A"]
+    assert written["effort"] == "quick" and figures["test_volumes"] == 1
+    assert f"shape_iou={figures['shape_iou']:.3f}" in out
+    assert "quality (1 test volume, quick" in out and "quality: site A misses shape_iou" in out
     # --resume needs only the run folder: dataset, site and label budget are the run's
     assert json.loads((run / "run.json").read_text())["labels"] == 2
     assert main(["train", "--out", str(run), "--resume"]) == 0  # finished: nothing to do
     assert "trained site A (2 labelled" in capsys.readouterr().out
+
+
+def _copy_with_split(tiny_site, tmp_path, **split):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_site, data)
+    path = data / "fedsim_split.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **split}))
+    return data
+
+
+def _tiny_args(data, tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text('preset = "smoke"\nphase1_epochs = 1\nphase2_epochs = 1\n'
+                   'phase3_epochs = 1\nslices_per_step = 2\ncoarse_matrix = false\n')
+    return ["train", "--data", str(data), "--labels", "2", "--config", str(cfg),
+            "--out", str(tmp_path / "run")]
+
+
+@pytest.mark.slow
+def test_no_test_split_skips_the_figures_and_off_scores_nothing(tiny_site, tmp_path, capsys):
+    data = _copy_with_split(tiny_site, tmp_path, test=[])
+    assert main(_tiny_args(data, tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "quality: skipped site A" in out and "no test cases" in out
+    assert not (tmp_path / "run" / "quality.json").exists()
+    # --quality off scores nothing
+    assert main([*_tiny_args(data, tmp_path)[:-2], "--quality", "off", "--out",
+                 str(tmp_path / "run3")]) == 0
+    assert "quality" not in capsys.readouterr().out
 
 
 def test_resume_of_a_folder_without_run_record_says_what_to_do(tmp_path, capsys):
@@ -109,3 +147,30 @@ def test_a_config_without_preset_overrides_the_preset_given_on_the_command_line(
         assert cfg == preset(want, phase3_epochs=1), name
     assert _config(args("cpu", named)) == preset("smoke", phase3_epochs=1)  # the file's
     assert load_config(plain) == preset("paper", phase3_epochs=1)  # the library's default
+
+
+def test_quality_report_keeps_what_was_scored_when_interrupted(tmp_path, monkeypatch, capsys):
+    from fedsim_app.cli._quality import report_quality
+    from fedsim_app.train import quality
+    from fedsim_app.train.quality import SiteQuality
+
+    q = SiteQuality("A", 0.9, 0.8, 3.0, 20.0, 1.1, 0.7, 1.0, 0.6, 0.8, 12.0)
+
+    def evaluate(model, folder, **kw):
+        if folder == "b":
+            raise KeyboardInterrupt
+        return q, 4
+
+    monkeypatch.setattr(quality, "evaluate_dataset", evaluate)
+
+    class Model:
+        def to(self, device):
+            return self
+
+    (tmp_path / "quality.json").write_text("{}")  # an earlier run's: removed first
+    written = report_quality({"A": Model(), "B": Model()}, {"A": "a", "B": "b"}, tmp_path,
+                             "full")
+    assert set(written["sites"]) == {"A"} and written["sites"]["A"]["test_volumes"] == 4
+    assert json.loads((tmp_path / "quality.json").read_text()) == written
+    out = capsys.readouterr().out
+    assert "site A meets every target" in out and "quality: interrupted" in out

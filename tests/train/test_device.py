@@ -11,7 +11,7 @@ from fedsim_app.errors import FedSimError
 from fedsim_app.train.data import load_site_data
 from fedsim_app.train.glo import DONE, Interrupted
 from fedsim_app.train.model_io import load_site_models
-from fedsim_app.train.quality import evaluate_site
+from fedsim_app.train.quality import Effort, evaluate_site
 from fedsim_app.train.session import make_trainer
 
 _NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
@@ -85,5 +85,5 @@ def test_training_on_cuda_runs_every_phase_and_resumes_on_the_cpu(tiny_site, tin
     assert chain.device.type == "cuda"
     train = load_site_data(tiny_site, chain.grid, n_labelled=model.n_labelled)
     test = load_site_data(tiny_site, chain.grid, n_labelled=0, subset="test")
-    q = evaluate_site(model, train, test, fit_steps=5)
+    q = evaluate_site(model, train, test, effort=Effort(fit_steps=5))
     assert 0 <= q.shape_iou <= 1 and q.noise_ratio > 0 and 0 <= q.c2st <= 1

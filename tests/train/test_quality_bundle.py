@@ -10,6 +10,7 @@ from fedsim_app.errors import FedSimError
 from fedsim_app.train.data import load_site_data
 from fedsim_app.train.model_io import load_site_models, write_bundle
 from fedsim_app.train.quality import (
+    Effort,
     c2st,
     c2st_accuracy,
     evaluate_site,
@@ -41,10 +42,11 @@ def test_bundle_and_quality_on_a_tiny_run(tiny_site, tiny_cfg, tmp_path):
     test = load_site_data(tiny_site, chain.grid, n_labelled=0, subset="test")
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    q = evaluate_site(model, train, test, fit_steps=20)  # the figures' 300 take 80 s here
+    quick = Effort(fit_steps=20)  # the figures' 300 take 80 s here
+    q = evaluate_site(model, train, test, effort=quick)
     # its seeded draws (texture, classifiers) leave the caller's random state alone
     assert torch.equal(torch.get_rng_state(), before)
-    assert evaluate_site(model, train, test, fit_steps=20) == q
+    assert evaluate_site(model, train, test, effort=quick) == q
     assert 0 <= q.shape_iou <= 1 and 0 <= q.shape_dice <= 1
     assert q.mat_hu_err >= 0 and q.enh_hu_err >= 0 and q.noise_ratio > 0
     assert 0 <= q.c2st <= 1 and 0 <= q.c2st_coarse <= 1
@@ -197,3 +199,15 @@ def test_heldout_fit_lowers_its_objective(tiny_site, tiny_cfg, tmp_path):
     init = torch.zeros(2, g.latent_dim)
     z = fit_latents(chain, g, images, labels, init, n_iter=15, w_smean=1.0)
     assert objective(z) < 0.8 * objective(init)
+
+
+def test_target_misses_names_each_figure_off_its_target():
+    from fedsim_app.train.quality import target_misses, target_text
+
+    good = {"shape_iou": 0.85, "shape_dice": 0.75, "mat_hu_err": 40.0, "enh_hu_err": 30.0,
+            "noise_ratio": 0.75, "c2st": 0.75, "c2st_coarse": 0.95}
+    assert target_misses(good) == []  # every bound is inclusive
+    assert target_misses({**good, "noise_ratio": 1.25}) == []
+    bad = {**good, "noise_ratio": 1.3, "c2st": 0.8, "shape_iou": float("nan")}
+    assert target_misses(bad) == ["shape_iou", "noise_ratio", "c2st"]
+    assert target_text("noise_ratio") == "1 ± 0.25" and target_text("c2st") == "<= 0.75"

@@ -4,6 +4,7 @@ Thin: the run is ``fedsim federate`` in a separate process (:class:`CommandJob`)
 arguments and the view of its folder come from :mod:`fedsim_napari.federated_run`. Pause
 asks the command to finish the round and checkpoint (SIGINT, exit 130); Resume continues
 it with ``--resume``; Stop ends the process at once (the last round's checkpoint stays).
+A finished run shows each site's held-out figures (the command scores them at its end).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from fedsim_napari.command import INTERRUPTED, CommandJob
 from fedsim_napari.federated_run import PRESETS, RUNTIMES, FederatedSettings, read_run
+from fedsim_napari.run_folder import quality_summary
 
 POLL_MS = 1000
 
@@ -75,6 +77,7 @@ class FederatedWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setFormat("round %v/%m")
         self.status = QLabel("not started")
+        self.status.setWordWrap(True)
         self.status.setWordWrap(True)
         self.cards_box = QGridLayout()
         self.cards: dict[str, QLabel] = {}
@@ -161,7 +164,10 @@ class FederatedWidget(QWidget):
         self.refresh()
         if rc == 0:
             self._set_phase("done")
-            self.status.setText(f"done: {self.out.text()}")
+            # each site's model on its test split, as the command scored it at the end
+            summary = quality_summary(self.out.text(), self.job.stdout if self.job else "")
+            self.status.setText(f"done: {self.out.text()}" + (f"\n{summary}" if summary
+                                                             else ""))
         elif stopped and rc == INTERRUPTED:
             self._set_phase("paused")
             self.status.setText("paused; Resume continues from the last round")

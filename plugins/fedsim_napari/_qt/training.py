@@ -4,7 +4,8 @@ The run is the ``fedsim train`` command in a separate process (:class:`CommandJo
 it is the same run as one typed in a shell and can be resumed from its folder. The panel
 validates the data first (``fedsim validate``; its problems are listed), follows the
 progress bars of the command's output, and polls the run folder (:mod:`run_folder`) for
-the loss curves, the sample grid and the checkpoints. Pause asks the command to stop
+the loss curves, the sample grid and the checkpoints; at the end the command scores the
+model on the dataset's test split and the panel shows those figures. Pause asks the command to stop
 after writing a checkpoint (SIGINT, exit 130); Resume starts it again with ``--resume``;
 Cancel ends the process at once (its last checkpoint stays on disk).
 """
@@ -85,6 +86,7 @@ class TrainingWidget(CommandPanel):
         self.bars = [QProgressBar() for _ in PHASES]
         self._reset_bars()
         self.problems = wrapped_label()
+        self.quality = wrapped_label()  # the finished run's held-out figures (quality.json)
         from fedsim_napari._qt.loss_plot import LossPlot
 
         self.plot = LossPlot()
@@ -106,6 +108,7 @@ class TrainingWidget(CommandPanel):
             layout.addWidget(bar)
         layout.addWidget(self.status)
         layout.addWidget(self.problems)
+        layout.addWidget(self.quality)
         layout.addWidget(self.plot, 2)
         layout.addWidget(self.samples, 2)
         layout.addWidget(QLabel("Checkpoints"))
@@ -205,6 +208,11 @@ class TrainingWidget(CommandPanel):
                  "done": f"finished: {out}"}
         if phase in texts:
             self.status.setText(texts[phase])
+        if phase == "done":
+            log = self.job.stdout if self.job is not None else ""
+            self.quality.setText(run_folder.quality_summary(out, log) or "")
+        else:
+            self.quality.setText("")
         if phase == "done":  # a phase of no steps (phase 4 unless the config sets it), or
             # one a resumed run had finished before this panel watched it
             for p, bar in zip(PHASES, self.bars, strict=True):
@@ -221,9 +229,10 @@ class TrainingWidget(CommandPanel):
 
     # -- what the run shows -------------------------------------------------------------
     def _output(self, text: str) -> None:
-        found = run_folder.parse_progress(text)
-        if found is not None:
-            phase, done, total = found
+        if "quality: scoring" in text and self.phase == "training":
+            self.status.setText("trained; scoring the model on the dataset's held-out test "
+                                "split…")
+        for phase, (done, total) in run_folder.parse_progress(text).items():
             phase = min(phase, len(PHASES))
             bar = self.bars[phase - 1]
             if phase not in self._reported:
