@@ -47,7 +47,7 @@ from fedsim_app.models.material import coarse_label_masks, coarse_labels
 from fedsim_app.models.shape_stage import decode, hard_labels
 
 HU = 1000.0
-QUALITY_FILE = "quality.json"  # a run folder's figures, as ``fedsim train`` printed them
+QUALITY_FILE = "quality.json"  # a run's figures as fedsim train or federate printed them
 
 
 @dataclass(frozen=True)
