@@ -50,7 +50,7 @@ def parse_progress(text: str) -> dict[int, tuple[int, int]]:
 
 
 def quality_summary(folder: str | Path, stdout: str = "") -> str | None:
-    """A line per site of the figures ``fedsim train`` wrote to the run's quality.json
+    """A line per site of the figures ``fedsim train`` or ``federate`` wrote to quality.json
     at its end (the model on its dataset's test split) and the targets they miss; without
     the file, the command's ``stdout`` lines saying why it skipped them, else None (not
     finished, scored off, or the file unreadable)."""
