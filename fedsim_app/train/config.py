@@ -239,7 +239,8 @@ PRESETS: dict[str, TrainConfig] = {
     # (docs/benchmarks.md, 2026-12-06 02:45). Phase 4, 40 epochs at 1e-4: with the noise
     # figure pooled over the test volumes, in the federated default C2ST A/B/C
     # 0.58/0.61/0.77 -> 0.74/0.54/0.75, noise ratio 1.08/1.14/1.03 -> 1.15/1.24/1.09
-    # (docs/benchmarks.md, 2026-12-06 07:51 and 10:50); 200 at 1e-3 took the noise ratio
+    # (docs/benchmarks.md, 2026-12-06 07:51 and 10:50; that is training seed 0: seeds 1
+    # and 2 give A's noise ratio 1.45 / 1.54, 13:56); 200 at 1e-3 took the noise ratio
     # further (B 1.52 in the summed figure of then)
     "cpu": TrainConfig(
         preset="cpu", label_size=32, enhancer_width=16, enhancer_down=1, spade_hidden=16,
