@@ -35,7 +35,7 @@ from fedsim_app.models.material import coarse_label_masks
 from fedsim_app.models.shape_stage import decode, hard_labels, soft_label_probs
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import SiteData
-from fedsim_app.train.latents import Latents
+from fedsim_app.train.latents import Latents, sample_normal
 from fedsim_app.train.quality import MIN_INTERIOR, refit_latents
 from fedsim_app.train.shape_grad import finite_difference_loss
 
@@ -275,13 +275,14 @@ class GLOSteps:
     def calibrate_enhancer(self, prior: dict | None, n_iter: int = 300) -> None:
         """Phase 3's end: with ``enhancer_levels = "coarse"``, fit the level shift again;
         with ``texture_calibration``, then the texture gain of each heart structure
-        (:func:`fedsim_app.train.calibrate.fit_texture_gain`). Both on
-        the labelled volumes' coarse CT from latents fitted afresh to each of them from
-        the ``prior``'s mean, as held-out volumes' are (:func:`refit_latents`), not from
-        their training latents: at test time the coarse CT comes from such a fit, and its
-        structure levels sit differently (docs/benchmarks.md, 2026-12-05 00:07: worst
-        structure at B / C 39 / 42 HU calibrated on the training latents, 35 / 23 on
-        refitted ones, offline)."""
+        (:func:`fedsim_app.train.calibrate.fit_texture_gain`). The levels on the labelled
+        volumes' coarse CT from latents fitted afresh to each of them from the ``prior``'s
+        mean, as held-out volumes' are (:func:`refit_latents`), not from their training
+        latents: at test time the coarse CT comes from such a fit, and its structure
+        levels sit differently (docs/benchmarks.md, 2026-12-05 00:07: worst structure at
+        B / C 39 / 42 HU calibrated on the training latents, 35 / 23 on refitted ones,
+        offline). The texture on the same volumes, or with ``texture_samples`` on that
+        many of the model's own samples drawn from the ``prior`` (seed + 3)."""
         from fedsim_app.train.calibrate import fit_texture_gain
         from fedsim_app.train.samples import evaluating
 
@@ -297,10 +298,26 @@ class GLOSteps:
                 coarse = self.coarse_of(z, labels)
         if enh.uses_levels:
             enh.fit_levels(structure_levels_of(coarse, labels), images, labels)
-        if gain:  # with the levels just fitted; one texture draw of its own seed
-            with evaluating(enh):
-                enh.texture_gain.copy_(fit_texture_gain(enh, coarse, images, labels,
-                                                        seed=self.cfg.seed))
+        if not gain:
+            return
+        own = None
+        if self.cfg.texture_samples and prior is not None:
+            coarse, own = self.own_samples(prior, self.cfg.texture_samples, self.cfg.seed + 3)
+        with evaluating(enh):  # with the levels just fitted; one texture draw of its own seed
+            enh.texture_gain.copy_(fit_texture_gain(enh, coarse, images, labels,
+                                                    seed=self.cfg.seed, own_labels=own))
+
+    @torch.no_grad()
+    def own_samples(self, prior: dict, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(coarse CT (n, s, s, s) HU, labels (n, m, m, m))`` of ``n`` latents drawn
+        from ``prior`` (``{"mean", "cov"}``) with ``seed``, each over G_shape's labels."""
+        from fedsim_app.train.samples import evaluating
+
+        z = sample_normal(prior["mean"], prior["cov"], n, seed=seed).to(self.data.images.device)
+        with evaluating(self.nets.g_shape, self.nets.g_material):
+            params = self.nets.g_shape(z)
+            labels = hard_labels(self.chain.ssm, decode(self.chain.ssm, params), self.chain.grid)
+            return self.coarse_of(z, labels), labels
 
     # -- steps ---------------------------------------------------------------------------
     def run_shape_material_step(self, idx: torch.Tensor, opt) -> dict[str, float]:

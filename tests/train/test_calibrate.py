@@ -6,7 +6,9 @@ import torch
 from fedsim_app.models.enhance_infer import plan_enhancer
 from fedsim_app.models.enhancer import SiteEnhancer
 from fedsim_app.train.calibrate import GAIN_RANGE, texture_gains
+from fedsim_app.train.glo import CHECKPOINT
 from fedsim_app.train.quality import noise_voxels, pooled_noise_sd
+from fedsim_app.train.session import make_trainer
 
 
 def _net(texture_gain=True, seed=0):
@@ -113,3 +115,64 @@ def test_gain_stays_in_its_range():
     assert float(texture_gains(fake, real, labels, 8)[1]) == GAIN_RANGE[1]
     fake, real, labels = _volumes(0.01, 0.5)
     assert float(texture_gains(fake, real, labels, 8)[1]) == GAIN_RANGE[0]
+
+
+def test_gain_measures_the_enhanced_volumes_over_their_own_labels():
+    """The model's own samples: the enhanced volumes' LV is another block than the real
+    volumes'; each side's figure is taken in its own LV's interior, and a structure with
+    an interior on one side only keeps gain 1."""
+    _, real, labels = _volumes(0.05, 0.05)
+    g = torch.Generator().manual_seed(3)
+    own = torch.zeros(3, 12, 12, 12, dtype=torch.long)
+    own[:, 3:10, 1:8, 2:9] = 1  # a 7³ LV, shifted
+    own[:, 1:6, 8:12, 7:12] = 4  # LA with an interior here only
+    fake = torch.where(own > 0, 0.3 + 0.1 * torch.randn(own.shape, generator=g), -0.8)
+    gains = texture_gains(fake, real, labels, 8, enhanced_labels=own)
+    want = pooled_noise_sd(real, labels) / pooled_noise_sd(fake, own)
+    assert float(gains[1]) == pytest.approx(want, rel=1e-5)
+    assert abs(float(gains[1]) - 0.5) < 0.1  # 0.05 / 0.1, the two textures' SDs
+    assert noise_voxels(own[0], 4) >= 8 and gains[4] == 1  # no real LA interior
+    # measured over the real labels instead, the shifted LV's edges would count
+    assert float(texture_gains(fake, real, labels, 8)[1]) != pytest.approx(want, rel=0.05)
+
+
+@pytest.mark.parametrize("samples", [0, 8])
+def test_texture_gain_calibrated_at_phase3s_end(tiny_site, tiny_cfg, tmp_path, samples):
+    """On the labelled volumes with refitted latents (0), or on ``texture_samples`` of the
+    model's own samples drawn from its prior (seed + 3) against the labelled volumes."""
+    from fedsim_app.train.calibrate import fit_texture_gain
+    from fedsim_app.train.model_io import load_site_models
+    from fedsim_app.train.quality import refit_latents
+
+    off = make_trainer(tiny_site, "A", 2, tiny_cfg, tmp_path / "off")
+    assert "texture_gain" not in off.nets.enhancer.state_dict()  # off: the enhancer of before
+    # LV interiors at 32³
+    cfg = tiny_cfg.replace(label_size=32, texture_calibration=True, texture_samples=samples)
+    tr = make_trainer(tiny_site, "A", 2, cfg, tmp_path / "run")
+    enh = tr.nets.enhancer
+    assert enh.texture_gain.tolist() == [1.0] * 8
+    tr.run()
+    n = tr.data.n_labelled
+    images, labels = tr.data.images[:n], tr.data.labels[:n]
+    own = None
+    if samples:
+        coarse, own = tr.steps.own_samples(tr.prior, samples, cfg.seed + 3)
+        assert own.shape == (samples, 32, 32, 32)
+        assert sum(noise_voxels(lab, 1) >= 8 for lab in own) >= 1  # an LV to measure in
+    else:
+        tr.nets.g_material.eval()
+        z = refit_latents(cfg, tr.prior, tr.nets, tr.chain, images, labels,
+                          n_iter=cfg.level_refit_steps)
+        with torch.no_grad():
+            coarse = tr.steps.coarse_of(z, labels)
+    want = fit_texture_gain(enh, coarse, images, labels, seed=cfg.seed, own_labels=own)
+    torch.testing.assert_close(enh.texture_gain, want)
+    assert float((want - 1).abs().max()) > 0.01  # a structure with an interior was scaled
+    model = load_site_models(tmp_path / "run" / CHECKPOINT)["A"]
+    assert model.config.texture_calibration and model.config.texture_samples == samples
+    torch.testing.assert_close(model.chain().enhancer.texture_gain, want)
+
+
+def test_texture_samples_refused_below_zero(tiny_cfg):
+    with pytest.raises(Exception, match="texture_samples must be 0 .* got -1"):
+        tiny_cfg.replace(texture_samples=-1)

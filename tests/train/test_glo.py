@@ -238,34 +238,6 @@ def test_coarse_levels_fitted_at_phase2_start_and_refitted_at_phase3_end(
         cfg.replace(enhancer_levels="voxel")
 
 
-def test_texture_gain_calibrated_at_phase3s_end_on_refitted_latents(tiny_site, tiny_cfg,
-                                                                    tmp_path):
-    from fedsim_app.train.calibrate import fit_texture_gain
-    from fedsim_app.train.model_io import load_site_models
-    from fedsim_app.train.quality import refit_latents
-
-    assert "texture_gain" not in _trainer(tiny_site, tiny_cfg, tmp_path / "off").nets \
-        .enhancer.state_dict()  # off: the enhancer of before
-    cfg = tiny_cfg.replace(label_size=32, texture_calibration=True)  # LV interiors at 32³
-    tr = _trainer(tiny_site, cfg, tmp_path)
-    enh = tr.nets.enhancer
-    assert enh.texture_gain.tolist() == [1.0] * 8
-    tr.run()
-    n = tr.data.n_labelled
-    images, labels = tr.data.images[:n], tr.data.labels[:n]
-    tr.nets.g_material.eval()
-    z = refit_latents(cfg, tr.prior, tr.nets, tr.chain, images, labels,
-                      n_iter=cfg.level_refit_steps)
-    with torch.no_grad():
-        coarse = tr.steps.coarse_of(z, labels)
-    want = fit_texture_gain(enh, coarse, images, labels, seed=cfg.seed)
-    torch.testing.assert_close(enh.texture_gain, want)
-    assert float((want - 1).abs().max()) > 0.01  # a structure with an interior was scaled
-    model = load_site_models(tmp_path / CHECKPOINT)["A"]
-    assert model.config.texture_calibration
-    torch.testing.assert_close(model.chain().enhancer.texture_gain, want)
-
-
 @pytest.mark.slow
 def test_resume_mid_phase_equals_uninterrupted(tiny_site, tiny_cfg, tmp_path):
     tiny_cfg = tiny_cfg.replace(phase1_epochs=2)  # so that step 1 stops inside phase 1
