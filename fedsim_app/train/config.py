@@ -250,8 +250,8 @@ PRESETS: dict[str, TrainConfig] = {
     # and 2 give A's noise ratio 1.45 / 1.54, 13:56); 200 at 1e-3 took the noise ratio
     # further (B 1.52 in the summed figure of then). The texture gain measured on 32 of the
     # model's own samples, not the labelled volumes: A's held-out noise ratio over
-    # training seeds 0/1/2 1.15/1.45/1.54 -> 1.02/1.08/1.25 applied offline
-    # (docs/benchmarks.md, 2026-12-06 16:45)
+    # training seeds 0/1/2 1.15/1.45/1.54 -> 1.02/1.08/1.25 applied offline, 0.96/1.12/1.20
+    # retrained, every site 0.82-1.20 (docs/benchmarks.md, 2026-12-06 16:45)
     "cpu": TrainConfig(
         preset="cpu", label_size=32, enhancer_width=16, enhancer_down=1, spade_hidden=16,
         disc_channels=16, disc_scales=1, disc_layers=3, phase1_epochs=200, phase2_epochs=200,
