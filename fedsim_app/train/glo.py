@@ -31,7 +31,7 @@ from fedsim_app.train.checkpoint import (
 )
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import SiteData
-from fedsim_app.train.latents import Latents, fit_normal, sample_normal
+from fedsim_app.train.latents import Latents, latent_prior, sample_normal
 from fedsim_app.train.runlog import RunLog
 from fedsim_app.train.samples import write_samples
 from fedsim_app.train.schedule import lr_factor, set_rates
@@ -183,12 +183,13 @@ def start_phase3(nets: Nets, cfg: TrainConfig, n_unlabelled: int) -> dict:
     """Fit N(μ, Σ) to the labelled latents, draw the unlabelled ones from it (seeded) and
     freeze the discriminator; returns the prior ``{"mean", "cov"}``."""
     device = nets.z_lab.codes.device
-    mean, cov = fit_normal(nets.z_lab.codes.cpu())  # the prior is kept on the CPU
+    prior = latent_prior(nets.z_lab.codes)
     nets.z_unl = Latents(n_unlabelled, cfg.latent_dim).to(device)
     with torch.no_grad():
-        nets.z_unl.codes.copy_(sample_normal(mean, cov, n_unlabelled, seed=cfg.seed + 2))
+        nets.z_unl.codes.copy_(sample_normal(prior["mean"], prior["cov"], n_unlabelled,
+                                             seed=cfg.seed + 2))
     freeze_discriminator(nets.disc)
-    return {"mean": mean, "cov": cov}
+    return prior
 
 
 class Trainer:

@@ -45,3 +45,10 @@ def sample_normal(mean: torch.Tensor, cov: torch.Tensor, n: int, *, seed: int
     chol = torch.linalg.cholesky(cov.double())
     eps = torch.randn(n, len(mean), generator=g, dtype=torch.float64)
     return (mean.double() + eps @ chol.T).float()
+
+
+def latent_prior(codes: torch.Tensor) -> dict:
+    """The latents' prior ``{"mean", "cov"}``: :func:`fit_normal` of ``codes`` (N, D),
+    kept on the CPU (phase 3 fits it to the labelled latents)."""
+    mean, cov = fit_normal(codes.detach().cpu())
+    return {"mean": mean, "cov": cov}

@@ -150,17 +150,16 @@ def initial_bundle(out: str | Path, preset_name: str, sites: tuple[str, ...] = (
     benchmarks of presets no model has been trained at here (``paper`` needs a GPU).
     Each site's latent prior is fitted to its initial latents, as training would."""
     from fedsim_app.train.config import preset
-    from fedsim_app.train.latents import fit_normal
+    from fedsim_app.train.latents import latent_prior
 
     entries = []
     for i, key in enumerate(sites):
         cfg = preset(preset_name, seed=i)
         nets = build_nets(cfg, n_labelled)
-        mean, cov = fit_normal(nets.z_lab.codes.detach())
         entries.append(bundle_entry({
             "config": cfg.to_dict(), "site": key, "n_labelled": n_labelled,
             "case_ids": [f"untrained_{key.lower()}{j:03d}" for j in range(n_labelled)],
-            "prior": {"mean": mean, "cov": cov}, "seconds": {},
+            "prior": latent_prior(nets.z_lab.codes), "seconds": {},
             "models": {k: m.state_dict() for k, m in nets.modules().items()}}, half=False))
     return save_bundle(entries, out)
 

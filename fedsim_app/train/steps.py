@@ -35,7 +35,7 @@ from fedsim_app.models.material import coarse_label_masks
 from fedsim_app.models.shape_stage import decode, hard_labels, soft_label_probs
 from fedsim_app.train.config import TrainConfig
 from fedsim_app.train.data import SiteData
-from fedsim_app.train.latents import Latents, sample_normal
+from fedsim_app.train.latents import Latents, latent_prior, sample_normal
 from fedsim_app.train.quality import MIN_INTERIOR, refit_latents
 from fedsim_app.train.shape_grad import finite_difference_loss
 
@@ -282,7 +282,10 @@ class GLOSteps:
         levels sit differently (docs/benchmarks.md, 2026-12-05 00:07: worst structure at
         B / C 39 / 42 HU calibrated on the training latents, 35 / 23 on refitted ones,
         offline). The texture on the same volumes, or with ``texture_samples`` on that
-        many of the model's own samples drawn from the ``prior`` (seed + 3)."""
+        many of the model's own samples drawn from the ``prior`` (seed + 3). With no
+        ``prior`` (no phase 3 ran), the normal phase 3 would fit to the labelled latents
+        (:func:`~fedsim_app.train.latents.latent_prior`). The latents are refitted only
+        where something reads them: the levels, or the texture on the labelled volumes."""
         from fedsim_app.train.calibrate import fit_texture_gain
         from fedsim_app.train.samples import evaluating
 
@@ -290,18 +293,22 @@ class GLOSteps:
         gain = hasattr(enh, "texture_gain")
         if not (enh.uses_levels or gain) or not n:
             return
+        if prior is None:
+            prior = latent_prior(self.nets.z_lab.codes)
         images, labels = self.data.images[:n], self.data.labels[:n]
-        with evaluating(self.nets.g_material):
-            z = refit_latents(self.cfg, prior, self.nets, self.chain, images, labels,
-                              n_iter=n_iter)
-            with torch.no_grad():
-                coarse = self.coarse_of(z, labels)
+        on_samples = gain and self.cfg.texture_samples > 0
+        if enh.uses_levels or not on_samples:
+            with evaluating(self.nets.g_material):
+                z = refit_latents(self.cfg, prior, self.nets, self.chain, images, labels,
+                                  n_iter=n_iter)
+                with torch.no_grad():
+                    coarse = self.coarse_of(z, labels)
         if enh.uses_levels:
             enh.fit_levels(structure_levels_of(coarse, labels), images, labels)
         if not gain:
             return
         own = None
-        if self.cfg.texture_samples and prior is not None:
+        if on_samples:
             coarse, own = self.own_samples(prior, self.cfg.texture_samples, self.cfg.seed + 3)
         with evaluating(enh):  # with the levels just fitted; one texture draw of its own seed
             enh.texture_gain.copy_(fit_texture_gain(enh, coarse, images, labels,

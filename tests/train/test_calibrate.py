@@ -173,6 +173,33 @@ def test_texture_gain_calibrated_at_phase3s_end(tiny_site, tiny_cfg, tmp_path, s
     torch.testing.assert_close(model.chain().enhancer.texture_gain, want)
 
 
+def test_texture_samples_without_phase3_draw_from_the_normal_phase3_would_fit(
+        tiny_site, tiny_cfg, tmp_path, monkeypatch):
+    """No phase 3, so no prior: phase 4's calibration draws its samples from the normal
+    fitted to the labelled latents, and refits no latents (the ``skip`` levels and the
+    texture on samples read none)."""
+    from fedsim_app.train import steps
+    from fedsim_app.train.calibrate import fit_texture_gain
+    from fedsim_app.train.latents import latent_prior
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("latents refitted that nothing reads")
+
+    monkeypatch.setattr(steps, "refit_latents", no_refit)
+    cfg = tiny_cfg.replace(label_size=32, phase3_epochs=0, phase4_epochs=1,
+                           texture_calibration=True, texture_samples=8)
+    assert cfg.enhancer_levels == "skip"
+    tr = make_trainer(tiny_site, "A", 2, cfg, tmp_path / "run")
+    tr.run()
+    assert tr.prior is None
+    n = tr.data.n_labelled
+    coarse, own = tr.steps.own_samples(latent_prior(tr.nets.z_lab.codes), 8, cfg.seed + 3)
+    want = fit_texture_gain(tr.nets.enhancer, coarse, tr.data.images[:n], tr.data.labels[:n],
+                            seed=cfg.seed, own_labels=own)
+    torch.testing.assert_close(tr.nets.enhancer.texture_gain, want)
+    assert float((want - 1).abs().max()) > 0.01
+
+
 def test_texture_samples_refused_below_zero(tiny_cfg):
     with pytest.raises(Exception, match="texture_samples must be 0 .* got -1"):
         tiny_cfg.replace(texture_samples=-1)
