@@ -279,13 +279,14 @@ def load_export_model(checkpoint: str | Path | None, site, *, size: int = 128,
         latents.append(nets.z_unl.codes.detach())
     train_latents = torch.cat(latents)
     if trained.prior:
-        prior = (trained.prior["mean"].float(), trained.prior["cov"].float())
+        fitted = trained.prior
         prior_source = "the checkpoint's phase-3 normal fitted to the labelled latents"
     else:
-        from fedsim_app.train.latents import fit_normal
+        from fedsim_app.train.latents import latent_prior
 
-        prior = fit_normal(nets.z_lab.codes)
+        fitted = latent_prior(nets.z_lab.codes)  # the normal phase 3 would have fitted
         prior_source = "normal fitted to the checkpoint's labelled latents (no phase 3 yet)"
+    prior = (fitted["mean"].float(), fitted["cov"].float())
     sha = file_sha256(path)
     for m in (nets.g_shape, nets.g_material, nets.enhancer):
         m.to(device)
